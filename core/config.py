@@ -1,0 +1,176 @@
+"""Typed config schema (Hydra structured configs) and composing a run's config.
+
+The YAML tree in ``conf/`` (shipped as ``r1gym.conf``) fills these dataclasses; the schema is registered in
+Hydra's ConfigStore as ``r1gym_schema`` and is the first entry of ``conf/config.yaml``'s defaults, so a
+misspelled key (``algo.gropu_size=8``) fails at compose time with Hydra's own message. Free-form nodes
+(an env's kwargs, a logger's params) are ``dict`` fields: they belong to the plugin that reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_MODULE = "r1gym.conf"
+SCHEMA_NAME = "r1gym_schema"
+
+
+@dataclass
+class ModelConfig:
+    #: a registered model name (``smollm2-135m``), a local Hugging Face folder, or a hub id where reachable
+    name_or_path: str = "smollm2-135m"
+    dtype: str = "float32"
+    #: how chat messages become the prompt text: "chat" (the tokenizer's chat template, instruct models)
+    #: or "r1_zero" (the plain-text R1-Zero template, base models)
+    prompt_format: str = "chat"
+    trust_remote_code: bool = False
+    #: freeze these parameter groups (issue #3 adds LoRA); names: "embeddings", "lm_head"
+    freeze: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EnvConfig:
+    #: gymnasium id of a registered env (``r1gym envs`` lists them)
+    id: str = "r1gym/Countdown-v0"
+    #: keyword arguments for ``gymnasium.make`` (source, rewards, system_prompt, unscorable, ...)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: kwargs merged over ``kwargs`` for the held-out evaluation env (e.g. ``{source: {split: test}}``)
+    eval_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    #: "constant", "linear" or "cosine" (after ``warmup_steps`` of linear warm-up)
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "grpo"
+    #: "grpo" (r - mean) / std, or "dr_grpo" (r - mean)
+    advantage: str = "grpo"
+    group_size: int = 4
+    prompts_per_step: int = 8
+    num_iterations: int = 1
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    #: weight of the k3 KL to the frozen reference; 0 loads no reference model
+    beta: float = 0.0
+    #: "seq_mean_token_mean" (GRPO), "token_mean" (DAPO), "seq_mean_token_sum_norm" (Dr. GRPO)
+    loss_aggregation: str = "seq_mean_token_mean"
+    #: drop completions that hit the token limit from the loss (DAPO's overlong filtering)
+    mask_truncated: bool = False
+    #: DAPO dynamic sampling: drop groups with equal rewards and sample more prompts to refill
+    dynamic_sampling: bool = False
+    max_sampling_rounds: int = 3
+    #: sequences per forward/backward; the step's batch is accumulated over micro-batches
+    micro_batch_size: int = 8
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class RolloutConfig:
+    #: a registered rollout backend (``hf`` on the CPU)
+    backend: str = "hf"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 128
+    #: total token budget of a multi-turn episode's completions
+    max_episode_tokens: int = 512
+    stop: list[str] = field(default_factory=list)
+    #: backend-specific options
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalConfig:
+    #: evaluate on held-out problems every N steps (0: only before and after training)
+    every: int = 0
+    at_start: bool = True
+    at_end: bool = True
+    num_problems: int = 64
+    #: greedy decoding gives a low-noise accuracy; set false to sample with the rollout settings
+    greedy: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "cpu"
+    seed: int = 0
+    max_steps: int = 20
+    #: torch intra-op threads (null: torch's default)
+    threads: int | None = None
+    save_every: int = 10
+    keep_checkpoints: int = 2
+    #: completions per step written to samples.jsonl (-1: all)
+    log_samples: int = -1
+
+
+@dataclass
+class LoggerConfig:
+    #: registered loggers to run (``r1gym plugins`` lists them)
+    names: list[str] = field(default_factory=lambda: ["console", "jsonl"])
+    #: per-logger parameters, ``{name: {param: value}}``
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageConfig:
+    name: str = "r1_zero"
+    #: which job runs: "grpo" (and later "sft", "eval")
+    kind: str = "grpo"
+
+
+@dataclass
+class R1GymConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    stage: StageConfig = field(default_factory=StageConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    #: the run folder; null: runs/<date>-<time>-<stage>
+    run_dir: str | None = None
+    #: a run folder to resume from its last checkpoint (its saved config is used; overrides still apply)
+    resume: str | None = None
+
+
+def register_configs() -> None:
+    """Put the schema in Hydra's ConfigStore (idempotent; called before composing, not at import)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=R1GymConfig)
+
+
+def compose(overrides: Sequence[str] = (), *, config_dirs: Sequence[str] = (), config_name: str = "config") -> DictConfig:
+    """Compose ``conf/config.yaml`` with Hydra overrides, plugins' config folders on the search path."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    overrides = list(overrides)
+    if config_dirs:
+        overrides.append(f"hydra.searchpath=[{','.join(config_dirs)}]")
+    GlobalHydra.instance().clear()
+    with initialize_config_module(CONFIG_MODULE, version_base=None):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    return cfg
+
+
+def to_plain(node: Any) -> Any:
+    """An OmegaConf node as plain Python containers (for kwargs that leave the config world)."""
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node

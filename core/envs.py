@@ -1,0 +1,51 @@
+"""Making the trainer's environments from the ``env`` config node.
+
+``env.kwargs`` is deep-merged over the kwargs the env was registered with, so an override can change one
+nested key (``env.kwargs.source.num_numbers=4``) and keep the rest; ``env.eval_kwargs`` is merged over
+that for the held-out evaluation envs (``{source: {split: test}}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from r1gym.core.config import to_plain
+from r1gym.core.plugins import default_host
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def env_kwargs(env_cfg: Any, *, eval_split: bool = False) -> dict[str, Any]:
+    """The full kwargs for ``gymnasium.make(env_cfg.id, ...)``: registered defaults + config (+ eval)."""
+    import gymnasium
+
+    host = default_host()
+    env_id = env_cfg.id
+    if env_id not in host.envs and env_id not in gymnasium.registry:
+        host.envs.get(env_id)  # raises with the known ids and the closest match
+    spec = gymnasium.spec(env_id)
+    kwargs = deep_merge(spec.kwargs or {}, to_plain(env_cfg.kwargs) or {})
+    if eval_split:
+        kwargs = deep_merge(kwargs, to_plain(env_cfg.eval_kwargs) or {})
+    return kwargs
+
+
+def make_envs(env_cfg: Any, n: int, *, eval_split: bool = False) -> list[Any]:
+    """``n`` independent instances of the configured env (each episode of a step needs its own)."""
+    import gymnasium
+
+    kwargs = env_kwargs(env_cfg, eval_split=eval_split)
+    # gymnasium.make would merge kwargs shallowly over the spec's; we pass the merged whole
+    return [gymnasium.make(env_cfg.id, disable_env_checker=True, **kwargs) for _ in range(n)]
+
+
+def primary_reward(env: Any) -> str | None:
+    """The name of an env's first reward component: its accuracy reward, by convention."""
+    reward_set = getattr(env.unwrapped, "reward_set", None)
+    return reward_set.components[0].name if reward_set and reward_set.components else None

@@ -1,0 +1,376 @@
+"""The GRPO trainer: a short loop over small, separately tested parts.
+
+One step (DESIGN.md, "One GRPO step"):
+
+1. take ``prompts_per_step`` task indices from the :class:`PromptSampler`;
+2. :func:`~r1gym.core.rollout.collect_episodes`: G episodes per prompt, scored by the envs;
+   with DAPO dynamic sampling, groups whose rewards are all equal are dropped and more prompts drawn;
+3. group-relative advantages (``algo.advantage``: ``grpo`` or ``dr_grpo``); unscorable samples (reward NaN)
+   are left out of group statistics and of the loss, and counted;
+4. ``num_iterations`` passes of the clipped surrogate + beta * k3 KL over micro-batches (gradient
+   accumulation weighted so the result equals one big batch), gradient clipping, AdamW, LR schedule;
+5. weight sync to the rollout backend, metrics to the loggers, a checkpoint every ``save_every`` steps.
+
+Kept from the papers: everything in the GRPO objective, clip-higher, the three loss aggregations,
+overlong masking, dynamic sampling. Dropped: the value model (GRPO has none) and any reward model
+training (rewards are plugins).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from r1gym.core import advantages as adv_mod
+from r1gym.core import losses
+from r1gym.core.batch import PackedBatch, completion_logprobs, pack, trim
+from r1gym.core.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from r1gym.core.envs import make_envs, primary_reward
+from r1gym.core.loggers import LoggerGroup
+from r1gym.core.models import load_model, load_tokenizer
+from r1gym.core.plugins import PluginHost, default_host
+from r1gym.core.prompts import PromptRenderer
+from r1gym.core.rollout import Episode, RolloutTimings, SamplingParams, collect_episodes
+
+log = logging.getLogger(__name__)
+
+
+class PromptSampler:
+    """Task indices in a fresh seeded permutation per epoch; its position is part of every checkpoint."""
+
+    def __init__(self, num_tasks: int, seed: int):
+        self.num_tasks, self.seed, self.epoch, self.pos = num_tasks, seed, 0, 0
+
+    def _order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.num_tasks)
+
+    def take(self, k: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < k:
+            order = self._order()
+            n = min(k - len(out), self.num_tasks - self.pos)
+            out += order[self.pos : self.pos + n].tolist()
+            self.pos += n
+            if self.pos >= self.num_tasks:
+                self.epoch, self.pos = self.epoch + 1, 0
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup: int, total: int):
+    """Linear warm-up, then constant / linear decay / cosine decay to 0 over ``total`` steps."""
+
+    def constant(p: float) -> float:
+        return 1.0
+
+    def linear(p: float) -> float:
+        return max(0.0, 1.0 - p)
+
+    def cosine(p: float) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
+
+    shapes = {"constant": constant, "linear": linear, "cosine": cosine}
+    if name not in shapes:
+        raise ValueError(f"unknown LR schedule {name!r}; known: {', '.join(shapes)}")
+    shape = shapes[name]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return shape((step - warmup) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class GRPOTrainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path, *, host: PluginHost | None = None):
+        self.cfg, self.run_dir, self.host = cfg, Path(run_dir), host or default_host()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        algo = cfg.algo
+        self.advantage_fn = adv_mod.get_advantage_estimator(algo.advantage)
+        losses.get_loss_aggregation(algo.loss_aggregation)  # fail before loading a model
+        if algo.group_size < 2:
+            raise ValueError(f"algo.group_size must be >= 2 for group-relative advantages, got {algo.group_size}")
+        self.sampling = SamplingParams(
+            temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
+            max_new_tokens=cfg.rollout.max_new_tokens, stop=tuple(cfg.rollout.stop),
+        )
+
+    # -- set-up ----------------------------------------------------------------------------------------
+    def setup(self) -> int:
+        """Build everything; resume from the run folder's last checkpoint. Returns the step to start at."""
+        cfg = self.cfg
+        if cfg.trainer.threads:
+            torch.set_num_threads(int(cfg.trainer.threads))
+        random.seed(cfg.trainer.seed)
+        np.random.seed(cfg.trainer.seed)
+        torch.manual_seed(cfg.trainer.seed)
+        ckpt = latest_checkpoint(self.run_dir)
+        model_path = str(ckpt) if ckpt else cfg.model.name_or_path
+        self.tokenizer = load_tokenizer(model_path)
+        self.model = load_model(model_path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        self.model.train()
+        self._freeze(list(cfg.model.freeze))
+        self.ref_model = None
+        if cfg.algo.beta > 0:  # beta = 0 loads no reference model at all
+            self.ref_model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype).eval().requires_grad_(False)
+        o = cfg.algo.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, cfg.trainer.max_steps)
+        self.renderer = PromptRenderer(self.tokenizer, cfg.model.prompt_format)
+        backend_factory = self.host.rollout_backends.get(cfg.rollout.backend)
+        self.backend = backend_factory(self.model, self.tokenizer, **OmegaConf.to_container(cfg.rollout.params))
+        n_envs = cfg.algo.prompts_per_step * cfg.algo.group_size
+        self.envs = make_envs(cfg.env, n_envs)
+        self.eval_envs = None
+        self.accuracy_key = primary_reward(self.envs[0])
+        self.sampler = PromptSampler(len(self.envs[0].unwrapped.source), cfg.trainer.seed)
+        self.loggers = LoggerGroup(
+            [self.host.loggers.get(n)(self.run_dir, **dict(cfg.logger.params.get(n, {}) or {})) for n in cfg.logger.names]
+        )
+        start = 0
+        if ckpt is not None:
+            state = load_trainer_state(ckpt)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.sampler.load_state_dict(state["sampler"])
+            set_rng_state(state["rng"])
+            start = int(state["step"])
+            log.info("resumed from %s at step %d", ckpt, start)
+        return start
+
+    def _freeze(self, groups: list[str]) -> None:
+        known = {"embeddings": self.model.get_input_embeddings(), "lm_head": self.model.get_output_embeddings()}
+        for g in groups:
+            if g not in known:
+                raise ValueError(f"model.freeze: unknown group {g!r}; known: {', '.join(known)}")
+            known[g].requires_grad_(False)
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        start = self.setup()
+        cfg = self.cfg
+        total = cfg.trainer.max_steps
+        self.loggers.start(self.run_dir, OmegaConf.to_container(cfg, resolve=True), total_steps=total, start_step=start)
+        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "status": "failed"}
+        try:
+            if start == 0 and cfg.eval.at_start:
+                summary["eval_start"] = self.evaluate(0)
+            for step in range(start + 1, total + 1):
+                metrics, samples = self.train_step()
+                self.loggers.log_metrics(step, metrics)
+                self.loggers.log_samples(step, samples)
+                if cfg.eval.every and step % cfg.eval.every == 0 and step != total:
+                    self.evaluate(step)
+                if step % cfg.trainer.save_every == 0 or step == total:
+                    self.save(step)
+            if cfg.eval.at_end and total > start:
+                summary["eval_end"] = self.evaluate(total)
+            summary["status"] = "finished"
+            summary["step"] = total
+        finally:
+            self.loggers.finish(summary)
+        return summary
+
+    def save(self, step: int) -> Path:
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+        }
+        return save_checkpoint(self.run_dir, step, model=self.model, tokenizer=self.tokenizer, state=state,
+                               keep=self.cfg.trainer.keep_checkpoints)
+
+    def rollout(self, timings: RolloutTimings) -> tuple[list[Episode], dict[str, float]]:
+        """G episodes for ``prompts_per_step`` prompts; with dynamic sampling, only groups with signal."""
+        algo = self.cfg.algo
+        G, want = algo.group_size, algo.prompts_per_step
+        kept: list[Episode] = []
+        rounds, dropped, n_groups = 0, 0, 0
+        while True:
+            rounds += 1
+            need = want - len(kept) // G
+            eps = collect_episodes(
+                self.envs, self.sampler.take(need), G, self.backend, self.renderer, self.sampling,
+                max_episode_tokens=self.cfg.rollout.max_episode_tokens, first_group=n_groups, timings=timings,
+            )
+            n_groups += need
+            if not algo.dynamic_sampling:
+                kept += eps
+                break
+            r = torch.tensor([e.reward for e in eps])
+            gid = torch.tensor([e.group for e in eps])
+            flat = adv_mod.zero_variance_groups(r, gid, valid=~torch.isnan(r))
+            dropped += int(flat.sum()) // G
+            kept += [e for e, f in zip(eps, flat.tolist()) if not f]
+            if len(kept) // G >= want or rounds >= algo.max_sampling_rounds:
+                break
+        stats = {"sampling/rounds": float(rounds), "sampling/groups_dropped": float(dropped)}
+        if not kept:  # every group was flat in every round: train on nothing, but say so
+            log.warning("dynamic sampling found no group with reward variance in %d rounds", rounds)
+        return kept, stats
+
+    def train_step(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        cfg, algo = self.cfg, self.cfg.algo
+        t_step = time.perf_counter()
+        timings = RolloutTimings()
+        episodes, metrics = self.rollout(timings)
+        t = {"generate": timings.generate, "reward": timings.reward}
+        if not episodes:
+            return {**metrics, "time/step": time.perf_counter() - t_step}, []
+        rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float64)
+        valid = ~torch.isnan(rewards)
+        group_ids = torch.tensor([e.group for e in episodes])
+        advantages = self.advantage_fn(rewards, group_ids, valid=valid).float()
+        include = [bool(v) and not (algo.mask_truncated and e.truncated) for v, e in zip(valid.tolist(), episodes)]
+        batch = pack(episodes, self.tokenizer.pad_token_id, include=include)
+
+        # reference log-probs (only with beta > 0) and old log-probs (only with several iterations)
+        t0 = time.perf_counter()
+        ref_lp = self._no_grad_logprobs(self.ref_model, batch) if self.ref_model is not None else None
+        t["reference"] = time.perf_counter() - t0
+        old_lp = self._no_grad_logprobs(self.model, batch) if algo.num_iterations > 1 else None
+
+        t["forward_backward"] = t["optimizer"] = 0.0
+        loss_stats: Counter[str] = Counter()
+        mb = max(1, algo.micro_batch_size)
+        for _ in range(algo.num_iterations):
+            t0 = time.perf_counter()
+            for s in range(0, len(batch), mb):
+                idx = slice(s, s + mb)
+                part = trim(batch.select(idx))
+                weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask)
+                if weight == 0.0:
+                    continue
+                lp, ent = completion_logprobs(self.model, part, temperature=self.sampling.temperature or 1.0, with_entropy=True)
+                T = lp.shape[1]
+                old = old_lp[idx, :T] if old_lp is not None else lp.detach()
+                ref = ref_lp[idx, :T] if ref_lp is not None else None
+                loss, m = losses.grpo_loss(
+                    lp, old, ref, advantages[idx], part.loss_mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
+                    beta=algo.beta, aggregation=algo.loss_aggregation, normalizer=float(cfg.rollout.max_new_tokens),
+                )
+                (loss * weight).backward()
+                loss_stats["loss"] += float(loss.detach()) * weight
+                for k, v in m.items():
+                    loss_stats[k] += v * weight
+                loss_stats["entropy"] += float(losses.masked_mean(ent, part.loss_mask)) * weight
+                loss_stats["logprob/sampler_abs_diff"] += float(
+                    losses.masked_mean((lp.detach() - part.sampler_logprobs).abs(), part.loss_mask)) * weight
+            t["forward_backward"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, algo.optim.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            t["optimizer"] += time.perf_counter() - t0
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        t0 = time.perf_counter()
+        self.backend.sync_weights(self.model)
+        t["weight_sync"] = time.perf_counter() - t0
+        n_iter = algo.num_iterations
+        metrics.update({k: v / n_iter for k, v in loss_stats.items()})
+        metrics.update(self._episode_metrics(episodes, valid))
+        metrics.update({"grad_norm": float(grad_norm), "lr": lr})
+        metrics.update({f"time/{k}": v for k, v in t.items()})
+        metrics["time/step"] = time.perf_counter() - t_step
+        return metrics, self._samples(episodes, advantages)
+
+    def _no_grad_logprobs(self, model: Any, batch: PackedBatch) -> torch.Tensor:
+        out = torch.zeros_like(batch.sampler_logprobs)
+        mb = max(1, self.cfg.algo.micro_batch_size)
+        with torch.no_grad():
+            for s in range(0, len(batch), mb):
+                part = trim(batch.select(slice(s, s + mb)))
+                lp, _ = completion_logprobs(model, part, temperature=self.sampling.temperature or 1.0)
+                out[s : s + mb, : lp.shape[1]] = lp
+        return out
+
+    # -- metrics ---------------------------------------------------------------------------------------
+    def _episode_metrics(self, episodes: list[Episode], valid: torch.Tensor) -> dict[str, float]:
+        scored = [e for e in episodes if e.scorable]
+        m: dict[str, float] = {
+            "episodes": float(len(episodes)),
+            "reward/mean": float(np.mean([e.reward for e in scored])) if scored else math.nan,
+            "reward/std": float(np.std([e.reward for e in scored])) if scored else math.nan,
+            "unscorable/count": float(len(episodes) - len(scored)),
+            "completion/len_mean": float(np.mean([e.num_generated for e in episodes])),
+            "completion/len_max": float(max(e.num_generated for e in episodes)),
+            "completion/truncated_frac": float(np.mean([e.truncated for e in episodes])),
+            "turns/mean": float(np.mean([e.turns for e in episodes])),
+        }
+        m.update(component_means(episodes))
+        acc = [e.rewards.get(self.accuracy_key) for e in episodes if e.rewards.get(self.accuracy_key) is not None]
+        m["accuracy"] = float(np.mean([a == 1.0 for a in acc])) if acc else math.nan
+        for e in episodes:
+            for comp in e.unscorable:
+                m[f"unscorable/{comp}"] = m.get(f"unscorable/{comp}", 0.0) + 1.0
+        return m
+
+    def _samples(self, episodes: list[Episode], advantages: torch.Tensor) -> list[dict[str, Any]]:
+        n = self.cfg.trainer.log_samples
+        chosen = episodes if n < 0 else episodes[:n]
+        return [
+            {
+                "group": e.group, "task_index": e.task_index, "reward": e.reward, "rewards": e.rewards,
+                "unscorable": e.unscorable, "advantage": float(a), "truncated": e.truncated, "turns": e.turns,
+                "completion": self.tokenizer.decode(e.completion_ids, skip_special_tokens=True),
+            }
+            for e, a in zip(chosen, advantages.tolist())
+        ]
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Held-out problems (``env.eval_kwargs``), one sample each, greedy by default."""
+        ev = self.cfg.eval
+        if self.eval_envs is None:
+            self.eval_envs = make_envs(self.cfg.env, ev.num_problems, eval_split=True)
+        source = self.eval_envs[0].unwrapped.source
+        indices = list(range(min(ev.num_problems, len(source))))
+        params = (
+            SamplingParams(temperature=0.0, max_new_tokens=self.sampling.max_new_tokens, stop=self.sampling.stop)
+            if ev.greedy else self.sampling
+        )
+        state = torch.get_rng_state()  # evaluation must not shift the training trajectory
+        eps = collect_episodes(self.eval_envs, indices, 1, self.backend, self.renderer, params,
+                               max_episode_tokens=self.cfg.rollout.max_episode_tokens)
+        torch.set_rng_state(state)
+        scored = [e for e in eps if e.scorable]
+        acc = [e.rewards.get(self.accuracy_key) for e in eps if e.rewards.get(self.accuracy_key) is not None]
+        metrics = {
+            "eval/num_problems": float(len(eps)),
+            "eval/accuracy": float(np.mean([a == 1.0 for a in acc])) if acc else math.nan,
+            "eval/reward_mean": float(np.mean([e.reward for e in scored])) if scored else math.nan,
+            "eval/unscorable": float(len(eps) - len(scored)),
+            "eval/completion_len_mean": float(np.mean([e.num_generated for e in eps])),
+        }
+        metrics.update({f"eval/{k}": v for k, v in component_means(eps).items()})
+        self.loggers.log_eval(step, metrics)
+        return metrics
+
+
+def component_means(episodes: list[Episode]) -> dict[str, float]:
+    """Mean of each reward component over the episodes where it was scored."""
+    values: dict[str, list[float]] = {}
+    for e in episodes:
+        for k, v in e.rewards.items():
+            if v is not None:
+                values.setdefault(k, []).append(v)
+    return {f"reward/{k}": float(np.mean(v)) for k, v in values.items()}

@@ -1,0 +1,228 @@
+"""Loading plugins and the typed façade over their hooks.
+
+The rest of r1gym never calls ``pm.hook.<name>`` by string: it builds a :class:`PluginHost` with
+:func:`load_plugins` (or takes the process-wide one from :func:`default_host`) and reads its registries.
+
+Loading, in order (as pytest and llm do it):
+
+1. the built-in plugin modules named in :data:`BUILTIN_PLUGINS` (strings: core imports no plugin by name);
+2. every entry point of the group ``r1gym`` (``[project.entry-points.r1gym]`` in a plugin's pyproject),
+   unless ``R1GYM_DISABLE_PLUGIN_AUTOLOAD=1``.
+
+A plugin that fails to import, misspells a hook, or raises in a hook is recorded in
+:attr:`PluginHost.failed` with its reason and logged; it contributes nothing and the others load anyway.
+A later lookup of a name it would have provided fails with that reason attached.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+import inspect
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from r1gym.core import hookspecs
+from r1gym.core.registry import Registry, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "r1gym"
+DISABLE_AUTOLOAD_ENV = "R1GYM_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "r1gym.plugins.templates",
+    "r1gym.plugins.countdown",
+    "r1gym.plugins.arithmetic",
+    "r1gym.plugins.datasets",
+    "r1gym.plugins.hf_rollout",
+    "r1gym.plugins.loggers",
+)
+_HOOK_NAMES = tuple(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """An environment a plugin registered (it also lives in gymnasium's registry under ``env_id``)."""
+
+    env_id: str
+    entry_point: str
+    kwargs: dict[str, Any]
+    description: str = ""
+
+
+@dataclass
+class PluginInfo:
+    """What ``r1gym plugins`` shows for one plugin."""
+
+    name: str
+    version: str
+    source: str  # "builtin" or "entry point <dist>"
+    contributes: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class PluginHost:
+    """The loaded plugins and everything they registered. Build it with :func:`load_plugins`."""
+
+    pm: pluggy.PluginManager
+    envs: Registry[EnvEntry] = field(default_factory=lambda: Registry("environment"))
+    rewards: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("reward"))
+    task_sources: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("task source"))
+    rollout_backends: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("rollout backend"))
+    loggers: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("logger"))
+    config_dirs: list[str] = field(default_factory=list)
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Plugin name -> why it failed to load or register."""
+        return {n: p.error for n, p in self.plugins.items() if p.error}
+
+    def require(self, plugin: str) -> None:
+        """Stop with the plugin's own error when a run needs a plugin that did not load."""
+        info = self.plugins.get(plugin)
+        if info is None:
+            raise UnknownNameError("plugin", plugin, list(self.plugins))
+        if info.error:
+            raise RuntimeError(f"plugin {plugin!r} is needed but failed to load: {info.error}")
+
+
+def _registries(host: PluginHost) -> dict[str, Registry]:
+    return {
+        "r1gym_register_rewards": host.rewards,
+        "r1gym_register_task_sources": host.task_sources,
+        "r1gym_register_rollout_backends": host.rollout_backends,
+        "r1gym_register_loggers": host.loggers,
+    }
+
+
+def _misspelled_hooks(plugin: object) -> list[str]:
+    """Names that look like hook implementations (``r1gym_`` prefix) but match no hook spec."""
+    prefix = f"{hookspecs.PROJECT}_"
+    names = [n for n in dir(plugin) if n.startswith(prefix) and callable(getattr(plugin, n, None))]
+    return [n for n in names if n not in _HOOK_NAMES]
+
+
+def _plugin_candidates(builtins: Iterable[str], autoload: bool) -> list[tuple[str, str, str, Callable[[], object]]]:
+    """(name, version, source, loader) for every plugin to try, built-ins first."""
+    from importlib.metadata import version as dist_version
+
+    try:
+        own_version = dist_version("r1gym")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        own_version = "0+unknown"
+    out = [(m.rsplit(".", 1)[-1], own_version, "builtin", functools.partial(importlib.import_module, m)) for m in builtins]
+    if autoload:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else "?"
+            ver = ep.dist.version if ep.dist else "?"
+            out.append((ep.name, ver, f"entry point of {dist}", ep.load))
+    return out
+
+
+def _run_hooks(host: PluginHost, name: str, plugin: object) -> dict[str, list[tuple]]:
+    """Call each hook the plugin implements with a staging ``register``; raise on the first error.
+
+    Contributions are staged and only committed when all of a plugin's hooks succeeded, so a plugin that
+    breaks halfway contributes nothing rather than half of itself.
+    """
+    staged: dict[str, list[tuple]] = {}
+    for impl in host.pm.get_hookcallers(plugin) or []:
+        hook_name = impl.name
+        calls = staged.setdefault(hook_name, [])
+
+        def register(*args: Any, _calls: list = calls, **kwargs: Any) -> None:
+            _calls.append((args, kwargs))
+
+        for hi in impl.get_hookimpls():
+            if hi.plugin is plugin:
+                accepted = set(hi.argnames)
+                hi.function(**{k: v for k, v in {"register": register}.items() if k in accepted})
+    return staged
+
+
+def _commit(host: PluginHost, name: str, staged: dict[str, list[tuple]], info: PluginInfo) -> None:
+    import gymnasium
+
+    regs = _registries(host)
+    for hook_name, calls in staged.items():
+        for args, kwargs in calls:
+            if hook_name == "r1gym_register_envs":
+                entry = _env_entry(*args, **kwargs)
+                host.envs.add(entry.env_id, entry, plugin=name, description=entry.description)
+                spec = gymnasium.registry.get(entry.env_id)
+                if spec is None or spec.entry_point != entry.entry_point:
+                    gymnasium.register(id=entry.env_id, entry_point=entry.entry_point, kwargs=dict(entry.kwargs))
+                info.contributes.setdefault("envs", []).append(entry.env_id)
+            elif hook_name == "r1gym_register_config_dirs":
+                (path,) = args
+                host.config_dirs.append(path)
+                info.contributes.setdefault("config dirs", []).append(path)
+            else:
+                reg = regs[hook_name]
+                reg_name, obj = args[0], args[1]
+                reg.add(reg_name, obj, plugin=name, description=kwargs.get("description", ""))
+                info.contributes.setdefault(reg.kind + "s", []).append(reg_name)
+
+
+def _env_entry(env_id: str, entry_point: str, *, kwargs: dict | None = None, description: str = "") -> EnvEntry:
+    if ":" not in entry_point:
+        raise ValueError(f"env {env_id!r}: entry_point must look like 'package.module:ClassName', got {entry_point!r}")
+    return EnvEntry(env_id, entry_point, dict(kwargs or {}), description)
+
+
+def load_plugins(
+    builtins: Iterable[str] = BUILTIN_PLUGINS,
+    *,
+    autoload: bool | None = None,
+    extra: Iterable[tuple[str, object]] = (),
+) -> PluginHost:
+    """Build a plugin host: load built-ins, then entry points, then ``extra`` (name, module/object) pairs.
+
+    ``autoload=None`` follows ``R1GYM_DISABLE_PLUGIN_AUTOLOAD`` (set to 1 to skip entry points).
+    """
+    if autoload is None:
+        autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    host = PluginHost(pm=pm)
+    candidates = _plugin_candidates(builtins, autoload)
+    candidates += [(n, "?", "extra", functools.partial(lambda o: o, obj)) for n, obj in extra]
+    for name, version, source, loader in candidates:
+        info = PluginInfo(name=name, version=version, source=source)
+        host.plugins[name] = info
+        try:
+            plugin = loader()
+            if isinstance(plugin, ModuleType) or inspect.isclass(plugin) or plugin is not None:
+                bad = _misspelled_hooks(plugin)
+                if bad:
+                    raise ValueError(
+                        f"unknown hook(s) {', '.join(bad)}; known hooks: {', '.join(_HOOK_NAMES)}"
+                    )
+                pm.register(plugin, name=name)
+                pm.check_pending()
+                staged = _run_hooks(host, name, plugin)
+                _commit(host, name, staged, info)
+        except Exception as exc:  # a broken plugin must not take the others down
+            if name in (pm.get_name(p) for p in pm.get_plugins()):
+                pm.unregister(name=name)
+            info.error = f"{type(exc).__name__}: {exc}"
+            info.contributes.clear()
+            log.warning("plugin %r (%s) failed to load: %s", name, source, info.error)
+    for reg in [host.envs, *_registries(host).values()]:
+        reg.failed_plugins = host.failed
+    return host
+
+
+@functools.lru_cache(maxsize=1)
+def default_host() -> PluginHost:
+    """The process-wide plugin host, built on first use (not at import). Tests may ``cache_clear()`` it."""
+    return load_plugins()

@@ -1,0 +1,128 @@
+"""Combining reward functions by weight, and the "cannot be scored" outcome.
+
+A reward function answers a float, or says it cannot score the completion: it returns ``None`` or raises
+:class:`Unscorable` (a checker that crashed or timed out, a reference answer that does not parse). Any
+other exception is also "cannot be scored", with the exception as the reason, and is logged. Such a
+sample is never silently given 0: :class:`RewardSet` reports it per component and per reason, and the
+config (``unscorable``) decides whether the trainer masks it out of the loss (``"mask"``, the default) or
+scores it with a fixed value the user picked (``"score"`` with ``unscorable_score``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RewardFn = Callable[..., float | None]
+UNSCORABLE_POLICIES = ("mask", "score")
+
+
+class Unscorable(Exception):
+    """Raised by a reward function that cannot score a completion; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class RewardComponent:
+    """One named reward function with its weight and its parameters from config."""
+
+    name: str
+    fn: RewardFn
+    weight: float = 1.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        sig = inspect.signature(self.fn)
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        accepted = None if takes_any else frozenset(sig.parameters)
+        object.__setattr__(self, "_accepted", accepted)
+        if accepted is not None:
+            unknown = set(self.params) - accepted
+            if unknown:
+                raise TypeError(
+                    f"reward {self.name!r} got unknown parameter(s) {sorted(unknown)}; "
+                    f"it accepts {sorted(accepted - {'completion'})}"
+                )
+
+    def __call__(self, completion: str, fields: Mapping[str, Any]) -> float | None:
+        kwargs = {**fields, **self.params}
+        accepted = self._accepted  # type: ignore[attr-defined]
+        if accepted is not None:
+            kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+        return self.fn(completion, **kwargs)
+
+
+@dataclass
+class RewardOutcome:
+    """The score of one completion: the weighted total and every component.
+
+    ``total`` is ``None`` when a component with non-zero weight could not be scored; ``unscorable`` maps
+    such components to their reason.
+    """
+
+    total: float | None
+    components: dict[str, float | None]
+    unscorable: dict[str, str]
+
+    @property
+    def scorable(self) -> bool:
+        return self.total is not None
+
+
+@dataclass
+class RewardSet:
+    """Weighted sum of reward components (the env's reward), with per-component results kept."""
+
+    components: list[RewardComponent]
+
+    def score(self, completion: str, fields: Mapping[str, Any]) -> RewardOutcome:
+        values: dict[str, float | None] = {}
+        reasons: dict[str, str] = {}
+        for comp in self.components:
+            try:
+                value = comp(completion, fields)
+                if value is None:
+                    reasons[comp.name] = "returned None"
+                elif isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                    reasons[comp.name] = f"returned {value!r}, not a number"
+                    value = None
+                else:
+                    value = float(value)
+            except Unscorable as exc:
+                value, reasons[comp.name] = None, str(exc) or "unscorable"
+            except Exception as exc:  # a crashing checker is counted and logged, never a silent 0
+                value, reasons[comp.name] = None, f"{type(exc).__name__}: {exc}"
+                log.warning("reward %r raised %s", comp.name, reasons[comp.name], exc_info=log.isEnabledFor(logging.DEBUG))
+            values[comp.name] = value
+        blocking = [c for c in self.components if c.name in reasons and c.weight != 0]
+        total = None if blocking else sum(c.weight * (values[c.name] or 0.0) for c in self.components)
+        return RewardOutcome(total, values, reasons)
+
+
+def build_reward_set(spec: Mapping[str, Any], lookup: Callable[[str], RewardFn]) -> RewardSet:
+    """Build a :class:`RewardSet` from config: ``{name: weight}`` or ``{name: {weight: w, **params}}``.
+
+    ``lookup`` maps a reward name to its function (normally ``default_host().rewards.get``), and raises an
+    error listing the known names for an unknown one.
+    """
+    comps = []
+    for name, node in spec.items():
+        if node is None:
+            continue
+        if isinstance(node, (int, float)):
+            weight, params = float(node), {}
+        elif isinstance(node, Mapping):
+            params = dict(node)
+            weight = float(params.pop("weight", 1.0))
+            params = {k: v for k, v in params.items() if not str(k).startswith("_")}
+        else:
+            raise TypeError(f"reward {name!r}: expected a weight or a mapping with 'weight', got {node!r}")
+        comps.append(RewardComponent(name, lookup(name), weight, params))
+    if not comps:
+        raise ValueError("an environment needs at least one reward; got an empty reward spec")
+    return RewardSet(comps)

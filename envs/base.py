@@ -1,0 +1,205 @@
+"""LLM episodes as gymnasium environments.
+
+One episode = one prompt and the model's answer(s):
+
+* ``reset(seed=..., options={"index": i})`` picks task ``i`` (all G samples of a GRPO group pass the same
+  index) or, without an index, a task drawn from the env's seeded RNG. It returns the prompt as chat
+  messages and an ``info`` with the task's id and public metadata: never the answer.
+* ``step(text)`` scores the completion with the env's :class:`~r1gym.core.rewards.RewardSet` and returns
+  ``(observation, reward, terminated, truncated, info)`` with ``info["rewards"]`` holding every component.
+  Pass a :class:`Completion` (a ``str`` that also carries the sampler's finish reason) and a completion that
+  hit the token limit comes back as ``truncated``.
+* A reward that cannot be scored yields ``reward = nan`` and ``info["scorable"] = False`` under the default
+  ``unscorable="mask"`` (the trainer drops it from the loss), or the configured ``unscorable_score``.
+
+:class:`MultiTurnEnv` adds turns: after each answer the env may reply (tool output, a checker's verdict)
+and the episode goes on until the env is satisfied (``terminated``) or ``max_turns`` is reached
+(``truncated``).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+
+from r1gym.core.rewards import UNSCORABLE_POLICIES, RewardOutcome, RewardSet, build_reward_set
+from r1gym.core.rollout import Completion  # noqa: F401  (part of the env API: step(Completion(...)))
+from r1gym.envs.spaces import Conversation, Message, Utterance
+
+#: The instructions of DeepSeek-R1-Zero's template (R1 paper, Table 1), used as the system message.
+R1_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with "
+    "the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> "
+    "tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>."
+)
+SYSTEM_PROMPTS = {"r1": R1_SYSTEM_PROMPT, "none": None}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One problem. ``fields`` go to the reward functions (the answer lives there) and never into ``info``;
+    ``meta`` is public (difficulty, source) and is copied into ``info``."""
+
+    id: str
+    prompt: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """A finite, indexable set of tasks. Procedural sources derive task ``i`` from their seed and ``i``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Task: ...
+
+
+def resolve_source(source: TaskSource | Mapping[str, Any]) -> TaskSource:
+    """A task source object, or a config mapping ``{"name": <registered source>, **params}``."""
+    # Mapping first: a dict has __len__ and __getitem__, so it also passes the runtime TaskSource check.
+    if not isinstance(source, Mapping) and isinstance(source, TaskSource):
+        return source
+    if not isinstance(source, Mapping) or "name" not in source:
+        raise TypeError(f"source must be a TaskSource or a mapping with a 'name' key, got {source!r}")
+    from r1gym.core.plugins import default_host
+
+    params = dict(source)
+    factory = default_host().task_sources.get(params.pop("name"))
+    return factory(**params)
+
+
+def resolve_rewards(rewards: RewardSet | Mapping[str, Any]) -> RewardSet:
+    """A :class:`RewardSet`, or ``{name: weight | {weight, **params}}`` resolved through the plugins."""
+    if isinstance(rewards, RewardSet):
+        return rewards
+    from r1gym.core.plugins import default_host
+
+    return build_reward_set(rewards, default_host().rewards.get)
+
+
+class SingleTurnEnv(gym.Env[list, str]):
+    """Prompt in, one completion out, scored by weighted rewards. Registered envs are this class + data."""
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        source: TaskSource | Mapping[str, Any],
+        rewards: RewardSet | Mapping[str, Any],
+        *,
+        system_prompt: str | None = "r1",
+        unscorable: str = "mask",
+        unscorable_score: float = 0.0,
+        render_mode: str | None = None,
+    ):
+        if unscorable not in UNSCORABLE_POLICIES:
+            raise ValueError(f"unscorable must be one of {UNSCORABLE_POLICIES}, got {unscorable!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.source = resolve_source(source)
+        if len(self.source) == 0:
+            raise ValueError("the task source is empty")
+        self.reward_set = resolve_rewards(rewards)
+        self.system_prompt = SYSTEM_PROMPTS.get(system_prompt, system_prompt) if system_prompt else None
+        self.unscorable, self.unscorable_score = unscorable, float(unscorable_score)
+        self.render_mode = render_mode
+        self.observation_space = Conversation()
+        self.action_space = Utterance()
+        self.task: Task | None = None
+        self.messages: list[Message] = []
+
+    # -- gymnasium API ---------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
+        super().reset(seed=seed)
+        options = options or {}
+        if "index" in options:
+            index = int(options["index"])
+            if not 0 <= index < len(self.source):
+                raise IndexError(f"options['index']={index} is out of range for a source of {len(self.source)} tasks")
+        else:
+            index = int(self.np_random.integers(len(self.source)))
+        self.task = self.source[index]
+        self.messages = self.initial_messages(self.task)
+        self.turn = 0
+        # a deep copy: info must not share mutable objects between calls (gymnasium's check_env checks it)
+        info = {"task_id": self.task.id, "index": index, **copy.deepcopy(dict(self.task.meta))}
+        return [dict(m) for m in self.messages], info
+
+    def step(self, action: str) -> tuple[list, float, bool, bool, dict]:
+        if self.task is None:
+            raise RuntimeError("call reset() before step()")
+        self.turn += 1
+        self.messages.append({"role": "assistant", "content": str(action)})
+        outcome = self.reward_set.score(str(action), self.task.fields)
+        hit_limit = getattr(action, "finish_reason", "stop") == "length"
+        return self._finish(outcome, terminated=not hit_limit, truncated=hit_limit)
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return "\n".join(f"[{m['role']}] {m['content']}" for m in self.messages)
+        return None
+
+    # -- for subclasses --------------------------------------------------------------------------------
+    def initial_messages(self, task: Task) -> list[Message]:
+        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return msgs + [{"role": "user", "content": task.prompt}]
+
+    def _finish(self, outcome: RewardOutcome, *, terminated: bool, truncated: bool) -> tuple:
+        if outcome.scorable:
+            reward = float(outcome.total)  # type: ignore[arg-type]
+        else:
+            reward = math.nan if self.unscorable == "mask" else self.unscorable_score
+        info = {
+            "rewards": dict(outcome.components),
+            "scorable": outcome.scorable,
+            "unscorable": dict(outcome.unscorable),
+            "turn": self.turn,
+        }
+        return [dict(m) for m in self.messages], reward, terminated, truncated, info
+
+
+class MultiTurnEnv(SingleTurnEnv):
+    """An episode of several turns: the env answers each completion until it is done or out of turns.
+
+    Subclasses implement :meth:`feedback`: return the env's next message (e.g. tool output or "your
+    equation gives 12, not 24") to continue, or ``None`` to end the episode. The reward is given on the
+    last turn, scored on the last completion; earlier steps return reward 0.0 and no reward components.
+    """
+
+    def __init__(self, *args: Any, max_turns: int = 3, feedback_role: str = "user", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        if feedback_role not in ("user", "tool"):
+            raise ValueError(f"feedback_role must be 'user' or 'tool', got {feedback_role!r}")
+        self.max_turns, self.feedback_role = max_turns, feedback_role
+
+    def feedback(self, task: Task, completion: str) -> str | None:
+        """The env's reply to ``completion``, or ``None`` when the episode is over."""
+        raise NotImplementedError
+
+    def step(self, action: str) -> tuple[list, float, bool, bool, dict]:
+        if self.task is None:
+            raise RuntimeError("call reset() before step()")
+        hit_limit = getattr(action, "finish_reason", "stop") == "length"
+        reply = None if hit_limit else self.feedback(self.task, str(action))
+        if reply is not None and self.turn + 1 < self.max_turns:
+            self.turn += 1
+            self.messages.append({"role": "assistant", "content": str(action)})
+            self.messages.append({"role": self.feedback_role, "content": reply})
+            info = {"rewards": {}, "scorable": True, "unscorable": {}, "turn": self.turn}
+            return [dict(m) for m in self.messages], 0.0, False, False, info
+        out = super().step(action)
+        # out of turns while the env still had something to say = truncated, not terminated
+        if reply is not None:
+            return out[0], out[1], False, True, out[4]
+        return out
