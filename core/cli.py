@@ -60,6 +60,9 @@ def cmd_train(overrides: Sequence[str]) -> int:
     from r1gym.core.grpo import GRPOTrainer
 
     cfg, run_dir, resuming = load_run_config(overrides)
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:  # before the run folder exists: a config with ??? left in it cannot run
+        raise ValueError(f"config values left unset (???): {', '.join(missing)}; set them, e.g. {missing[0]}=...")
     if cfg.stage.kind != "grpo":
         raise ValueError(f"stage.kind={cfg.stage.kind!r} is not runnable by `r1gym train` yet; known: grpo")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 CONFIG_MODULE = "r1gym.conf"
 SCHEMA_NAME = "r1gym_schema"
@@ -20,8 +20,10 @@ SCHEMA_NAME = "r1gym_schema"
 
 @dataclass
 class ModelConfig:
-    #: a registered model name (``smollm2-135m``), a local Hugging Face folder, or a hub id where reachable
-    name_or_path: str = "smollm2-135m"
+    #: a registered model name (``smollm2-135m``), a local Hugging Face folder, or a hub id where reachable.
+    #: No default here: the ``model`` option sets it, and ``model=hf`` leaves it ``???`` so that a missing
+    #: path is an error (OmegaConf's merge never lets a ``???`` in a YAML file replace a value already set).
+    name_or_path: str = MISSING
     dtype: str = "float32"
     #: how chat messages become the prompt text: "chat" (the tokenizer's chat template, instruct models)
     #: or "r1_zero" (the plain-text R1-Zero template, base models)

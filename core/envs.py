@@ -1,7 +1,8 @@
 """Making the trainer's environments from the ``env`` config node.
 
 ``env.kwargs`` is deep-merged over the kwargs the env was registered with, so an override can change one
-nested key (``env.kwargs.source.num_numbers=4``) and keep the rest; ``env.eval_kwargs`` is merged over
+nested key (``env.kwargs.source.seed=3``) and keep the rest; a key the YAML does not have yet is added
+with Hydra's ``+`` (``+env.kwargs.source.max_value=99``, ``+env.kwargs.rewards.tag_count=0.1``); ``env.eval_kwargs`` is merged over
 that for the held-out evaluation envs (``{source: {split: test}}``).
 """
 

@@ -7,7 +7,9 @@ Loading, in order (as pytest and llm do it):
 
 1. the built-in plugin modules named in :data:`BUILTIN_PLUGINS` (strings: core imports no plugin by name);
 2. every entry point of the group ``r1gym`` (``[project.entry-points.r1gym]`` in a plugin's pyproject),
-   unless ``R1GYM_DISABLE_PLUGIN_AUTOLOAD=1``.
+   unless ``R1GYM_DISABLE_PLUGIN_AUTOLOAD=1``;
+3. the modules named in ``R1GYM_PLUGINS`` (comma-separated import paths), like pytest's ``-p``: a plugin
+   module tried out without packaging it.
 
 A plugin that fails to import, misspells a hook, or raises in a hook is recorded in
 :attr:`PluginHost.failed` with its reason and logged; it contributes nothing and the others load anyway.
@@ -16,6 +18,7 @@ A later lookup of a name it would have provided fails with that reason attached.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import importlib.metadata
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "r1gym"
 DISABLE_AUTOLOAD_ENV = "R1GYM_DISABLE_PLUGIN_AUTOLOAD"
+EXTRA_PLUGINS_ENV = "R1GYM_PLUGINS"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "r1gym.plugins.templates",
     "r1gym.plugins.countdown",
@@ -125,6 +129,8 @@ def _plugin_candidates(builtins: Iterable[str], autoload: bool) -> list[tuple[st
             dist = ep.dist.name if ep.dist else "?"
             ver = ep.dist.version if ep.dist else "?"
             out.append((ep.name, ver, f"entry point of {dist}", ep.load))
+    for module in filter(None, (m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(","))):
+        out.append((module, "?", f"${EXTRA_PLUGINS_ENV}", functools.partial(importlib.import_module, module)))
     return out
 
 
@@ -150,27 +156,52 @@ def _run_hooks(host: PluginHost, name: str, plugin: object) -> dict[str, list[tu
 
 
 def _commit(host: PluginHost, name: str, staged: dict[str, list[tuple]], info: PluginInfo) -> None:
+    """Add a plugin's staged contributions to the host; on any error undo what was added, then raise."""
     import gymnasium
 
     regs = _registries(host)
-    for hook_name, calls in staged.items():
-        for args, kwargs in calls:
-            if hook_name == "r1gym_register_envs":
-                entry = _env_entry(*args, **kwargs)
-                host.envs.add(entry.env_id, entry, plugin=name, description=entry.description)
-                spec = gymnasium.registry.get(entry.env_id)
-                if spec is None or spec.entry_point != entry.entry_point:
-                    gymnasium.register(id=entry.env_id, entry_point=entry.entry_point, kwargs=dict(entry.kwargs))
-                info.contributes.setdefault("envs", []).append(entry.env_id)
-            elif hook_name == "r1gym_register_config_dirs":
-                (path,) = args
-                host.config_dirs.append(path)
-                info.contributes.setdefault("config dirs", []).append(path)
+    added: list[tuple[Registry, str]] = []
+    replaced_specs: dict[str, Any] = {}  # env id -> gymnasium's spec before us (None: there was none)
+    n_config_dirs = len(host.config_dirs)
+    try:
+        for hook_name, calls in staged.items():
+            for args, kwargs in calls:
+                if hook_name == "r1gym_register_envs":
+                    entry = _env_entry(*args, **kwargs)
+                    host.envs.add(entry.env_id, entry, plugin=name, description=entry.description)
+                    added.append((host.envs, entry.env_id))
+                    spec = gymnasium.registry.get(entry.env_id)
+                    if spec is None or spec.entry_point != entry.entry_point:
+                        replaced_specs.setdefault(entry.env_id, spec)
+                        gymnasium.register(id=entry.env_id, entry_point=entry.entry_point, kwargs=dict(entry.kwargs))
+                    info.contributes.setdefault("envs", []).append(entry.env_id)
+                elif hook_name == "r1gym_register_config_dirs":
+                    (path,) = args
+                    host.config_dirs.append(path)
+                    info.contributes.setdefault("config dirs", []).append(path)
+                else:
+                    reg = regs[hook_name]
+                    reg_name, obj = args[0], args[1]
+                    reg.add(reg_name, obj, plugin=name, description=kwargs.get("description", ""))
+                    added.append((reg, reg_name))
+                    info.contributes.setdefault(reg.kind + "s", []).append(reg_name)
+    except Exception:  # a plugin that fails halfway through its registrations contributes nothing
+        for reg, reg_name in added:
+            reg.entries.pop(reg_name, None)
+        for env_id, spec in replaced_specs.items():
+            if spec is None:
+                gymnasium.registry.pop(env_id, None)
             else:
-                reg = regs[hook_name]
-                reg_name, obj = args[0], args[1]
-                reg.add(reg_name, obj, plugin=name, description=kwargs.get("description", ""))
-                info.contributes.setdefault(reg.kind + "s", []).append(reg_name)
+                gymnasium.registry[env_id] = spec
+        del host.config_dirs[n_config_dirs:]
+        raise
+
+
+def _free_key(taken: dict[str, Any], key: str) -> str:
+    n, out = 2, key
+    while out in taken:
+        out, n = f"{key} #{n}", n + 1
+    return out
 
 
 def _env_entry(env_id: str, entry_point: str, *, kwargs: dict | None = None, description: str = "") -> EnvEntry:
@@ -198,15 +229,23 @@ def load_plugins(
     candidates += [(n, "?", "extra", functools.partial(lambda o: o, obj)) for n, obj in extra]
     for name, version, source, loader in candidates:
         info = PluginInfo(name=name, version=version, source=source)
+        if name in host.plugins:  # never replace (or unregister) the plugin that has the name already
+            info.error = f"a plugin named {name!r} is already loaded ({host.plugins[name].source}); rename one of them"
+            host.plugins[_free_key(host.plugins, f"{name} [{source}]")] = info
+            log.warning("plugin %r (%s) not loaded: %s", name, source, info.error)
+            continue
         host.plugins[name] = info
         try:
             plugin = loader()
             if isinstance(plugin, ModuleType) or inspect.isclass(plugin) or plugin is not None:
                 bad = _misspelled_hooks(plugin)
                 if bad:
-                    raise ValueError(
-                        f"unknown hook(s) {', '.join(bad)}; known hooks: {', '.join(_HOOK_NAMES)}"
+                    hints = "".join(
+                        f" Did you mean {close[0]!r} instead of {b!r}?"
+                        for b in bad
+                        if (close := difflib.get_close_matches(b, _HOOK_NAMES, n=1))
                     )
+                    raise ValueError(f"unknown hook(s) {', '.join(bad)}; known hooks: {', '.join(_HOOK_NAMES)}.{hints}")
                 pm.register(plugin, name=name)
                 pm.check_pending()
                 staged = _run_hooks(host, name, plugin)

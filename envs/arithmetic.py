@@ -21,10 +21,15 @@ SPLITS = {"train": 0, "test": 1}
 TEST_MODULUS = 10
 OPS = "+-*/"
 _MAX_TRIES = 10_000
-PROMPT = (
-    "What is {expression}? Work it out step by step inside <think> </think> tags, then give only the final "
+#: prompt styles: "instructed" spells out the R1 answer format; "plain" is the bare question, for envs whose
+#: system prompt or few-shot examples already show the format (shorter prompts = cheaper steps)
+PROMPTS = {
+    "instructed": (
+        "What is {expression}? Work it out step by step inside <think> </think> tags, then give only the final "
     "number inside <answer> </answer> tags, for example <answer> 7 </answer>."
-)
+    ),
+    "plain": "What is {expression}?",
+}
 # a whole or decimal number, optionally with thousands commas; sign may be followed by spaces
 _NUMBER = re.compile(r"([+-]?)\s*(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?")
 
@@ -53,6 +58,7 @@ class ArithmeticSource:
         max_value: int = 20,
         ops: str = "+-*",
         allow_negative: bool = True,
+        prompt_style: str = "instructed",
     ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
@@ -61,6 +67,9 @@ class ArithmeticSource:
             raise ValueError(f"num_operands must be an int >= 2 or a (low, high) range; got {num_operands!r}")
         if not ops or set(ops) - set(OPS):
             raise ValueError(f"ops must be a non-empty string of characters from {OPS!r}, got {ops!r}")
+        if prompt_style not in PROMPTS:
+            raise ValueError(f"prompt_style must be one of {sorted(PROMPTS)}, got {prompt_style!r}")
+        self.prompt = PROMPTS[prompt_style]
         if not 0 <= min_value <= max_value:
             raise ValueError(f"need 0 <= min_value <= max_value, got {min_value}..{max_value}")
         if size < 1 or seed < 0:
@@ -77,7 +86,7 @@ class ArithmeticSource:
         expression, answer, n = self._generate(index)
         return Task(
             id=f"arithmetic-{self.split}-{self.seed}-{index}",
-            prompt=PROMPT.format(expression=expression),
+            prompt=self.prompt.format(expression=expression),
             fields={"answer": str(answer)},
             meta={"difficulty": n, "split": self.split},
         )

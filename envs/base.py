@@ -23,7 +23,7 @@ import copy
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -86,6 +86,12 @@ def resolve_rewards(rewards: RewardSet | Mapping[str, Any]) -> RewardSet:
     return build_reward_set(rewards, default_host().rewards.get)
 
 
+def _shot(shot: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(shot, Mapping) or set(shot) != {"user", "assistant"}:
+        raise ValueError(f"each few_shot example must be a mapping with keys 'user' and 'assistant', got {shot!r}")
+    return {"user": str(shot["user"]), "assistant": str(shot["assistant"])}
+
+
 class SingleTurnEnv(gym.Env[list, str]):
     """Prompt in, one completion out, scored by weighted rewards. Registered envs are this class + data."""
 
@@ -97,6 +103,7 @@ class SingleTurnEnv(gym.Env[list, str]):
         rewards: RewardSet | Mapping[str, Any],
         *,
         system_prompt: str | None = "r1",
+        few_shot: Sequence[Mapping[str, str]] = (),
         unscorable: str = "mask",
         unscorable_score: float = 0.0,
         render_mode: str | None = None,
@@ -110,6 +117,7 @@ class SingleTurnEnv(gym.Env[list, str]):
             raise ValueError("the task source is empty")
         self.reward_set = resolve_rewards(rewards)
         self.system_prompt = SYSTEM_PROMPTS.get(system_prompt, system_prompt) if system_prompt else None
+        self.few_shot = [_shot(s) for s in few_shot]
         self.unscorable, self.unscorable_score = unscorable, float(unscorable_score)
         self.render_mode = render_mode
         self.observation_space = Conversation()
@@ -151,6 +159,8 @@ class SingleTurnEnv(gym.Env[list, str]):
     # -- for subclasses --------------------------------------------------------------------------------
     def initial_messages(self, task: Task) -> list[Message]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        for shot in self.few_shot:
+            msgs += [{"role": "user", "content": shot["user"]}, {"role": "assistant", "content": shot["assistant"]}]
         return msgs + [{"role": "user", "content": task.prompt}]
 
     def _finish(self, outcome: RewardOutcome, *, terminated: bool, truncated: bool) -> tuple:

@@ -1,0 +1,122 @@
+"""The ``r1gym`` command line, called in-process through ``main([...])``, and the errors users meet first:
+a misspelled env id, config option, reward or model name. Each must say what exists and the closest match."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from r1gym.core.cli import main
+from r1gym.core.config import compose
+from r1gym.core.envs import make_envs
+from r1gym.core.registry import UnknownNameError
+
+BUILTIN_ENVS = ("r1gym/Arithmetic-v0", "r1gym/Countdown-v0", "r1gym/CountdownRetry-v0", "r1gym/Dataset-v0")
+
+
+def test_envs_lists_builtin_ids(capsys):
+    assert main(["envs"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert set(BUILTIN_ENVS) <= set(listed)
+    assert listed == sorted(listed)
+
+
+def test_plugins_lists_builtins(capsys):
+    assert main(["plugins"]) == 0  # non-zero would mean a plugin failed to load
+    out = capsys.readouterr().out
+    for name in ("templates", "countdown", "arithmetic", "datasets", "hf_rollout", "loggers"):
+        assert name in out
+    assert "r1gym/Countdown-v0" in out and "builtin" in out
+
+
+def test_env_check_passes(capsys):
+    assert main(["env", "check", "r1gym/Countdown-v0", "--episodes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "r1gym/Countdown-v0: gymnasium check_env passed" in out
+    episodes = [line for line in out.splitlines() if line.startswith("episode ")]
+    assert len(episodes) == 2 and all("terminated=True" in e for e in episodes)
+
+
+def test_env_check_unknown_id_suggests(capsys):
+    assert main(["env", "check", "r1gym/Countdwn-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown environment 'r1gym/Countdwn-v0'" in err
+    assert all(env_id in err for env_id in BUILTIN_ENVS), "the known envs are listed"
+    assert "Did you mean 'r1gym/Countdown-v0'" in err
+
+
+def test_config_prints_the_composed_config(capsys):
+    assert main(["config", "env=arithmetic", "algo.group_size=16"]) == 0
+    out = capsys.readouterr().out
+    assert "id: r1gym/Arithmetic-v0" in out and "group_size: 16" in out
+
+
+@pytest.mark.parametrize("command", ["config", "train"])
+def test_unknown_option_shows_hydras_message(capsys, command, tmp_path):
+    assert main([command, "env=nope", f"run_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "Could not find 'env/nope'" in err
+    assert "Available options in 'env'" in err and "countdown" in err and "arithmetic" in err
+    assert not (tmp_path / "run").exists(), "a failed config must not leave a run folder behind"
+
+
+@pytest.mark.parametrize(("override", "named"), [("algo.gropu_size=8", "gropu_size"), ("algo.group_size=abc", "group_size")])
+def test_bad_override_is_a_config_error(capsys, override, named):
+    assert main(["config", override]) == 2
+    err = capsys.readouterr().err
+    assert "config error" in err and named in err
+
+
+def test_unknown_reward_lists_known_and_closest():
+    cfg = compose(["env=countdown", "+env.kwargs.rewards.countdwn=1.0"])
+    with pytest.raises(UnknownNameError) as err:
+        make_envs(cfg.env, 1)
+    msg = str(err.value)
+    assert "unknown reward 'countdwn'" in msg
+    assert "Known rewards:" in msg and all(name in msg for name in ("countdown", "format", "arithmetic"))
+    assert "Did you mean 'countdown'?" in msg
+
+
+def test_unknown_task_source_lists_known_and_closest():
+    cfg = compose(["env=arithmetic", "env.kwargs.source.name=arithmetc"])
+    with pytest.raises(UnknownNameError, match=r"unknown task source 'arithmetc'.*Did you mean 'arithmetic'\?"):
+        make_envs(cfg.env, 1)
+
+
+def test_unknown_env_id_in_config():
+    cfg = compose(["env=countdown", "env.id=r1gym/Countdwn-v0"])
+    with pytest.raises(UnknownNameError, match=r"Did you mean 'r1gym/Countdown-v0'\?"):
+        make_envs(cfg.env, 1)
+
+
+def test_unknown_model_name_suggests_the_builtin(tmp_path, monkeypatch):
+    from r1gym.core.models import resolve_model_path
+
+    monkeypatch.chdir(tmp_path)  # so that no folder of that name can exist
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_model_path("smollm2-13m")
+    msg = str(err.value)
+    assert "unknown model 'smollm2-13m'" in msg and "smollm2-135m" in msg
+    assert "Did you mean 'smollm2-135m'?" in msg
+
+
+def test_console_script_entry_point():
+    """``python -m r1gym.core.cli`` (what the ``r1gym`` script runs) works in a fresh interpreter."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-m", "r1gym.core.cli", "envs"], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "r1gym/Countdown-v0" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "r1gym.core.cli", "nope"], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_train_with_unset_value_stops_before_the_run_folder(capsys, tmp_path):
+    assert main(["train", "model=hf", f"run_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "model.name_or_path" in err and "model.name_or_path=..." in err
+    assert not (tmp_path / "run").exists()
+    assert main(["config", "model=hf"]) == 0  # printing such a config is fine: it shows what to fill in
+    assert "name_or_path: ???" in capsys.readouterr().out
