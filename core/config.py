@@ -86,8 +86,8 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0
     max_new_tokens: int = 128
-    #: total token budget of a multi-turn episode's completions
-    max_episode_tokens: int = 512
+    #: total token budget of a multi-turn episode's completions (null: max_new_tokens, one turn's worth)
+    max_episode_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
     #: backend-specific options
     params: dict[str, Any] = field(default_factory=dict)

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from r1gym.core import advantages as adv_mod
 from r1gym.core import losses
-from r1gym.core.batch import PackedBatch, completion_logprobs, pack, trim
+from r1gym.core.batch import PackedBatch, completion_logprobs, pack
 from r1gym.core.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
 from r1gym.core.envs import make_envs, primary_reward
 from r1gym.core.loggers import LoggerGroup
@@ -249,22 +249,20 @@ class GRPOTrainer:
 
         t["forward_backward"] = t["optimizer"] = 0.0
         loss_stats: Counter[str] = Counter()
-        mb = max(1, algo.micro_batch_size)
         for _ in range(algo.num_iterations):
             t0 = time.perf_counter()
-            for s in range(0, len(batch), mb):
-                idx = slice(s, s + mb)
-                part = trim(batch.select(idx))
+            for rows in self._micro_batches(len(batch)):
+                part = batch.select(rows)
                 weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask)
                 if weight == 0.0:
                     continue
                 lp, ent = completion_logprobs(self.model, part, temperature=self.sampling.temperature or 1.0, with_entropy=True)
                 T = lp.shape[1]
-                old = old_lp[idx, :T] if old_lp is not None else lp.detach()
-                ref = ref_lp[idx, :T] if ref_lp is not None else None
+                old = old_lp[rows, :T] if old_lp is not None else lp.detach()
+                ref = ref_lp[rows, :T] if ref_lp is not None else None
                 loss, m = losses.grpo_loss(
-                    lp, old, ref, advantages[idx], part.loss_mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
-                    beta=algo.beta, aggregation=algo.loss_aggregation, normalizer=float(cfg.rollout.max_new_tokens),
+                    lp, old, ref, advantages[rows], part.loss_mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
+                    beta=algo.beta, aggregation=algo.loss_aggregation, normalizer=float(cfg.rollout.max_episode_tokens or cfg.rollout.max_new_tokens),
                 )
                 (loss * weight).backward()
                 loss_stats["loss"] += float(loss.detach()) * weight
@@ -293,14 +291,19 @@ class GRPOTrainer:
         metrics["time/step"] = time.perf_counter() - t_step
         return metrics, self._samples(episodes, advantages)
 
+    def _micro_batches(self, n: int) -> list[list[int]]:
+        """Row chunks of about ``micro_batch_size`` sequences, whole groups each (rows are group-contiguous),
+        so a group's shared prompt runs once per micro-batch."""
+        G = self.cfg.algo.group_size
+        size = max(G, -(-max(1, self.cfg.algo.micro_batch_size) // G) * G)
+        return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+
     def _no_grad_logprobs(self, model: Any, batch: PackedBatch) -> torch.Tensor:
         out = torch.zeros_like(batch.sampler_logprobs)
-        mb = max(1, self.cfg.algo.micro_batch_size)
         with torch.no_grad():
-            for s in range(0, len(batch), mb):
-                part = trim(batch.select(slice(s, s + mb)))
-                lp, _ = completion_logprobs(model, part, temperature=self.sampling.temperature or 1.0)
-                out[s : s + mb, : lp.shape[1]] = lp
+            for rows in self._micro_batches(len(batch)):
+                lp, _ = completion_logprobs(model, batch.select(rows), temperature=self.sampling.temperature or 1.0)
+                out[rows, : lp.shape[1]] = lp
         return out
 
     # -- metrics ---------------------------------------------------------------------------------------

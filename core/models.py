@@ -121,7 +121,7 @@ def load_tokenizer(name_or_path: str, **kwargs: Any):
 
 
 def load_model(name_or_path: str, *, dtype: str = "float32", trust_remote_code: bool = False):
-    """A causal LM in train mode on the CPU (the trainer moves it where it belongs)."""
+    """A causal LM on the CPU, as ``from_pretrained`` gives it (eval mode; the trainer calls ``.train()``)."""
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -47,3 +47,22 @@ def tiny_model(tiny_model_dir):
     from r1gym.core.models import load_model, load_tokenizer
 
     return load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow (make test does)")
+    parser.addoption("--run-network", action="store_true", help="also run tests marked network")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    run_slow = config.getoption("--run-slow") or "slow" in (config.getoption("-m") or "")
+    run_network = config.getoption("--run-network")
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow test: run with --run-slow (make test does)"))
+        if "network" in item.keywords and not run_network:
+            item.add_marker(pytest.mark.skip(reason="needs network beyond loopback: run with --run-network"))
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is visible to torch here"))

