@@ -102,6 +102,8 @@ class EvalConfig:
     num_problems: int = 64
     #: greedy decoding gives a low-noise accuracy; set false to sample with the rollout settings
     greedy: bool = True
+    #: completions per problem when sampling; accuracy is then pass@1 averaged over them (R1's metric)
+    samples: int = 1
 
 
 @dataclass

@@ -248,7 +248,10 @@ class GRPOTrainer:
         old_lp = self._no_grad_logprobs(self.model, batch) if algo.num_iterations > 1 else None
 
         t["forward_backward"] = t["optimizer"] = 0.0
-        loss_stats: Counter[str] = Counter()
+        # always the same keys, also for a step with nothing to train on
+        loss_stats: Counter[str] = Counter(dict.fromkeys(("loss", "clip_frac", "ratio_mean", "entropy", "logprob/sampler_abs_diff"), 0.0))
+        if ref_lp is not None:
+            loss_stats["kl"] = 0.0
         for _ in range(algo.num_iterations):
             t0 = time.perf_counter()
             for rows in self._micro_batches(len(batch)):
@@ -286,7 +289,7 @@ class GRPOTrainer:
         n_iter = algo.num_iterations
         metrics.update({k: v / n_iter for k, v in loss_stats.items()})
         metrics.update(self._episode_metrics(episodes, valid))
-        metrics.update({"grad_norm": float(grad_norm), "lr": lr})
+        metrics.update({"grad_norm": float(grad_norm), "lr": lr, "trained_tokens": float(batch.loss_mask.sum())})
         metrics.update({f"time/{k}": v for k, v in t.items()})
         metrics["time/step"] = time.perf_counter() - t_step
         return metrics, self._samples(episodes, advantages)
@@ -341,10 +344,12 @@ class GRPOTrainer:
 
     # -- evaluation ------------------------------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, float]:
-        """Held-out problems (``env.eval_kwargs``), one sample each, greedy by default."""
+        """Held-out problems (``env.eval_kwargs``): greedy by default, or ``eval.samples`` sampled completions
+        per problem with accuracy as pass@1 averaged over them."""
         ev = self.cfg.eval
+        k = 1 if ev.greedy else max(1, ev.samples)
         if self.eval_envs is None:
-            self.eval_envs = make_envs(self.cfg.env, ev.num_problems, eval_split=True)
+            self.eval_envs = make_envs(self.cfg.env, ev.num_problems * k, eval_split=True)
         source = self.eval_envs[0].unwrapped.source
         indices = list(range(min(ev.num_problems, len(source))))
         params = (
@@ -352,13 +357,15 @@ class GRPOTrainer:
             if ev.greedy else self.sampling
         )
         state = torch.get_rng_state()  # evaluation must not shift the training trajectory
-        eps = collect_episodes(self.eval_envs, indices, 1, self.backend, self.renderer, params,
+        torch.manual_seed(self.cfg.trainer.seed + 1_000_003)  # and uses the same samples at every evaluation
+        eps = collect_episodes(self.eval_envs, indices, k, self.backend, self.renderer, params,
                                max_episode_tokens=self.cfg.rollout.max_episode_tokens)
         torch.set_rng_state(state)
         scored = [e for e in eps if e.scorable]
         acc = [e.rewards.get(self.accuracy_key) for e in eps if e.rewards.get(self.accuracy_key) is not None]
         metrics = {
-            "eval/num_problems": float(len(eps)),
+            "eval/num_problems": float(len(indices)),
+            "eval/samples_per_problem": float(k),
             "eval/accuracy": float(np.mean([a == 1.0 for a in acc])) if acc else math.nan,
             "eval/reward_mean": float(np.mean([e.reward for e in scored])) if scored else math.nan,
             "eval/unscorable": float(len(eps) - len(scored)),

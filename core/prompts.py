@@ -41,8 +41,8 @@ class PromptRenderer:
             role, content = m["role"], m["content"]
             if role == "system":
                 text += content
-            elif role == "assistant":
-                text += f" {content}"
+            elif role == "assistant":  # the model's text follows "Assistant:" as it was generated
+                text += content if content[:1].isspace() else f" {content}"
             else:  # user or tool: a new "User:" turn
                 text += ("\n" if text else "") + f"User: {content}\nAssistant:"
         return text

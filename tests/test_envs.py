@@ -113,3 +113,14 @@ def test_completion_cut_by_the_token_limit_is_truncated(env_id):
     _, _, terminated, truncated, info = env.step(Completion("<think> let me see, first I", "length"))
     assert truncated is True and terminated is False
     assert "rewards" in info
+
+
+def test_r1gym_make_loads_plugins_and_names_unknown_ids():
+    from r1gym.core.registry import UnknownNameError
+    from r1gym.envs import make
+
+    env = make("r1gym/Arithmetic-v0")
+    obs, info = env.reset(seed=0)
+    assert obs[-1]["role"] == "user" and "task_id" in info
+    with pytest.raises(UnknownNameError, match="Did you mean 'r1gym/Arithmetic-v0'"):
+        make("r1gym/Arithmetc-v0")

@@ -15,3 +15,14 @@ def char_variety(completion: str) -> float:
 @hookimpl
 def r1gym_register_rewards(register):
     register("char_variety", char_variety, description="test-only: share of distinct characters")
+    register("flaky_parity", flaky_parity, description="test-only: raises on odd-length completions")
+
+
+def flaky_parity(completion: str) -> float:
+    """Raises on completions of odd length (about half of them); else the share of distinct characters.
+
+    Stands in for a checker that crashes on some inputs: the trainer must count and mask these samples.
+    """
+    if len(completion) % 2:
+        raise RuntimeError("checker crashed: odd input")
+    return char_variety(completion)

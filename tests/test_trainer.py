@@ -1,0 +1,137 @@
+"""The GRPO trainer in-process on a tiny random model: unscorable samples are counted and masked, dynamic
+sampling refills, phases are timed, and the small parts (prompt sampler, LR schedule) behave."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from r1gym.core.config import compose
+from r1gym.core.grpo import GRPOTrainer, PromptSampler, build_scheduler
+from tests.conftest import TESTS
+
+
+@pytest.fixture()
+def test_plugins(monkeypatch):
+    """Load tests/plugins/varied_reward.py through R1GYM_PLUGINS, with a fresh default plugin host."""
+    from r1gym.core import plugins
+
+    monkeypatch.syspath_prepend(str(TESTS / "plugins"))
+    monkeypatch.setenv("R1GYM_PLUGINS", "varied_reward")
+    plugins.default_host.cache_clear()
+    yield plugins.default_host()
+    plugins.default_host.cache_clear()
+
+
+def _cfg(model_dir, run_dir, *extra):
+    return compose([
+        f"model.name_or_path={model_dir}", "env=arithmetic", "algo.prompts_per_step=2", "algo.group_size=4",
+        "algo.micro_batch_size=4", "rollout.max_new_tokens=6", "trainer.max_steps=2", "trainer.save_every=100",
+        "trainer.threads=1", "eval.at_start=false", "eval.at_end=false", "logger=jsonl_only", f"run_dir={run_dir}",
+        *extra,
+    ])
+
+
+def test_unscorable_samples_are_counted_and_masked(test_plugins, tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.flaky_parity=1.0")
+    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer.setup()
+    metrics, samples = trainer.train_step()
+    n_bad = sum(1 for s in samples if "flaky_parity" in s["unscorable"])
+    assert 0 < n_bad < len(samples), "about half the completions have odd length"
+    assert metrics["unscorable/count"] == n_bad
+    assert metrics["unscorable/flaky_parity"] == n_bad
+    for s in samples:
+        if s["unscorable"]:
+            assert math.isnan(s["reward"]) and s["advantage"] == 0.0
+            assert s["unscorable"]["flaky_parity"].startswith("RuntimeError: checker crashed")
+    assert math.isfinite(metrics["loss"]) and math.isfinite(metrics["reward/mean"])
+
+
+def test_unscorable_score_policy_uses_the_configured_value(test_plugins, tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.flaky_parity=1.0",
+               "env.kwargs.unscorable=score", "+env.kwargs.unscorable_score=-1.0")
+    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer.setup()
+    _, samples = trainer.train_step()
+    bad = [s for s in samples if s["unscorable"]]
+    assert bad and all(s["reward"] == -1.0 for s in bad)
+
+
+def test_dynamic_sampling_drops_flat_groups(test_plugins, tiny_model_dir, tmp_path):
+    # arithmetic reward on a random model is always 0: every group is flat, so every round drops them all
+    cfg = _cfg(tiny_model_dir, tmp_path, "algo.dynamic_sampling=true", "algo.max_sampling_rounds=2")
+    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer.setup()
+    metrics, samples = trainer.train_step()
+    assert metrics["sampling/rounds"] == 2.0
+    assert metrics["sampling/groups_dropped"] == 4.0  # 2 prompts x 2 rounds
+    assert samples == []
+
+
+def test_step_metrics_time_every_phase(test_plugins, tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.char_variety=1.0", "algo.beta=0.1")
+    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer.setup()
+    assert trainer.ref_model is not None
+    metrics, _ = trainer.train_step()
+    for phase in ("generate", "reward", "reference", "forward_backward", "optimizer", "weight_sync", "step"):
+        assert metrics[f"time/{phase}"] >= 0.0
+    assert metrics["time/reference"] > 0.0 and metrics["kl"] >= 0.0
+    assert metrics["time/step"] >= metrics["time/generate"] + metrics["time/forward_backward"]
+
+
+def test_beta_zero_loads_no_reference_model(test_plugins, tiny_model_dir, tmp_path):
+    trainer = GRPOTrainer(_cfg(tiny_model_dir, tmp_path), tmp_path)
+    trainer.setup()
+    assert trainer.ref_model is None
+
+
+def test_full_run_writes_run_folder(test_plugins, tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path, "eval.at_start=true", "eval.at_end=true", "eval.num_problems=3")
+    summary = GRPOTrainer(cfg, tmp_path).train()
+    assert summary["status"] == "finished"
+    assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(l)["step"] for l in (tmp_path / "eval.jsonl").read_text().splitlines()] == [0, 2]
+    assert summary["eval_end"]["eval/num_problems"] == 3.0
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step_000002"
+
+
+def test_prompt_sampler_covers_each_epoch_and_resumes():
+    s = PromptSampler(5, seed=3)
+    first = s.take(5)
+    assert sorted(first) == [0, 1, 2, 3, 4]
+    a = s.take(3)
+    state = s.state_dict()
+    b = s.take(4)  # crosses into the third epoch
+    assert sorted(a + b[:2]) == [0, 1, 2, 3, 4]
+    assert first != a + b[:2]  # a new permutation each epoch
+    t = PromptSampler(5, seed=3)
+    t.load_state_dict(state)
+    assert t.take(4) == b
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("constant", [0.5, 1.0, 1.0, 1.0, 1.0]),
+    # after 2 warm-up steps the decay runs over the remaining 3 and would reach 0 at step 5
+    ("linear", [0.5, 1.0, 1.0, 2 / 3, 1 / 3]),
+    ("cosine", [0.5, 1.0, 1.0, 0.75, 0.25]),
+])
+def test_lr_schedules(name, expected):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, name, warmup=2, total=5)
+    seen = []
+    for _ in range(5):
+        seen.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx(expected)
+
+
+def test_unknown_schedule_lists_known_ones():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match="known: constant, linear, cosine"):
+        build_scheduler(opt, "cosin", 0, 5)
