@@ -21,12 +21,13 @@ Everything is vectorised over groups (``torch.unique`` + ``index_add_`` /
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
 import torch
+
+from r1gym.core.registry import pick
 
 AdvantageEstimator = Callable[..., torch.Tensor]
 
@@ -130,11 +131,5 @@ ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {
 
 
 def get_advantage_estimator(name: str) -> AdvantageEstimator:
-    """Look up an estimator by name; the error lists valid names and a suggestion."""
-    try:
-        return ADVANTAGE_ESTIMATORS[name]
-    except KeyError:
-        known = sorted(ADVANTAGE_ESTIMATORS)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown advantage estimator {name!r}; known: {', '.join(known)}{hint}") from None
+    """Look up an estimator by name; the error lists valid names and the closest match."""
+    return pick(ADVANTAGE_ESTIMATORS, name, "advantage estimator")

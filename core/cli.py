@@ -57,8 +57,11 @@ def load_run_config(overrides: Sequence[str]) -> tuple[Any, Path, bool]:
 def cmd_train(overrides: Sequence[str]) -> int:
     from omegaconf import OmegaConf
 
+    import transformers
+
     from r1gym.core.grpo import GRPOTrainer
 
+    transformers.logging.disable_progress_bar()  # our own progress bar is the one to watch
     cfg, run_dir, resuming = load_run_config(overrides)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:  # before the run folder exists: a config with ??? left in it cannot run

@@ -40,6 +40,7 @@ from r1gym.core.loggers import LoggerGroup
 from r1gym.core.models import load_model, load_tokenizer
 from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
+from r1gym.core.registry import pick
 from r1gym.core.rollout import Episode, RolloutTimings, SamplingParams, collect_episodes
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup: int, to
     def cosine(p: float) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
 
-    shapes = {"constant": constant, "linear": linear, "cosine": cosine}
-    if name not in shapes:
-        raise ValueError(f"unknown LR schedule {name!r}; known: {', '.join(shapes)}")
-    shape = shapes[name]
+    shape = pick({"constant": constant, "linear": linear, "cosine": cosine}, name, "LR schedule")
 
     def factor(step: int) -> float:
         if step < warmup:

@@ -16,10 +16,11 @@ Sources of each piece:
 
 from __future__ import annotations
 
-import difflib
 from typing import Callable
 
 import torch
+
+from r1gym.core.registry import pick
 
 Aggregation = Callable[[torch.Tensor, torch.Tensor, float | None], torch.Tensor]
 
@@ -105,14 +106,8 @@ LOSS_AGGREGATIONS: dict[str, Aggregation] = {
 
 
 def get_loss_aggregation(name: str) -> Aggregation:
-    """Look up an aggregation by name; the error lists valid names and a suggestion."""
-    try:
-        return LOSS_AGGREGATIONS[name]
-    except KeyError:
-        known = sorted(LOSS_AGGREGATIONS)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown loss aggregation {name!r}; known: {', '.join(known)}{hint}") from None
+    """Look up an aggregation by name; the error lists valid names and the closest match."""
+    return pick(LOSS_AGGREGATIONS, name, "loss aggregation")
 
 
 def grpo_loss(

@@ -16,8 +16,8 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
-    """A registry lookup of a name nobody registered."""
+class UnknownNameError(KeyError, ValueError):
+    """A lookup of a name nobody registered (a KeyError for registries, a ValueError for bad config)."""
 
     def __init__(self, kind: str, name: str, known: list[str], failed_plugins: Mapping[str, str] | None = None):
         self.kind, self.name, self.known = kind, name, sorted(known)
@@ -32,6 +32,18 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.message
+
+
+def pick(table: Mapping[str, T], name: str, kind: str) -> T:
+    """``table[name]``, or an :class:`UnknownNameError` listing the known names and the closest one.
+
+    For the small fixed tables of variants (advantage estimators, loss aggregations, LR schedules) that a
+    config chooses from by name.
+    """
+    try:
+        return table[name]
+    except KeyError:
+        raise UnknownNameError(kind, name, list(table)) from None
 
 
 @dataclass

@@ -140,11 +140,11 @@ def test_unknown_estimator_lists_names_and_closest_match():
     message = str(err.value)
     assert "'dr_grp'" in message
     assert "dr_grpo" in message and "grpo" in message
-    assert "did you mean 'dr_grpo'" in message
+    assert "Did you mean 'dr_grpo'?" in message
 
 
 def test_unknown_estimator_without_close_match_still_lists_names():
-    with pytest.raises(ValueError, match=r"known: dr_grpo, grpo$"):
+    with pytest.raises(ValueError, match=r"Known advantage estimators: dr_grpo, grpo\.$"):
         get_advantage_estimator("ppo_gae_lambda")
 
 

@@ -164,7 +164,7 @@ def test_unknown_aggregation_lists_names_and_closest_match():
     message = str(err.value)
     for name in ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"):
         assert name in message
-    assert "did you mean 'token_mean'" in message
+    assert "Did you mean 'token_mean'?" in message
 
 
 # ---------------------------------------------------------------- grpo_loss

@@ -82,3 +82,16 @@ def test_sample_next_respects_top_k_and_top_p():
     greedy, glp = sample_next(logits[:1], 0.0, 0, 1.0)
     # greedy: the untempered distribution
     assert greedy.item() == 0 and glp.item() == pytest.approx(torch.log_softmax(logits[0], -1)[0].item())
+
+
+def test_stop_strings_end_a_row(backend, smollm2_tokenizer):
+    prompts = _prompts(smollm2_tokenizer)
+    params = SamplingParams(temperature=0.0, max_new_tokens=8)
+    base = backend.generate(prompts, params)
+    # stop on the text of row 0's second token: row 0 ends right there, with finish reason "stop"
+    stop = smollm2_tokenizer.decode(base[0].token_ids[:2], skip_special_tokens=True)[-3:]
+    assert stop.strip(), "need a visible stop string"
+    gens = backend.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=8, stop=(stop,)))
+    assert gens[0].finish_reason == "stop" and len(gens[0].token_ids) <= 2
+    assert gens[0].text.endswith(stop)
+    assert gens[0].token_ids == base[0].token_ids[: len(gens[0].token_ids)]

@@ -133,5 +133,59 @@ def test_lr_schedules(name, expected):
 
 def test_unknown_schedule_lists_known_ones():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    with pytest.raises(ValueError, match="known: constant, linear, cosine"):
+    with pytest.raises(ValueError, match="Known LR schedules: constant, cosine, linear. Did you mean 'cosine'"):
         build_scheduler(opt, "cosin", 0, 5)
+
+
+def _grads_after_one_step(model_dir, run_dir, *extra):
+    """Run one train_step with lr=0 (weights unchanged) and return the accumulated gradients by name."""
+    cfg = _cfg(model_dir, run_dir, "+env.kwargs.rewards.char_variety=1.0", "algo.optim.lr=0.0",
+               "algo.optim.max_grad_norm=1e9", *extra)
+    trainer = GRPOTrainer(cfg, run_dir)
+    trainer.setup()
+    captured = {}
+    step = trainer.optimizer.step
+
+    def capture(*args, **kwargs):
+        for n, p in trainer.model.named_parameters():
+            if p.grad is not None:
+                captured[n] = p.grad.clone()
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = capture
+    metrics, _ = trainer.train_step()
+    return captured, metrics
+
+
+@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"])
+def test_gradient_accumulation_equals_one_big_batch(test_plugins, tiny_model_dir, tmp_path, aggregation):
+    big, m_big = _grads_after_one_step(tiny_model_dir, tmp_path / "a", "algo.micro_batch_size=8",
+                                      f"algo.loss_aggregation={aggregation}")
+    small, m_small = _grads_after_one_step(tiny_model_dir, tmp_path / "b", "algo.micro_batch_size=4",
+                                          f"algo.loss_aggregation={aggregation}")
+    assert m_big["reward/mean"] == m_small["reward/mean"]  # same samples
+    assert big.keys() == small.keys() and big
+    assert any(g.abs().sum() > 0 for g in big.values())
+    for name in big:
+        torch.testing.assert_close(small[name], big[name], rtol=1e-4, atol=1e-7, msg=name)
+    assert m_small["loss"] == pytest.approx(m_big["loss"], rel=1e-4, abs=1e-7)
+
+
+def test_several_iterations_use_stored_old_logprobs(test_plugins, tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.char_variety=1.0", "algo.num_iterations=3",
+               "algo.optim.lr=1e-2")
+    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer.setup()
+    metrics, _ = trainer.train_step()
+    # after the first update the policy moved away from the stored old log-probs: the ratio is no longer 1
+    assert metrics["ratio_mean"] != pytest.approx(1.0, abs=1e-6)
+
+
+def test_mask_truncated_drops_completions_that_hit_the_limit(test_plugins, tiny_model_dir, tmp_path):
+    # a random model never samples EOS within 6 tokens: every completion is truncated, nothing is trained
+    cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.char_variety=1.0", "algo.mask_truncated=true")
+    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer.setup()
+    metrics, samples = trainer.train_step()
+    assert metrics["completion/truncated_frac"] == 1.0 and all(s["truncated"] for s in samples)
+    assert metrics["trained_tokens"] == 0.0 and metrics["grad_norm"] == 0.0
