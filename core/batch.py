@@ -80,9 +80,75 @@ def pack(episodes: Sequence[Episode], pad_id: int, *, include: Sequence[bool] | 
     return PackedBatch(prompt_ids, prompt_mask, torch.tensor(index, dtype=torch.long), comp, attn, mask, slp)
 
 
-def _head_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
-    logits = model.get_output_embeddings()(hidden)
-    if logits.dtype in (torch.float16, torch.bfloat16):  # softmax in fp32; never *down*cast (fp64 tests)
+class _ChunkedTokenLogprobs(torch.autograd.Function):
+    """log softmax(h W^T / T)[target] for N positions, chunk by chunk, never holding N x V logits.
+
+    The forward keeps only each position's log-sum-exp; the backward recomputes one chunk of logits at a
+    time: d logits = (onehot(target) - softmax) * grad / T. Memory is O(chunk x V) instead of O(N x V) for
+    the logits *and* their gradient, for one extra chunk GEMM in the backward.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature: float, chunk: int):  # type: ignore[override]
+        lse = hidden.new_empty(hidden.shape[0], dtype=torch.float32 if hidden.dtype in _LOW else hidden.dtype)
+        out = torch.empty_like(lse)
+        for s in range(0, hidden.shape[0], chunk):
+            logits = _logits(hidden[s : s + chunk], weight, temperature)
+            lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
+            out[s : s + chunk] = logits.gather(-1, targets[s : s + chunk, None]).squeeze(-1) - lse[s : s + chunk]
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.temperature, ctx.chunk = temperature, chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        hidden, weight, targets, lse = ctx.saved_tensors
+        grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+        for s in range(0, hidden.shape[0], ctx.chunk):
+            h, g = hidden[s : s + ctx.chunk], grad_out[s : s + ctx.chunk]
+            d = -torch.exp(_logits(h, weight, ctx.temperature) - lse[s : s + ctx.chunk, None]) * g[:, None]
+            d.scatter_add_(-1, targets[s : s + ctx.chunk, None], g[:, None])
+            d = (d / ctx.temperature).to(hidden.dtype)
+            if grad_hidden is not None:
+                grad_hidden[s : s + ctx.chunk] = d @ weight
+            if grad_weight is not None:
+                grad_weight += d.T @ h
+        return grad_hidden, grad_weight, None, None, None
+
+
+_LOW = (torch.float16, torch.bfloat16)
+
+
+def _logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float) -> torch.Tensor:
+    logits = hidden @ weight.T
+    if logits.dtype in _LOW:  # softmax in fp32; never *down*cast (fp64 tests)
+        logits = logits.float()
+    return logits / temperature if temperature != 1.0 else logits
+
+
+def _head_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, temperature: float,
+                   with_entropy: bool, chunk: int = 0):
+    """Log-probs of ``targets`` (B, T) from hidden states (B, T, H) through the LM head.
+
+    With ``chunk > 0`` and more than ``chunk`` positions, the head runs chunk by chunk (forward and
+    backward) so the (positions x vocabulary) logits never exist at once; otherwise in one piece.
+    """
+    head = model.get_output_embeddings()
+    if getattr(head, "bias", None) is not None:
+        chunk = 0  # rare; the chunked path handles the common bias-free head
+    B, T, H = hidden.shape
+    flat_h, flat_t = hidden.reshape(B * T, H), targets.reshape(B * T)
+    if chunk and B * T > chunk:
+        logprobs = _ChunkedTokenLogprobs.apply(flat_h, head.weight, flat_t, temperature, chunk).view(B, T)
+        entropy = None
+        if with_entropy:
+            with torch.no_grad():
+                entropy = torch.cat([_entropy(_logits(flat_h[s : s + chunk], head.weight, temperature))
+                                     for s in range(0, B * T, chunk)]).view(B, T)
+        return logprobs, entropy
+    logits = head(hidden)
+    if logits.dtype in _LOW:
         logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
@@ -91,8 +157,13 @@ def _head_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, temp
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
+            entropy = _entropy(logits)
     return logprobs, entropy
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
 
 
 def _body(model: Any) -> Any:
@@ -100,10 +171,11 @@ def _body(model: Any) -> Any:
 
 
 def completion_logprobs(
-    model: Any, batch: PackedBatch, *, temperature: float = 1.0, with_entropy: bool = False
+    model: Any, batch: PackedBatch, *, temperature: float = 1.0, with_entropy: bool = False, chunk: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probabilities (B, T) of the completion tokens under softmax(logits / temperature), shared prompts
-    computed once. Entropy (B, T) of the same distribution too when asked (no gradient)."""
+    computed once. Entropy (B, T) of the same distribution too when asked (no gradient). ``chunk``: see
+    :func:`_head_logprobs`."""
     body = _body(model)
     pmask = batch.prompt_mask
     ppos = (pmask.cumsum(-1) - 1).clamp(min=0)
@@ -122,7 +194,7 @@ def completion_logprobs(
             past_key_values=cache, use_cache=True,
         ).last_hidden_state
         hidden = torch.cat([hidden, h_c], dim=1)
-    return _head_logprobs(model, hidden, batch.completion_ids, temperature, with_entropy)
+    return _head_logprobs(model, hidden, batch.completion_ids, temperature, with_entropy, chunk)
 
 
 def reference_completion_logprobs(model: Any, batch: PackedBatch, *, temperature: float = 1.0) -> torch.Tensor:

@@ -19,6 +19,18 @@ SCHEMA_NAME = "r1gym_schema"
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters (peft, extra ``lora``) instead of full fine-tuning; ``r: 0`` trains every weight."""
+
+    r: int = 0
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
 class ModelConfig:
     #: a registered model name (``smollm2-135m``), a local Hugging Face folder, or a hub id where reachable.
     #: No default here: the ``model`` option sets it, and ``model=hf`` leaves it ``???`` so that a missing
@@ -29,8 +41,9 @@ class ModelConfig:
     #: or "r1_zero" (the plain-text R1-Zero template, base models)
     prompt_format: str = "chat"
     trust_remote_code: bool = False
-    #: freeze these parameter groups (issue #3 adds LoRA); names: "embeddings", "lm_head"
+    #: freeze these parameter groups: "embeddings", "lm_head" (tied embeddings: both at once)
     freeze: list[str] = field(default_factory=list)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -75,6 +88,9 @@ class AlgoConfig:
     max_sampling_rounds: int = 3
     #: sequences per forward/backward; the step's batch is accumulated over micro-batches
     micro_batch_size: int = 8
+    #: completion positions per LM-head chunk: the (positions x vocabulary) logits and their gradient are
+    #: never held for more positions than this (0: one piece)
+    logprob_chunk: int = 1024
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 

@@ -37,7 +37,7 @@ from r1gym.core.batch import PackedBatch, completion_logprobs, pack
 from r1gym.core.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
 from r1gym.core.envs import make_envs, primary_reward
 from r1gym.core.loggers import LoggerGroup
-from r1gym.core.models import load_model, load_tokenizer
+from r1gym.core.models import load_model, load_policy
 from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
 from r1gym.core.registry import pick
@@ -119,13 +119,13 @@ class GRPOTrainer:
         np.random.seed(cfg.trainer.seed)
         torch.manual_seed(cfg.trainer.seed)
         ckpt = latest_checkpoint(self.run_dir)
-        model_path = str(ckpt) if ckpt else cfg.model.name_or_path
-        self.tokenizer = load_tokenizer(model_path)
-        self.model = load_model(model_path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        self.model, self.tokenizer = load_policy(cfg.model, str(ckpt) if ckpt else None)
         self.model.train()
         self._freeze(list(cfg.model.freeze))
+        self.lora = cfg.model.lora.r > 0
         self.ref_model = None
-        if cfg.algo.beta > 0:  # beta = 0 loads no reference model at all
+        if cfg.algo.beta > 0 and not self.lora:  # beta = 0 loads no reference model at all; with LoRA the
+            # reference is the policy with its adapters switched off
             self.ref_model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype).eval().requires_grad_(False)
         o = cfg.algo.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -154,11 +154,10 @@ class GRPOTrainer:
         return start
 
     def _freeze(self, groups: list[str]) -> None:
+        """Freeze parameter groups (with tied embeddings, freezing either freezes both: it is one tensor)."""
         known = {"embeddings": self.model.get_input_embeddings(), "lm_head": self.model.get_output_embeddings()}
         for g in groups:
-            if g not in known:
-                raise ValueError(f"model.freeze: unknown group {g!r}; known: {', '.join(known)}")
-            known[g].requires_grad_(False)
+            pick(known, g, "model.freeze group").requires_grad_(False)
 
     # -- the loop --------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -241,7 +240,12 @@ class GRPOTrainer:
 
         # reference log-probs (only with beta > 0) and old log-probs (only with several iterations)
         t0 = time.perf_counter()
-        ref_lp = self._no_grad_logprobs(self.ref_model, batch) if self.ref_model is not None else None
+        ref_lp = None
+        if self.ref_model is not None:
+            ref_lp = self._no_grad_logprobs(self.ref_model, batch)
+        elif algo.beta > 0 and self.lora:
+            with self.model.disable_adapter():
+                ref_lp = self._no_grad_logprobs(self.model, batch)
         t["reference"] = time.perf_counter() - t0
         old_lp = self._no_grad_logprobs(self.model, batch) if algo.num_iterations > 1 else None
 
@@ -257,7 +261,8 @@ class GRPOTrainer:
                 weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask)
                 if weight == 0.0:
                     continue
-                lp, ent = completion_logprobs(self.model, part, temperature=self.sampling.temperature or 1.0, with_entropy=True)
+                lp, ent = completion_logprobs(self.model, part, temperature=self.sampling.temperature or 1.0,
+                                              with_entropy=True, chunk=algo.logprob_chunk)
                 T = lp.shape[1]
                 old = old_lp[rows, :T] if old_lp is not None else lp.detach()
                 ref = ref_lp[rows, :T] if ref_lp is not None else None
@@ -303,7 +308,8 @@ class GRPOTrainer:
         out = torch.zeros_like(batch.sampler_logprobs)
         with torch.no_grad():
             for rows in self._micro_batches(len(batch)):
-                lp, _ = completion_logprobs(model, batch.select(rows), temperature=self.sampling.temperature or 1.0)
+                lp, _ = completion_logprobs(model, batch.select(rows), temperature=self.sampling.temperature or 1.0,
+                                            chunk=self.cfg.algo.logprob_chunk)
                 out[rows, : lp.shape[1]] = lp
         return out
 

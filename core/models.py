@@ -131,3 +131,24 @@ def load_model(name_or_path: str, *, dtype: str = "float32", trust_remote_code: 
     return AutoModelForCausalLM.from_pretrained(
         resolve_model_path(name_or_path), dtype=torch_dtype, trust_remote_code=trust_remote_code
     )
+
+
+def load_policy(model_cfg: Any, checkpoint: str | None = None) -> tuple[Any, Any]:
+    """The trainable policy and its tokenizer: the base model (or a checkpoint of it), with LoRA adapters
+    when ``model.lora.r > 0`` (a checkpoint then holds only the adapters, loaded over the base model)."""
+    lora = model_cfg.lora
+    if lora.r <= 0:
+        path = checkpoint or model_cfg.name_or_path
+        return load_model(path, dtype=model_cfg.dtype, trust_remote_code=model_cfg.trust_remote_code), load_tokenizer(path)
+    try:
+        import peft
+    except ImportError as exc:
+        raise ImportError("model.lora.r > 0 needs peft: pip install 'r1gym[lora]'") from exc
+    base = load_model(model_cfg.name_or_path, dtype=model_cfg.dtype, trust_remote_code=model_cfg.trust_remote_code)
+    if checkpoint:
+        model = peft.PeftModel.from_pretrained(base, checkpoint, is_trainable=True)
+    else:
+        config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+        model = peft.get_peft_model(base, config)
+    return model, load_tokenizer(model_cfg.name_or_path)  # adapters do not change the tokenizer

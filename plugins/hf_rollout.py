@@ -8,6 +8,9 @@ It shares the policy module with the trainer, so weight sync is a no-op. Compare
 * **finished rows leave the batch**: a sequence that sampled EOS (or a stop string) is dropped from the
   cache, so later decode steps run on the rows still going;
 * **logits only where needed**: the prefill computes the LM head for the last prompt position only;
+* **no cache concatenation**: after the prefill each layer's KV cache gets room for every new token, so a
+  decode step writes one position instead of copying the whole cache (transformers' DynamicCache
+  concatenates, which on a CPU was a fifth of a decode step);
 * **no logits processors**: temperature, top-k and top-p are applied directly to one (rows x vocab) tensor.
 
 Log-probabilities are those of the tempered distribution softmax(logits / T) before top-p/top-k filtering,
@@ -17,12 +20,60 @@ compare the two).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 from r1gym.core.hookspecs import hookimpl
 
 MODES = ("loop", "generate")
+
+
+@functools.lru_cache(maxsize=1)
+def _roomy_layer_class() -> type:
+    """Built on first use, so importing this plugin does not import transformers."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class RoomyLayer(DynamicLayer):
+        """A DynamicLayer over a preallocated buffer: appending writes into it instead of concatenating."""
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            n, k = self._n, key_states.shape[-2]
+            if n + k > self._k.shape[-2]:  # out of room: grow like a list does
+                extra = max(k, self._k.shape[-2])
+                self._k = torch.cat([self._k, self._k.new_empty(*self._k.shape[:2], extra, self._k.shape[-1])], -2)
+                self._v = torch.cat([self._v, self._v.new_empty(*self._v.shape[:2], extra, self._v.shape[-1])], -2)
+            self._k[:, :, n : n + k] = key_states
+            self._v[:, :, n : n + k] = value_states
+            self._n = n + k
+            self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: Any) -> None:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+
+    return RoomyLayer
+
+
+def _preallocate(cache: Any, room: int) -> None:
+    """Give every layer of a transformers DynamicCache room for ``room`` more positions (in place)."""
+    from transformers.cache_utils import DynamicLayer
+
+    RoomyLayer = _roomy_layer_class()
+    for i, layer in enumerate(cache.layers):
+        if type(layer) is not DynamicLayer or not layer.is_initialized:
+            continue  # sliding-window or other layer kinds keep their own logic
+        new = RoomyLayer()
+        new.dtype, new.device, new.is_initialized = layer.dtype, layer.device, True
+        B, H, n, D = layer.keys.shape
+        new._k = layer.keys.new_empty(B, H, n + room, D)
+        new._v = layer.values.new_empty(B, H, n + room, D)
+        new._k[:, :, :n], new._v[:, :, :n] = layer.keys, layer.values
+        new._n = n
+        new.keys, new.values = new._k[:, :, :n], new._v[:, :, :n]
+        cache.layers[i] = new
 
 
 def sample_next(logits: Any, temperature: float, top_k: int, top_p: float) -> tuple[Any, Any]:
@@ -107,6 +158,7 @@ class HFBackend:
                              use_cache=True, logits_to_keep=1)
             cache = out.past_key_values
             cache.batch_select_indices(index)
+            _preallocate(cache, params.max_new_tokens)
             logits = out.logits[index, -1]
             attn = mask[index]
             pos = mask.sum(-1)[index]

@@ -89,3 +89,20 @@ def test_loss_mask_excludes_env_tokens_and_excluded_episodes():
     row = 5  # the multi-turn episode: env tokens at positions 2 and 3
     n = len(eps[row].completion_ids)
     assert batch.loss_mask[row, :n].tolist() == [float(m) for m in eps[row].completion_mask]
+
+
+def test_chunked_lm_head_equals_one_piece_values_and_gradients():
+    model = _tiny_llama()
+    batch = pack(_episodes(), pad_id=0)
+    weights = torch.randn(batch.loss_mask.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    results = {}
+    for chunk in (0, 7):  # 9 sequences x 6 positions = 54 > 7: eight chunks, the last one short
+        model.zero_grad()
+        lp, ent = completion_logprobs(model, batch, temperature=0.6, with_entropy=True, chunk=chunk)
+        (lp * weights).sum().backward()
+        results[chunk] = (lp.detach(), ent, {n: p.grad.clone() for n, p in model.named_parameters()})
+    torch.testing.assert_close(results[7][0], results[0][0])
+    torch.testing.assert_close(results[7][1], results[0][1])
+    for name, grad in results[0][2].items():
+        torch.testing.assert_close(results[7][2][name], grad, msg=name)
+    assert results[0][2]["lm_head.weight"].abs().sum() > 0

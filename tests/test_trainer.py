@@ -144,15 +144,13 @@ def _grads_after_one_step(model_dir, run_dir, *extra):
     trainer = GRPOTrainer(cfg, run_dir)
     trainer.setup()
     captured = {}
-    step = trainer.optimizer.step
 
-    def capture(*args, **kwargs):
+    def capture(optimizer, args, kwargs):
         for n, p in trainer.model.named_parameters():
             if p.grad is not None:
                 captured[n] = p.grad.clone()
-        return step(*args, **kwargs)
 
-    trainer.optimizer.step = capture
+    trainer.optimizer.register_step_pre_hook(capture)
     metrics, _ = trainer.train_step()
     return captured, metrics
 
@@ -189,3 +187,45 @@ def test_mask_truncated_drops_completions_that_hit_the_limit(test_plugins, tiny_
     metrics, samples = trainer.train_step()
     assert metrics["completion/truncated_frac"] == 1.0 and all(s["truncated"] for s in samples)
     assert metrics["trained_tokens"] == 0.0 and metrics["grad_norm"] == 0.0
+
+
+def test_freeze_embeddings_keeps_them_fixed(test_plugins, tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.char_variety=1.0", "algo.optim.lr=1e-2",
+               "model.freeze=[embeddings]")
+    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer.setup()
+    emb = trainer.model.get_input_embeddings().weight.detach().clone()
+    layer = trainer.model.model.layers[0].mlp.up_proj.weight.detach().clone()
+    trainer.train_step()
+    assert torch.equal(trainer.model.get_input_embeddings().weight, emb)
+    assert not torch.equal(trainer.model.model.layers[0].mlp.up_proj.weight, layer)
+    with pytest.raises(ValueError, match="Known model.freeze groups: embeddings, lm_head"):
+        GRPOTrainer(_cfg(tiny_model_dir, tmp_path / "x", "model.freeze=[embedings]"), tmp_path / "x").setup()
+
+
+def test_lora_trains_adapters_only_and_resumes(test_plugins, tiny_model_dir, tmp_path):
+    pytest.importorskip("peft", reason="LoRA needs the 'lora' extra (peft); make test installs it")
+    from r1gym.core.checkpoint import latest_checkpoint
+
+    extra = ("+env.kwargs.rewards.char_variety=1.0", "algo.optim.lr=1e-2", "model.lora.r=4", "algo.beta=0.1",
+             "model.lora.target_modules=[q_proj,v_proj]", "trainer.save_every=1")
+    trainer = GRPOTrainer(_cfg(tiny_model_dir, tmp_path, *extra), tmp_path)
+    trainer.setup()
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert trainer.ref_model is None  # the reference is the policy with adapters off
+    base = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if not p.requires_grad}
+    metrics, _ = trainer.train_step()
+    assert metrics["kl"] >= 0.0 and metrics["time/reference"] > 0
+    trainer.save(1)
+    for n, p in trainer.model.named_parameters():
+        if n in base:
+            assert torch.equal(p, base[n]), n
+    ckpt = latest_checkpoint(tmp_path)
+    assert (ckpt / "adapter_model.safetensors").exists() and not (ckpt / "model.safetensors").exists()
+    adapters = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
+    resumed = GRPOTrainer(_cfg(tiny_model_dir, tmp_path, *extra), tmp_path)
+    assert resumed.setup() == 1
+    for n, p in resumed.model.named_parameters():
+        if n in adapters:
+            assert torch.equal(p, adapters[n]), n
