@@ -129,6 +129,10 @@ class TrainerConfig:
     max_steps: int = 20
     #: torch intra-op threads (null: torch's default)
     threads: int | None = None
+    #: mixed precision for every forward (sampling, log-probs, reference): null (fp32 throughout) or
+    #: "bf16" (torch.autocast; weights, optimizer and loss stay fp32). Needs bf16 matmul support to pay off
+    #: (AVX512-BF16/AMX on CPUs, any recent GPU).
+    autocast: str | None = None
     save_every: int = 10
     keep_checkpoints: int = 2
     #: completions per step written to samples.jsonl (-1: all)

@@ -18,6 +18,7 @@ training (rewards are plugins).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -203,10 +204,11 @@ class GRPOTrainer:
         while True:
             rounds += 1
             need = want - len(kept) // G
-            eps = collect_episodes(
-                self.envs, self.sampler.take(need), G, self.backend, self.renderer, self.sampling,
-                max_episode_tokens=self.cfg.rollout.max_episode_tokens, first_group=n_groups, timings=timings,
-            )
+            with self.autocast():
+                eps = collect_episodes(
+                    self.envs, self.sampler.take(need), G, self.backend, self.renderer, self.sampling,
+                    max_episode_tokens=self.cfg.rollout.max_episode_tokens, first_group=n_groups, timings=timings,
+                )
             n_groups += need
             if not algo.dynamic_sampling:
                 kept += eps
@@ -261,8 +263,9 @@ class GRPOTrainer:
                 weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask)
                 if weight == 0.0:
                     continue
-                lp, ent = completion_logprobs(self.model, part, temperature=self.sampling.temperature or 1.0,
-                                              with_entropy=True, chunk=algo.logprob_chunk)
+                with self.autocast():
+                    lp, ent = completion_logprobs(self.model, part, temperature=self.sampling.temperature or 1.0,
+                                                  with_entropy=True, chunk=algo.logprob_chunk)
                 T = lp.shape[1]
                 old = old_lp[rows, :T] if old_lp is not None else lp.detach()
                 ref = ref_lp[rows, :T] if ref_lp is not None else None
@@ -297,6 +300,14 @@ class GRPOTrainer:
         metrics["time/step"] = time.perf_counter() - t_step
         return metrics, self._samples(episodes, advantages)
 
+    def autocast(self) -> Any:
+        """The configured mixed-precision context for forward passes (a no-op for fp32)."""
+        mode = self.cfg.trainer.autocast
+        if mode is None:
+            return contextlib.nullcontext()
+        dtype = pick({"bf16": torch.bfloat16, "fp16": torch.float16}, mode, "trainer.autocast mode")
+        return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=dtype)
+
     def _micro_batches(self, n: int) -> list[list[int]]:
         """Row chunks of about ``micro_batch_size`` sequences, whole groups each (rows are group-contiguous),
         so a group's shared prompt runs once per micro-batch."""
@@ -306,7 +317,7 @@ class GRPOTrainer:
 
     def _no_grad_logprobs(self, model: Any, batch: PackedBatch) -> torch.Tensor:
         out = torch.zeros_like(batch.sampler_logprobs)
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             for rows in self._micro_batches(len(batch)):
                 lp, _ = completion_logprobs(model, batch.select(rows), temperature=self.sampling.temperature or 1.0,
                                             chunk=self.cfg.algo.logprob_chunk)
@@ -362,8 +373,9 @@ class GRPOTrainer:
         )
         state = torch.get_rng_state()  # evaluation must not shift the training trajectory
         torch.manual_seed(self.cfg.trainer.seed + 1_000_003)  # and uses the same samples at every evaluation
-        eps = collect_episodes(self.eval_envs, indices, k, self.backend, self.renderer, params,
-                               max_episode_tokens=self.cfg.rollout.max_episode_tokens)
+        with self.autocast():
+            eps = collect_episodes(self.eval_envs, indices, k, self.backend, self.renderer, params,
+                                   max_episode_tokens=self.cfg.rollout.max_episode_tokens)
         torch.set_rng_state(state)
         scored = [e for e in eps if e.scorable]
         acc = [e.rewards.get(self.accuracy_key) for e in eps if e.rewards.get(self.accuracy_key) is not None]
