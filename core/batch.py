@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from r1gym.core.compat import cache_kwargs, output_cache
 from r1gym.core.rollout import Episode
 
 
@@ -180,7 +181,7 @@ def completion_logprobs(
     pmask = batch.prompt_mask
     ppos = (pmask.cumsum(-1) - 1).clamp(min=0)
     out = body(input_ids=batch.prompt_ids, attention_mask=pmask, position_ids=ppos, use_cache=True)
-    cache = out.past_key_values
+    cache = output_cache(out)
     cache.batch_select_indices(batch.prompt_index)  # P prompts -> B sequences (differentiable indexing)
     h_last = out.last_hidden_state[batch.prompt_index, -1]  # left padding: the last column is real
     plen = pmask.sum(-1)[batch.prompt_index]
@@ -191,7 +192,7 @@ def completion_logprobs(
     if T > 1:
         h_c = body(
             input_ids=batch.completion_ids[:, :-1], attention_mask=full_mask[:, :-1], position_ids=cpos[:, :-1],
-            past_key_values=cache, use_cache=True,
+            use_cache=True, **cache_kwargs(body, cache),
         ).last_hidden_state
         hidden = torch.cat([hidden, h_c], dim=1)
     return _head_logprobs(model, hidden, batch.completion_ids, temperature, with_entropy, chunk)

@@ -66,7 +66,8 @@ def _preallocate(cache: Any, room: int) -> None:
         if type(layer) is not DynamicLayer or not layer.is_initialized:
             continue  # sliding-window or other layer kinds keep their own logic
         new = RoomyLayer()
-        new.dtype, new.device, new.is_initialized = layer.dtype, layer.device, True
+        new.device, new.is_initialized = layer.keys.device, True
+        new.dtype = layer.keys.dtype  # older transformers keep it; newer ones read it off the tensors
         B, H, n, D = layer.keys.shape
         new._k = layer.keys.new_empty(B, H, n + room, D)
         new._v = layer.values.new_empty(B, H, n + room, D)
@@ -140,6 +141,8 @@ class HFBackend:
     def _loop(self, prompts: Sequence[Sequence[int]], params: Any) -> list:
         import torch
 
+        from r1gym.core.compat import cache_kwargs, output_cache
+
         uniq: dict[tuple[int, ...], int] = {}
         index = torch.tensor([uniq.setdefault(tuple(p), len(uniq)) for p in prompts])
         width = max(len(p) for p in uniq)
@@ -156,7 +159,7 @@ class HFBackend:
         with torch.no_grad():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                              use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
+            cache = output_cache(out)
             cache.batch_select_indices(index)
             _preallocate(cache, params.max_new_tokens)
             logits = out.logits[index, -1]
@@ -181,7 +184,7 @@ class HFBackend:
                     rows, tok, attn, pos = rows[keep], tok[keep], attn[keep], pos[keep]
                 attn = torch.cat([attn, attn.new_ones(len(rows), 1)], dim=1)
                 out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=pos[:, None],
-                                 past_key_values=cache, use_cache=True)
+                                 use_cache=True, **cache_kwargs(self.model, cache))
                 logits = out.logits[:, -1]
                 pos = pos + 1
         return [self._generation(tokens[i], logprobs[i], finish[i]) for i in range(B)]

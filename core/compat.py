@@ -1,0 +1,31 @@
+"""Small shims over transformers API differences, in one place.
+
+transformers 5.24 renamed the KV-cache argument and output field from ``past_key_values`` to ``cache``
+(the old argument name still works there, with a deprecation warning). r1gym passes and reads the cache
+under whichever name the installed version uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_arg(forward_cls: type) -> str:
+    params = inspect.signature(forward_cls.forward).parameters
+    return "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
+
+
+def cache_kwargs(module: Any, cache: Any) -> dict[str, Any]:
+    """``{"cache": cache}`` or ``{"past_key_values": cache}``, as ``module.forward`` expects (a peft
+    wrapper is looked through to the transformers model it wraps)."""
+    base = module.get_base_model() if hasattr(module, "get_base_model") else module
+    return {_cache_arg(type(base)): cache}
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward returned (``output.cache`` or ``output.past_key_values``)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
