@@ -6,6 +6,9 @@
     r1gym plugins                         every plugin, its version, what it registers (or why it failed)
     r1gym envs                            registered environment ids
     r1gym env check ID [--episodes N]     gymnasium's env checker + a few episodes with a random policy
+    r1gym data check [OVERRIDES ...]      score every reference answer of the env's data against itself
+    r1gym score REWARD --input IN.jsonl   apply a reward to records (completion + task fields), e.g.
+          [--output OUT.jsonl] [--param k=v ...]   r1gym score math_accuracy --input samples.jsonl
 """
 
 from __future__ import annotations
@@ -153,6 +156,100 @@ def cmd_env_check(env_id: str, episodes: int, seed: int) -> int:
     return 0
 
 
+def cmd_data_check(overrides: Sequence[str], eval_split: bool, jobs: int | None) -> int:
+    """Score each task's reference answer, written as a completion, with the env's first reward (its accuracy
+    reward): a reference that cannot be scored, or that does not match itself, is listed. Exit 1 if any."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from r1gym.core.envs import env_kwargs
+    from r1gym.core.rewards import RewardSet
+    from r1gym.envs.base import resolve_rewards, resolve_source
+
+    cfg, _, _ = load_run_config(overrides)
+    kwargs = env_kwargs(cfg.env, eval_split=eval_split)
+    source = resolve_source(kwargs["source"])
+    first = resolve_rewards(kwargs["rewards"]).components[0]
+    check = RewardSet([first])
+
+    def one(index: int) -> tuple[str, Any, str] | None:
+        task = source[index]
+        if "answer" not in task.fields:
+            raise ValueError(f"task {task.id!r} has no 'answer' field (fields: {sorted(task.fields)}); "
+                             "`r1gym data check` checks reference answers")
+        gold = task.fields["answer"]
+        outcome = check.score(f"<think> check </think> <answer> {gold} </answer>", task.fields)
+        value = outcome.components[first.name]
+        if value is None:
+            return task.id, gold, f"cannot be scored: {outcome.unscorable[first.name]}"
+        if value < 1.0:
+            return task.id, gold, f"does not match itself ({first.name} = {value:g})"
+        return None
+
+    with ThreadPoolExecutor(max_workers=jobs or 4) as ex:
+        bad = [r for r in ex.map(one, range(len(source))) if r is not None]
+    split = "eval" if eval_split else "train"
+    print(f"{cfg.env.id} ({split} data, {len(source)} problems): reference answers checked with {first.name!r}: "
+          f"{len(source) - len(bad)} ok, {len(bad)} with a problem")
+    for task_id, gold, reason in bad:
+        print(f"  {task_id}: {gold!r}: {reason}")
+    return 1 if bad else 0
+
+
+def _param(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--param takes key=value, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def cmd_score(reward: str, input_path: str, output_path: str | None, params: Sequence[str], jobs: int | None) -> int:
+    """Apply a registered reward to JSONL records (``completion`` + the task's fields, e.g. ``answer``); write
+    each record back with ``reward`` (null when it cannot be scored) and ``reason``; counts on stderr."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    from r1gym.core.plugins import default_host
+    from r1gym.core.rewards import RewardComponent, RewardSet
+
+    component = RewardComponent(reward, default_host().rewards.get(reward), 1.0, dict(_param(p) for p in params))
+    scorer = RewardSet([component])
+    records = []
+    with open(input_path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{input_path}:{lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or "completion" not in record:
+                raise ValueError(f"{input_path}:{lineno}: each record needs a 'completion' field")
+            records.append(record)
+
+    def one(record: dict[str, Any]) -> dict[str, Any]:
+        fields = {k: v for k, v in record.items() if k not in ("completion", "reward", "reason")}
+        outcome = scorer.score(str(record["completion"]), fields)
+        return {**record, "reward": outcome.components[reward], "reason": outcome.unscorable.get(reward)}
+
+    with ThreadPoolExecutor(max_workers=jobs or 4) as ex:
+        scored = list(ex.map(one, records))
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in scored)
+    if output_path:
+        Path(output_path).write_text(lines, encoding="utf-8")
+    else:
+        sys.stdout.write(lines)
+    values = [r["reward"] for r in scored if r["reward"] is not None]
+    reasons = Counter(r["reason"] for r in scored if r["reward"] is None)
+    mean = f", mean {sum(values) / len(values):.4g}" if values else ""
+    print(f"{reward}: {len(scored)} records, {len(values)} scored{mean}, {len(scored) - len(values)} cannot be scored",
+          file=sys.stderr)
+    for reason, n in reasons.most_common(10):
+        print(f"  {n} x {reason}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="r1gym", description="GRPO training of reasoning LLMs, the DeepSeek-R1 way.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -169,6 +266,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("env_id")
     c.add_argument("--episodes", type=int, default=3)
     c.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    c = data_sub.add_parser("check", help="score every reference answer against itself; list the ones that fail")
+    c.add_argument("overrides", nargs="*", help="e.g. env=math env.kwargs.source.path=data/train.jsonl")
+    c.add_argument("--eval", action="store_true", help="check the held-out data (env.eval_kwargs) instead")
+    c.add_argument("--jobs", type=int, default=None, help="checks in flight at once (default 4)")
+    p = sub.add_parser("score", help="apply a reward to JSONL records (completion + task fields)")
+    p.add_argument("reward", help="a registered reward name (`r1gym plugins` lists them)")
+    p.add_argument("--input", required=True, help="JSONL with a 'completion' and the task's fields per line")
+    p.add_argument("--output", help="where to write the scored records (default: stdout)")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="a reward parameter (YAML value)")
+    p.add_argument("--jobs", type=int, default=None, help="records scored at once (default 4)")
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     try:
@@ -180,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_plugins()
         if args.command == "envs":
             return cmd_envs()
+        if args.command == "data":
+            return cmd_data_check(args.overrides, args.eval, args.jobs)
+        if args.command == "score":
+            return cmd_score(args.reward, args.input, args.output, args.param, args.jobs)
         return cmd_env_check(args.env_id, args.episodes, args.seed)
     except (UnknownNameError, FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
         from hydra.errors import HydraException  # noqa: F401  (Hydra's own errors are ValueErrors/others)

@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "r1gym.plugins.datasets",
     "r1gym.plugins.hf_rollout",
     "r1gym.plugins.loggers",
+    "r1gym.plugins.math",
 )
 _HOOK_NAMES = tuple(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
 

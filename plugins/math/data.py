@@ -1,0 +1,176 @@
+"""Math problems from JSONL, JSON or Parquet files in the usual formats.
+
+Per record, the reference answer is read by ``format``:
+
+* ``plain``: the ``answer_field`` as it is (MATH-500, most curated sets);
+* ``gsm8k``: the text after the last ``#### `` of ``answer_field`` (GSM8K's worked answers);
+* ``math``: the last ``\\boxed{}`` of ``solution_field`` (the MATH dataset's solutions);
+* ``auto`` (default), per record: ``gsm8k`` if ``answer_field`` holds a ``####``, ``plain`` if it holds
+  anything else, ``math`` if there is only a ``solution_field``. One file may mix formats.
+
+The prompt is ``prompt_field``, or the first of ``problem``, ``question``, ``prompt`` that the record has,
+put into ``prompt_template`` (``{problem}`` is the problem text). ``split`` keeps the ``train`` or ``test``
+part (a stable hash of the problem text puts ``test_fraction`` of them in ``test``) or ``all``. Records are
+read and checked once, at construction: a missing field stops with the file, line and the fields the
+record has. A reference that does not parse is *not* an error here (it cannot be scored in training);
+``r1gym data check`` lists them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from r1gym.envs.base import Task
+from r1gym.envs.datasets import resolve_path
+from r1gym.plugins.math.extract import extract_reference, last_boxed
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("auto", "plain", "gsm8k", "math")
+SPLITS = ("all", "train", "test")
+PROMPT_FIELDS = ("problem", "question", "prompt")
+SAMPLE = "pkg://r1gym.plugins.math/data/sample_math.jsonl"
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line or row number, record)`` for a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file."""
+    p = resolve_path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"math dataset {str(path)!r} not found (looked at {p})")
+    suffix = p.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise ImportError(f"reading {p.name} needs pyarrow: pip install pyarrow") from exc
+        for i, row in enumerate(pq.read_table(p).to_pylist(), start=1):
+            yield i, row
+        return
+    if suffix == ".json":
+        data = json.loads(p.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise ValueError(f"{p}: a .json dataset must be a list of objects")
+        yield from enumerate(data, start=1)
+        return
+    with p.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{p}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            yield lineno, record
+
+
+def split_of(text: str, test_fraction: float) -> str:
+    """``"test"`` for a stable ``test_fraction`` of problem texts, ``"train"`` for the rest."""
+    digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    return "test" if (digest % 10_000) < test_fraction * 10_000 else "train"
+
+
+class MathSource:
+    """A task per math problem; ``task.fields["answer"]`` is the reference answer (see module docstring)."""
+
+    def __init__(
+        self,
+        path: str | Path = SAMPLE,
+        format: str = "auto",
+        prompt_field: str | None = None,
+        answer_field: str = "answer",
+        solution_field: str = "solution",
+        id_field: str | None = None,
+        meta_fields: Iterable[str] = (),
+        fields: Sequence[str] = (),
+        prompt_template: str = "{problem}",
+        split: str = "all",
+        test_fraction: float = 0.1,
+        limit: int | None = None,
+    ):
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if not 0.0 <= test_fraction <= 1.0:
+            raise ValueError(f"test_fraction must be within [0, 1], got {test_fraction}")
+        if "{problem}" not in prompt_template:
+            raise ValueError(f"prompt_template must contain {{problem}}, got {prompt_template!r}")
+        self.meta_fields, self.extra_fields = tuple(meta_fields), tuple(fields)
+        secret = {answer_field, solution_field, *self.extra_fields}.intersection(self.meta_fields)
+        if secret:
+            raise ValueError(f"meta_fields {sorted(secret)} would put answer data in the env's public info")
+        self.path, self.format, self.split = str(path), format, split
+        self.prompt_field, self.answer_field, self.solution_field = prompt_field, answer_field, solution_field
+        self.tasks: list[Task] = []
+        name = resolve_path(path).name
+        no_box = 0
+        for lineno, record in read_records(path):
+            if limit is not None and len(self.tasks) >= limit:
+                break
+            where = f"{name}:{lineno}"
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            prompt = self._prompt(record, where)
+            if split != "all" and split_of(prompt, test_fraction) != split:
+                continue
+            fmt, answer = self._answer(record, where)
+            no_box += fmt == "math" and not answer
+            task_id = str(self._get(record, id_field, "id_field", where)) if id_field else f"{Path(name).stem}-{lineno}"
+            meta = {"source": name, "format": fmt, **{m: self._get(record, m, "meta_fields", where) for m in self.meta_fields}}
+            task_fields = {"answer": answer, **{f: self._get(record, f, "fields", where) for f in self.extra_fields}}
+            self.tasks.append(Task(task_id, prompt_template.format(problem=prompt), task_fields, meta))
+        if no_box:
+            log.warning("%s: %d MATH-format solution(s) without a \\boxed{} answer (they cannot be scored)", name, no_box)
+        if not self.tasks:
+            raise ValueError(f"{name}: no problems (split={split!r}, limit={limit})")
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, index: int) -> Task:
+        return self.tasks[index]
+
+    @staticmethod
+    def _get(record: dict[str, Any], name: str, role: str, where: str) -> Any:
+        if name not in record:
+            raise ValueError(f"{where}: record has no field {name!r} ({role}); its fields are {sorted(record)}")
+        return record[name]
+
+    def _prompt(self, record: dict[str, Any], where: str) -> str:
+        if self.prompt_field:
+            prompt = self._get(record, self.prompt_field, "prompt_field", where)
+        else:
+            name = next((f for f in PROMPT_FIELDS if f in record), None)
+            if name is None:
+                raise ValueError(f"{where}: record has none of the prompt fields {PROMPT_FIELDS} (set prompt_field); "
+                                 f"its fields are {sorted(record)}")
+            prompt = record[name]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"{where}: the prompt must be a non-empty string, got {prompt!r}")
+        return prompt
+
+    def _answer(self, record: dict[str, Any], where: str) -> tuple[str, str]:
+        fmt = self.format
+        if fmt == "auto":
+            value = record.get(self.answer_field)
+            if value is not None and str(value).strip():
+                fmt = "gsm8k" if "####" in str(value) else "plain"
+            elif self.solution_field in record:
+                fmt = "math"
+            else:
+                raise ValueError(f"{where}: record has neither an answer field {self.answer_field!r} nor a solution "
+                                 f"field {self.solution_field!r}; its fields are {sorted(record)}")
+        if fmt == "math":
+            solution = str(self._get(record, self.solution_field, "solution_field", where))
+            return fmt, last_boxed(solution) or ""
+        value = str(self._get(record, self.answer_field, "answer_field", where)).strip()
+        if fmt == "gsm8k":
+            if "####" not in value:
+                raise ValueError(f"{where}: a GSM8K answer needs '#### <answer>' at its end, got {value[-80:]!r}")
+            return fmt, extract_reference(value)
+        return fmt, value

@@ -1,0 +1,212 @@
+"""Finding the final answer in a completion (and in a reference answer), before any comparison.
+
+A completion is searched for, in this order of trust:
+
+1. ``answer_tag``: the last ``<answer>…</answer>`` of the R1 template. Inside it, a ``\\boxed{}`` or an
+   "answer is" phrase still narrows the answer down; otherwise the whole content is the answer.
+2. ``boxed``: the last ``\\boxed{…}`` / ``\\fbox{…}`` (nested braces; ``\\boxed 5`` too). Boxes that directly
+   precede it, joined only by commas, "and"/"or" or ``$``, are part of the answer (``\\boxed{2}, \\boxed{3}``).
+3. ``gsm8k``: the last ``#### n`` line.
+4. ``answer_is``: the last "the (final) answer is …" / "Answer: …", up to the end of its sentence.
+5. ``bold``: the last markdown ``**…**`` span (short ones only).
+6. ``last_number``: the last number in the text.
+
+When the completion closes a ``</think>`` section, methods 2-6 look after it first and only then at the
+whole text. Nothing here parses mathematics: :mod:`r1gym.plugins.math.verify` normalises what is found.
+A reference answer goes through :func:`extract_reference`: a bare answer stays whole; a ``\\boxed{}`` or
+``#### n`` inside it is taken out (so a MATH solution or a GSM8K answer works as a reference too).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+METHODS = ("answer_tag", "boxed", "gsm8k", "answer_is", "bold", "last_number")
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_BOX_CMD = re.compile(r"\\(?:boxed|fbox)\b")
+_BOX_JOIN = re.compile(r"^[\s$,;]*(?:(?:and|or|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad)[\s$,;]*)?$")
+_GSM8K = re.compile(r"####\s*([^\n]+)")
+_ANSWER_IS = re.compile(
+    r"\banswers?\b(?:\*\*)?\s*(?:is|are|=|:|would be|will be|should be)\s*[:=]?(?:\*\*)?\s*(?P<rest>[^\n]+)",
+    re.IGNORECASE,
+)
+_BOLD = re.compile(r"\*\*(?P<inner>[^*\n]{1,80}?)\*\*")
+_NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w])|[-+−]?\.\d+")
+# a sentence ends at a period/!/? followed by space or end (not a decimal point), or at a newline
+_SENTENCE_END = re.compile(r"(?<!\d)[.!?](?=\s|$)|(?<=\d)\.(?=\s|$)|\s{3,}")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The answer found in a completion and the method that found it (one of :data:`METHODS`)."""
+
+    text: str
+    method: str
+
+
+def find_boxed(text: str) -> list[tuple[int, int, str]]:
+    """Every ``\\boxed{…}`` / ``\\fbox{…}`` in ``text`` as ``(start, end, content)``, braces balanced.
+
+    >>> [c for _, _, c in find_boxed(r"\\boxed{\\frac{1}{2}} and \\fbox{3}")]
+    ['\\\\frac{1}{2}', '3']
+    """
+    out = []
+    for match in _BOX_CMD.finditer(text):
+        i = match.end()
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            depth, j = 0, i
+            while j < len(text):
+                ch = text[j]
+                if ch == "\\":  # an escaped brace \{ does not count
+                    j += 2
+                    continue
+                if ch == "{":
+                    depth += 1
+                elif ch == "}":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            if depth == 0 and j < len(text):
+                out.append((match.start(), j + 1, text[i + 1 : j].strip()))
+        elif i > match.end() or (i < len(text) and text[i] in "0123456789-"):  # \boxed 5
+            word = re.match(r"[^\s$.,]+", text[i:])
+            if word:
+                out.append((match.start(), i + word.end(), word.group()))
+    return out
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last box, with the boxes directly before it that belong to the same answer.
+
+    >>> last_boxed(r"so \\boxed{2} and \\boxed{3}.")
+    '2, 3'
+    >>> last_boxed(r"first \\boxed{1}; then much later, after more work, we find \\boxed{4}")
+    '4'
+    """
+    boxes = find_boxed(text)
+    if not boxes:
+        return None
+    group = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if not _BOX_JOIN.match(text[box[1] : group[0][0]]):
+            break
+        group.insert(0, box)
+    contents = [c for _, _, c in group]
+    return ", ".join(dict.fromkeys(contents)) if len(contents) > 1 else contents[0]
+
+
+def _sentence(rest: str) -> str:
+    """``rest`` up to the end of its sentence, with a trailing math span kept whole."""
+    rest = rest.strip()
+    m = re.match(r"\$\$?(.+?)\$\$?", rest)  # a $…$ span first: a period inside it does not end the sentence
+    if m:
+        span = m.group(1)
+    elif rest.startswith(("\\boxed", "\\fbox")):
+        span = rest
+    else:
+        end = _SENTENCE_END.search(rest)
+        span = rest[: end.start()] if end else rest
+    boxed = last_boxed(span) if ("\\boxed" in span or "\\fbox" in span) else None
+    return (boxed if boxed is not None else span).strip()
+
+
+def _answer_is(text: str) -> str | None:
+    found = None
+    for m in _ANSWER_IS.finditer(text):
+        candidate = _sentence(m.group("rest"))
+        if candidate:
+            found = candidate
+    return found
+
+
+def _bold(text: str) -> str | None:
+    spans = [m.group("inner").strip() for m in _BOLD.finditer(text)]
+    spans = [s for s in spans if s and not s.endswith(":")]
+    if not spans:
+        return None
+    inner = spans[-1]
+    labelled = re.match(r"(?i)^(?:final\s+)?answer\s*[:=]?\s*(.+)$", inner)
+    return labelled.group(1).strip() if labelled else inner
+
+
+def _last_number(text: str) -> str | None:
+    found = _NUMBER.findall(text)
+    return found[-1].strip() if found else None
+
+
+def _inner(content: str) -> str:
+    """Narrow down the content of an ``<answer>`` tag: a box or an "answer is" phrase inside it wins."""
+    boxed = last_boxed(content)
+    if boxed is not None:
+        return boxed
+    phrase = _answer_is(content)
+    if phrase:
+        return phrase
+    return content.strip()
+
+
+_FINDERS = {
+    "boxed": last_boxed,
+    "gsm8k": lambda t: (m[-1].strip() if (m := _GSM8K.findall(t)) else None),
+    "answer_is": _answer_is,
+    "bold": _bold,
+    "last_number": _last_number,
+}
+
+
+def extract_answer(completion: str, methods: Sequence[str] | None = None) -> Extraction | None:
+    """The final answer of a completion, or ``None`` when none of ``methods`` (default: all) finds one.
+
+    >>> extract_answer("<think> 6*7 </think> <answer> $42$ </answer>")
+    Extraction(text='$42$', method='answer_tag')
+    >>> extract_answer(r"... so the area is \\boxed{\\frac{\\pi}{4}}.")
+    Extraction(text='\\\\frac{\\\\pi}{4}', method='boxed')
+    >>> extract_answer("She pays 3 * 4 = 12 dollars.\\n#### 12")
+    Extraction(text='12', method='gsm8k')
+    >>> extract_answer("Adding them, the answer is 1,234.")
+    Extraction(text='1,234', method='answer_is')
+    """
+    methods = METHODS if methods is None else tuple(methods)
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown extraction method(s) {sorted(unknown)}; known: {', '.join(METHODS)}")
+    if "answer_tag" in methods:
+        tags = _ANSWER_TAG.findall(completion)
+        if tags:
+            inner = _inner(tags[-1])
+            return Extraction(inner, "answer_tag") if inner else None
+    close = completion.rfind("</think>")
+    regions = [completion[close + len("</think>") :], completion] if close >= 0 else [completion]
+    for region in regions:
+        for method in methods:
+            if method == "answer_tag":
+                continue
+            found = _FINDERS[method](region)
+            if found:
+                return Extraction(found, method)
+    return None
+
+
+def extract_reference(reference: str) -> str:
+    """The answer inside a reference: the last box of a MATH solution, the ``#### n`` of a GSM8K answer,
+    or the whole (stripped) string.
+
+    >>> extract_reference(r"\\frac{1}{2}"), extract_reference("so 5 + 7 = 12\\n#### 12")
+    ('\\\\frac{1}{2}', '12')
+    """
+    text = str(reference).strip()
+    if "\\boxed" in text or "\\fbox" in text:
+        boxed = last_boxed(text)
+        if boxed is not None:
+            return boxed
+    if "####" in text:
+        found = _GSM8K.findall(text)
+        if found:
+            return found[-1].strip()
+    return text

@@ -1,0 +1,87 @@
+"""Finding the final answer in a completion (r1gym.plugins.math.extract), one group of cases per format."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+from r1gym.plugins.math.extract import METHODS, extract_answer, extract_reference, find_boxed, last_boxed
+
+CASES = [
+    # (completion, expected text, expected method)
+    ("<think> 6*7 </think> <answer> 42 </answer>", "42", "answer_tag"),
+    ("<answer>The answer is \\boxed{7}</answer>", "7", "answer_tag"),
+    ("<answer> 3 </answer> wait, no: <answer> 4 </answer>", "4", "answer_tag"),
+    ("<answer>So the final answer is $\\frac{3}{4}$.</answer>", "\\frac{3}{4}", "answer_tag"),
+    ("so $x = \\boxed{\\frac{1}{\\sqrt{2}}}$", "\\frac{1}{\\sqrt{2}}", "boxed"),
+    ("the area is \\fbox{12}", "12", "boxed"),
+    ("the roots are \\boxed{2} and \\boxed{3}.", "2, 3", "boxed"),
+    ("first try \\boxed{1}. That was wrong, so after redoing the whole computation we get \\boxed{4}", "4", "boxed"),
+    ("hence \\boxed 5.", "5", "boxed"),
+    ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}", "boxed"),
+    ("Natalia sold 48/2 = 24 clips in May.\n#### 72", "72", "gsm8k"),
+    ("so the total is\n#### 1,234", "1,234", "gsm8k"),
+    ("Therefore, the answer is 12.", "12", "answer_is"),
+    ("The final answer is $\\frac{3}{4}$. I hope it is correct.", "\\frac{3}{4}", "answer_is"),
+    ("**Answer:** 7", "7", "answer_is"),
+    ("The answers are 2 and 5.", "2 and 5", "answer_is"),
+    ("The result: **x = 3**, checked with 4 cases", "x = 3", "bold"),
+    ("I think it's about 3.5, or maybe -7", "-7", "last_number"),
+    ("The total is 1,234 marbles", "1,234", "last_number"),
+    ("<think> maybe \\boxed{4} </think> The result is \\boxed{5}", "5", "boxed"),
+    ("<think> 99 bottles </think> so 12", "12", "last_number"),
+]
+
+
+@pytest.mark.parametrize(("completion", "text", "method"), CASES, ids=[c[2] + "-" + str(i) for i, c in enumerate(CASES)])
+def test_extraction(completion, text, method):
+    found = extract_answer(completion)
+    assert found is not None and (found.text, found.method) == (text, method)
+
+
+def test_every_method_has_a_case():
+    assert {c[2] for c in CASES} == set(METHODS)
+
+
+@pytest.mark.parametrize("completion", ["", "no numbers here", "<answer>  </answer>", "<think> 5 </think>"])
+def test_nothing_to_extract(completion):
+    found = extract_answer(completion)
+    # "<think> 5 </think>" has no text after </think>, so the whole text is searched: its last number is found
+    assert found is None if completion != "<think> 5 </think>" else found.text == "5"
+
+
+def test_methods_restrict_the_search():
+    text = "the answer is 3. Or maybe \\boxed{4}"
+    assert extract_answer(text).text == "4"
+    assert extract_answer(text, methods=["answer_is"]).text == "3"
+    assert extract_answer(text, methods=["answer_tag"]) is None
+    with pytest.raises(ValueError, match="unknown extraction method"):
+        extract_answer(text, methods=["boxd"])
+
+
+def test_boxes_with_nested_and_escaped_braces():
+    boxes = find_boxed(r"\boxed{\left\{ 1, \frac{2}{3} \right\}} and \boxed{a^{b^{c}}}")
+    assert [c for _, _, c in boxes] == [r"\left\{ 1, \frac{2}{3} \right\}", "a^{b^{c}}"]
+    assert last_boxed(r"\boxed{1") is None  # unbalanced: no box
+
+
+@pytest.mark.parametrize(
+    ("reference", "answer"),
+    [
+        ("\\frac{1}{2}", "\\frac{1}{2}"),  # plain: whole
+        ("We get $5 + 7 = 12$.\n#### 12", "12"),  # GSM8K answer
+        ("The slope is $\\frac{9}{3} = \\boxed{3}$.", "3"),  # MATH solution
+        ("  x + 1  ", "x + 1"),  # plain LaTeX is never reduced to its last number
+    ],
+)
+def test_reference_extraction(reference, answer):
+    assert extract_reference(reference) == answer
+
+
+@pytest.mark.parametrize("module", ["extract", "normalize", "pool", "rewards"])
+def test_docstring_examples(module):
+    mod = importlib.import_module(f"r1gym.plugins.math.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
