@@ -75,6 +75,7 @@ LOSSES = {  # --loss: (TRL loss_type, r1gym algo.loss_aggregation, what it compu
     "grpo": ("grpo", "seq_mean_token_mean", "mean over each sequence's tokens, then mean over sequences"),
     "dapo": ("dapo", "token_mean", "sum over every completion token of the step / number of those tokens"),
 }
+CONTENTION = 0.05  # other processes' share of the cores above which a step counts as contended
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "HF_HUB_DISABLE_TELEMETRY": "1"}
 
@@ -110,6 +111,23 @@ def rss_mib() -> float:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(CPU seconds all processes have used, this process's CPU seconds, wall clock), from /proc/stat and os.times."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return busy, own.user + own.system, time.perf_counter()
+
+
+def other_cpu_share(start: tuple[float, float, float]) -> float:
+    """Share of the usable cores that *other* processes (and the hypervisor's steal) used since ``start``: 0 on a
+    quiet machine; a contended step is slower for reasons that have nothing to do with the code under test."""
+    busy, own, now = cpu_snapshot()
+    cores = len(os.sched_getaffinity(0))
+    return max(0.0, (busy - start[0]) - (own - start[1])) / max(1e-9, (now - start[2]) * cores)
 
 
 def r1gym_config(spec: dict[str, Any]):
@@ -173,12 +191,14 @@ def run_r1gym(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
     steps = []
     for i in range(spec["steps"]):
         counts.update(generate_calls=0, generated_rows=0)
+        cpu0 = cpu_snapshot()
         t0 = time.perf_counter()
         metrics, _ = trainer.train_step()
         seconds = time.perf_counter() - t0
+        other = other_cpu_share(cpu0)
         eps = trainer.last_episodes
         steps.append({
-            "seconds": seconds, "generate_s": metrics["time/generate"], **counts,
+            "seconds": seconds, "other_cpu": other, "generate_s": metrics["time/generate"], **counts,
             "completions": len(eps), "loss_rows": len(eps),
             "completion_len_mean": sum(e.num_generated for e in eps) / len(eps),
             "stopped_frac": sum(not e.truncated for e in eps) / len(eps),
@@ -186,7 +206,7 @@ def run_r1gym(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
             "tasks": [e.task_index for e in eps[:: spec["g"]]],
             "reward_mean": metrics.get("reward/mean"),
         })
-        print(f"  r1gym step {i + 1}: {seconds:.2f} s", flush=True)
+        print(f"  r1gym step {i + 1}: {seconds:.2f} s (other processes: {100 * other:.0f}% of the cores)", flush=True)
     return {**setup, "steps": steps}
 
 
@@ -239,14 +259,18 @@ def run_trl(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
         def on_step_begin(self, args, state, control, **kwargs):
             counts.update(generate_calls=0, generated_rows=0, reward_rows=0, loss_rows=0, generate_s=0.0,
                           prompt_tokens=0, tasks=[])
+            self.cpu0 = cpu_snapshot()
             self.t0 = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.perf_counter()
+            other = other_cpu_share(self.cpu0)
             self.steps.append({"seconds": now - self.t0, "interval": now - self.last_end if self.last_end else None,
+                               "other_cpu": other,
                                **{k: (list(v) if isinstance(v, list) else v) for k, v in counts.items()}})
             self.last_end = now
-            print(f"  trl step {len(self.steps)}: {now - self.t0:.2f} s", flush=True)
+            print(f"  trl step {len(self.steps)}: {now - self.t0:.2f} s (other processes: {100 * other:.0f}% of the cores)",
+                  flush=True)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             self.logs.append(dict(logs or {}))
@@ -325,6 +349,7 @@ def summarize(res: dict[str, Any], warmup: int) -> dict[str, Any]:
     return {
         "step": med("seconds"), "min": min(s["seconds"] for s in timed), "max": max(s["seconds"] for s in timed),
         "interval": med("interval"), "generate": med("generate_s"),
+        "other_cpu": max(s["other_cpu"] for s in timed),
         "len": statistics.mean(s["completion_len_mean"] for s in timed),
         "stopped": statistics.mean(s["stopped_frac"] for s in timed),
         "prompt_len": statistics.mean(s["prompt_len_mean"] for s in timed),
@@ -357,6 +382,17 @@ def checks(shape: tuple[int, int], res: dict[str, dict[str, Any]]) -> list[str]:
                 bad.append(f"step {k + 1} {side}: generated {s['generated_rows']}, scored {s['completions']}, "
                            f"trained {s['loss_rows']} rows; expected {p * g}")
     return bad
+
+
+def contention(res: dict[str, dict[str, Any]], warmup: int) -> list[str]:
+    """Timed steps during which other processes used more than ``CONTENTION`` of the cores."""
+    out = []
+    for side in SIDES:
+        for k, s in enumerate(res[side]["steps"][warmup:], start=warmup + 1):
+            if s["other_cpu"] > CONTENTION:
+                out.append(f"{side} step {k} ({s['seconds']:.1f} s): other processes used {100 * s['other_cpu']:.0f}% "
+                           "of the cores")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -416,13 +452,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{P}x{G}, {side}: {args.warmup_steps} warm-up + {n_timed} timed steps", flush=True)
             res[side] = run_side(side, spec)
         problems = checks((P, G), res)
-        for msg in problems:
+        contended = contention(res, args.warmup_steps)
+        for msg in problems + contended:
             print("WARNING:", msg)
         results.append({"shape": (P, G), "spec": spec, "order": order, "timed": n_timed, "raw": res,
-                        "sum": {s: summarize(res[s], args.warmup_steps) for s in SIDES}, "problems": problems})
+                        "sum": {s: summarize(res[s], args.warmup_steps) for s in SIDES}, "problems": problems,
+                        "contended": contended})
 
     headers = ["prompts x G", "side", "median step s", "min-max s", "generate s", "mean completion len",
-               "stopped at EOS", "gen calls/step", "peak RSS MiB", "RSS after setup MiB"]
+               "stopped at EOS", "gen calls/step", "peak RSS MiB", "RSS after setup MiB",
+               "other procs' CPU (max)"]
     rows = []
     speed_headers = ["prompts x G", "timed steps", "r1gym step s", "TRL step s", "speedup (TRL / r1gym)",
                      "TRL interval s", "peak RSS r1gym / TRL"]
@@ -432,7 +471,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for side in SIDES:
             s = r["sum"][side]
             rows.append([f"{P}x{G}", side, s["step"], f"{s['min']:.2f}-{s['max']:.2f}", s["generate"], s["len"],
-                         f"{100 * s['stopped']:.0f}%", ",".join(map(str, s["gen_calls"])), s["peak"], s["setup_rss"]])
+                         f"{100 * s['stopped']:.0f}%", ",".join(map(str, s["gen_calls"])), s["peak"], s["setup_rss"],
+                         f"{100 * s['other_cpu']:.0f}%"])
         a, b = r["sum"]["r1gym"], r["sum"]["trl"]
         speed_rows.append([f"{P}x{G}", str(r["timed"]), a["step"], b["step"], f"{b['step'] / a['step']:.2f}x",
                            b["interval"], f"{a['peak'] / b['peak']:.2f}"])
@@ -440,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n" + report.text_table(speed_headers, speed_rows))
     if any(r["problems"] for r in results):
         print("\nWARNING: some settings were not equal (see above)")
+    if any(r["contended"] for r in results):
+        print("\nWARNING: other processes competed for the CPU during some timed steps (see above)")
 
     if args.write_md:
         trl_loss, r1_loss, what = LOSSES[args.loss]
@@ -475,6 +517,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"median of the timed steps after {args.warmup_steps} warm-up step(s). Peak RSS = `ru_maxrss` of that "
             "process over its whole run (imports, model load, all steps), nothing subtracted.\n"
             "- TRL interval = `on_step_end` to the next `on_step_end` (adds the Trainer's data fetch and logging).\n"
+            "- other procs' CPU = the largest share of the cores that other processes used during one timed step "
+            f"(all CPU time in /proc/stat minus this process's own); above {100 * CONTENTION:.0f}% a step is listed as "
+            "contended.\n"
             "- generate s = time in the rollout backend's `generate` (r1gym) / in `model.generate` (TRL) per step; "
             "mean completion length counts generated tokens up to and including the first EOS.\n"
         )
@@ -487,6 +532,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                          f"(mean {sr['prompt_len']:.1f}), EOS ids, threads; per step both sides generated, scored and "
                          f"trained {r['shape'][0] * r['shape'][1]} completions (generate calls/step: r1gym "
                          f"{sr['gen_calls']}, TRL {st['gen_calls']}).\n")
+            if r["contended"]:
+                body += (f"- **{r['shape'][0]}x{r['shape'][1]}: contended timed steps** (CPU used by other processes, "
+                         "from /proc/stat minus this process): " + "; ".join(r["contended"]) + "\n")
         body += "\n" + report.markdown_table(["setting", "r1gym", "TRL"], settings) + "\n\n"
         body += report.markdown_table(headers, rows) + "\n\n" + report.markdown_table(speed_headers, speed_rows)
         path = report.append_section("vs_trl", body, info, path=args.md_path)
