@@ -210,23 +210,17 @@ def cmd_score(reward: str, input_path: str, output_path: str | None, params: Seq
     from collections import Counter
     from concurrent.futures import ThreadPoolExecutor
 
+    from r1gym.core.jsonl import iter_jsonl
     from r1gym.core.plugins import default_host
     from r1gym.core.rewards import RewardComponent, RewardSet
 
     component = RewardComponent(reward, default_host().rewards.get(reward), 1.0, dict(_param(p) for p in params))
     scorer = RewardSet([component])
     records = []
-    with open(input_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{input_path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or "completion" not in record:
-                raise ValueError(f"{input_path}:{lineno}: each record needs a 'completion' field")
-            records.append(record)
+    for lineno, record in iter_jsonl(input_path):
+        if "completion" not in record:
+            raise ValueError(f"{input_path}:{lineno}: each record needs a 'completion' field")
+        records.append(record)
 
     def one(record: dict[str, Any]) -> dict[str, Any]:
         fields = {k: v for k, v in record.items() if k not in ("completion", "reward", "reason")}

@@ -9,11 +9,11 @@ A path ``pkg://package/relative/path`` names a file shipped inside an installed 
 from __future__ import annotations
 
 import importlib.resources
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from r1gym.core.jsonl import iter_jsonl
 from r1gym.envs.base import Task
 
 PKG_PREFIX = "pkg://"
@@ -63,13 +63,10 @@ class JsonlSource:
         if not self.path.is_file():
             raise FileNotFoundError(f"JSONL dataset {str(path)!r} not found (looked at {self.path})")
         self.tasks: list[Task] = []
-        with self.path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if limit is not None and len(self.tasks) >= limit:
-                    break
-                if line.strip():
-                    record = self._parse(line, lineno)
-                    self.tasks.append(self._task(record, lineno, prompt_field, answer_field, id_field, extra))
+        for lineno, record in iter_jsonl(self.path):
+            if limit is not None and len(self.tasks) >= limit:
+                break
+            self.tasks.append(self._task(record, lineno, prompt_field, answer_field, id_field, extra))
         if not self.tasks:
             raise ValueError(f"{self.path}: the file has no records")
 
@@ -78,15 +75,6 @@ class JsonlSource:
 
     def __getitem__(self, index: int) -> Task:
         return self.tasks[index]
-
-    def _parse(self, line: str, lineno: int) -> dict[str, Any]:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{self.path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{self.path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-        return record
 
     def _get(self, record: dict[str, Any], name: str, role: str, lineno: int) -> Any:
         if name not in record:

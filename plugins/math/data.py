@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from r1gym.core.jsonl import iter_jsonl
+
 from r1gym.envs.base import Task
 from r1gym.envs.datasets import resolve_path
 from r1gym.plugins.math.extract import extract_reference, last_boxed
@@ -57,15 +59,7 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise ValueError(f"{p}: a .json dataset must be a list of objects")
         yield from enumerate(data, start=1)
         return
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{p}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            yield lineno, record
+    yield from iter_jsonl(p)
 
 
 def split_of(text: str, test_fraction: float) -> str:
