@@ -7,22 +7,26 @@ under whichever name the installed version uses.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import Any
 
 
-@functools.lru_cache(maxsize=None)
-def _cache_arg(forward_cls: type) -> str:
-    params = inspect.signature(forward_cls.forward).parameters
-    return "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
+_CACHE_ARG: dict[type, str] = {}
+
+
+def _cache_arg(module: Any) -> str:
+    kind = type(module)
+    if kind not in _CACHE_ARG:  # read off the instance: wrappers may forward `.forward` via __getattr__
+        params = inspect.signature(module.forward).parameters
+        _CACHE_ARG[kind] = "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
+    return _CACHE_ARG[kind]
 
 
 def cache_kwargs(module: Any, cache: Any) -> dict[str, Any]:
     """``{"cache": cache}`` or ``{"past_key_values": cache}``, as ``module.forward`` expects (a peft
     wrapper is looked through to the transformers model it wraps)."""
     base = module.get_base_model() if hasattr(module, "get_base_model") else module
-    return {_cache_arg(type(base)): cache}
+    return {_cache_arg(base): cache}
 
 
 def output_cache(output: Any) -> Any:
