@@ -121,15 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
     p.add_argument("--md-path", default=str(report.DEFAULT_MD), help="Markdown file for --write-md")
     args = p.parse_args(argv)
-
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = report.machine_info()
-    print(report.machine_line(info))
-    if report.busy_warning(info):
-        print(report.busy_warning(info))
+    info = report.start(args.threads)
     results = measure_gemm(args.sizes, args.reps)
     headers = ["fp32 GEMM n x n x n", "best seconds", "GFLOP/s"]
     rows = [[f"{r['n']}", f"{r['seconds'] * 1e3:.2f} ms", r["gflops"]] for r in results]

@@ -77,17 +77,8 @@ def make_tiny_model(path: Path) -> Path:
 
 
 def make_trainer(cfg: Any, run_dir: Path):
-    from r1gym.core.grpo import GRPOTrainer
 
-    class RecordingTrainer(GRPOTrainer):
-        """The trainer, unchanged, except that it keeps the episodes of the last step for counting tokens."""
-
-        last_episodes: list = []
-
-        def rollout(self, timings):
-            episodes, stats = super().rollout(timings)
-            self.last_episodes = episodes
-            return episodes, stats
+    RecordingTrainer = report.recording_trainer_class()
 
     return RecordingTrainer(cfg, run_dir=run_dir)
 

@@ -137,3 +137,32 @@ def append_section(title: str, body: str, info: dict[str, Any], *, path: Path | 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text.rstrip("\n") + "\n" + section)
     return path
+
+
+def start(threads: int | None) -> dict[str, Any]:
+    """Common start of every benchmark: set torch's thread count, print the machine line and any busy
+    warning, and return the machine info for the Markdown section."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    info = machine_info()
+    print(machine_line(info))
+    if busy_warning(info):
+        print(busy_warning(info))
+    return info
+
+
+def recording_trainer_class() -> type:
+    """GRPOTrainer, unchanged, except that it keeps the episodes of the last step (for counting tokens)."""
+    from r1gym.core.grpo import GRPOTrainer
+
+    class RecordingTrainer(GRPOTrainer):
+        last_episodes: list = []
+
+        def rollout(self, timings):
+            episodes, stats = super().rollout(timings)
+            self.last_episodes = episodes
+            return episodes, stats
+
+    return RecordingTrainer

@@ -240,16 +240,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         p.error(f"every batch size must be a multiple of --group-size {args.group_size}; not: {bad}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    import torch
-
     from r1gym.core.models import load_model, load_tokenizer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = report.machine_info()
-    print(report.machine_line(info))
-    if report.busy_warning(info):
-        print(report.busy_warning(info))
+    info = report.start(args.threads)
     gflops, gemm_src = gemm.gemm_rate(args)
     copy_gbps = gemm.measure_copy_gbps(args.copy_mib, 3) if args.copy_mib > 0 else float("nan")
     tokenizer = load_tokenizer(args.model)

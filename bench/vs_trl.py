@@ -161,19 +161,10 @@ def task_order(cfg: Any, prompts: int, steps: int) -> tuple[list[Any], list[int]
 def run_r1gym(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
     import torch
 
-    from r1gym.core.grpo import GRPOTrainer
 
     cfg = r1gym_config(spec)
 
-    class RecordingTrainer(GRPOTrainer):
-        """The trainer, unchanged, except that it keeps the episodes of the last step."""
-
-        last_episodes: list = []
-
-        def rollout(self, timings):
-            episodes, stats = super().rollout(timings)
-            self.last_episodes = episodes
-            return episodes, stats
+    RecordingTrainer = report.recording_trainer_class()
 
     trainer = RecordingTrainer(cfg, run_dir=tmp)
     trainer.setup()
@@ -433,12 +424,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from r1gym.core.models import resolve_model_path
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = report.machine_info()
-    print(report.machine_line(info))
-    if report.busy_warning(info):
-        print(report.busy_warning(info))
+    info = report.start(args.threads)
     model_path = resolve_model_path(args.model)
     results = []
     for k, (P, G) in enumerate(args.shapes):
