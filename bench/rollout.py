@@ -10,10 +10,8 @@ identical tokens: expected only where the backend calls ``model.generate`` with 
 the rows in the order given (it is informative, not a requirement: the token counts say how much work each did).
 
 Same work on both sides (``--length fixed``, the default): every sequence generates exactly
-``--max-new-tokens`` tokens. Plain ``generate`` gets ``min_new_tokens=max_new_tokens``. r1gym's backend has no
-such option, so the model handed to it is wrapped in :class:`ForceLength`, which does what
-``min_new_tokens`` does: EOS logits are set to -inf in every forward's output (the backend's own sampling
-loop), and ``min_new_tokens`` is added when the backend calls ``model.generate`` instead. Everything else in
+``--max-new-tokens`` tokens: both get ``min_new_tokens=max_new_tokens`` (``SamplingParams.min_new_tokens``
+on r1gym's side, which bans EOS while sampling, as transformers' ``min_new_tokens`` does). Everything else in
 the backend runs as in training. ``--length natural`` lets both sides stop at EOS; then the two may do
 different amounts of work (the counted tokens say how much).
 
@@ -41,7 +39,6 @@ Ceilings (see bench/gemm.py):
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -56,37 +53,6 @@ import gemm  # noqa: E402
 import report  # noqa: E402
 
 PLAIN = "plain generate"
-
-
-class ForceLength:
-    """The model as r1gym's backend sees it, except that EOS is never sampled (the backend asks for at most
-    ``n`` new tokens, so this is ``min_new_tokens=n``).
-
-    Attributes are the wrapped model's (``training``, ``eval``, ``train``, ``generation_config``, ...).
-    Calling it runs the model and sets the EOS columns of the output logits to -inf; ``generate`` copies the
-    ``GenerationConfig`` it is given and sets ``min_new_tokens=n`` on the copy.
-    """
-
-    def __init__(self, model: Any, n: int, eos: Sequence[int]):
-        self._model, self._n, self._eos = model, n, list(eos)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        out = self._model(*args, **kwargs)
-        logits = getattr(out, "logits", None)
-        if logits is not None:
-            logits[..., self._eos] = float("-inf")
-        return out
-
-    def generate(self, *args: Any, generation_config: Any = None, **kwargs: Any) -> Any:
-        if generation_config is None:
-            kwargs["min_new_tokens"] = self._n
-        else:
-            generation_config = copy.deepcopy(generation_config)
-            generation_config.min_new_tokens = self._n
-        return self._model.generate(*args, generation_config=generation_config, **kwargs)
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -164,8 +130,8 @@ def make_runners(model: Any, tokenizer: Any, batch_size: int, args: argparse.Nam
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     kwargs = {"batch_size": batch_size, **parse_kwargs(args.backend_kwargs)}
     factory = default_host().rollout_backends.get("hf")
-    backend = factory(ForceLength(model, n, eos) if fixed else model, tokenizer, **kwargs)
-    params = SamplingParams(temperature=1.0, max_new_tokens=n)
+    backend = factory(model, tokenizer, **kwargs)
+    params = SamplingParams(temperature=1.0, max_new_tokens=n, min_new_tokens=n if fixed else 0)
     label = "r1gym hf" + "".join(f" {k}={v}" for k, v in kwargs.items() if k != "batch_size")
 
     def ours(prompts):
@@ -226,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="fixed: exactly max-new-tokens per sequence on both sides; natural: stop at EOS")
     p.add_argument("--backend-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra keyword arguments for the hf backend (rollout.params), e.g. mode=generate")
+    p.add_argument("--matmul", choices=["auto", "onednn", "torch"], default="auto",
+                   help="how r1gym's backend runs fp32 linears (trainer.matmul; plain generate always uses "
+                        "torch's default); default: %(default)s")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per side, alternating sides")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per side and batch size first")
     p.add_argument("--seed", type=int, default=0)
@@ -240,9 +209,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         p.error(f"every batch size must be a multiple of --group-size {args.group_size}; not: {bad}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    from r1gym.core import onednn
     from r1gym.core.models import load_model, load_tokenizer
 
     info = report.start(args.threads)
+    use_onednn = onednn.select(args.matmul)
     gflops, gemm_src = gemm.gemm_rate(args)
     copy_gbps = gemm.measure_copy_gbps(args.copy_mib, 3) if args.copy_mib > 0 else float("nan")
     tokenizer = load_tokenizer(args.model)
@@ -255,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     distinct = build_prompts(args.env, max(args.batch_sizes) // G, tokenizer, args.prompt_format)
     print(f"GEMM {gflops:.1f} GFLOP/s ({gemm_src}); copy {copy_gbps:.2f} GB/s; "
           f"{args.model}: {n_params / 1e6:.1f}M params; "
-          f"compute ceiling {ceiling:.0f} tok/s")
+          f"compute ceiling {ceiling:.0f} tok/s; r1gym's fp32 linears: {'oneDNN' if use_onednn else 'torch'} "
+          f"(--matmul {args.matmul})")
 
     headers = ["batch", "side", "median s", "tokens", "median tok/s", "min-max tok/s", "% compute ceiling",
                "% ceiling w/ prompt", "% weight-stream bound", "same samples"]
@@ -289,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"(`{args.prompt_format}` format), B / G distinct prompts x G={G}, temperature 1.0, "
         f"max_new_tokens={args.max_new_tokens}, length `{args.length}`, {args.repeats} alternating repeats after "
         f"{args.warmup} warm-up call(s), seed {args.seed}"
-        + (f", backend kwargs `{' '.join(args.backend_kwargs)}`" if args.backend_kwargs else "") + ".\n"
+        + (f", backend kwargs `{' '.join(args.backend_kwargs)}`" if args.backend_kwargs else "")
+        + f"; r1gym's fp32 linears through {'oneDNN' if use_onednn else 'torch (default BLAS)'} "
+        f"(`--matmul {args.matmul}`), plain generate through torch's default BLAS.\n"
         f"- GEMM {gflops:.1f} GFLOP/s ({gemm_src}); compute ceiling = GEMM / (2 x n_params) = {ceiling:.0f} tok/s; "
         f"weight-stream bound = B x {copy_gbps:.2f} GB/s / {weight_bytes / 1e6:.0f} MB of weights.\n"
         "- tokens: per sequence up to and including the first EOS, summed over the batch (median over repeats); "

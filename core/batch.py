@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from r1gym.core import onednn
 from r1gym.core.compat import cache_kwargs, output_cache
 from r1gym.core.rollout import Episode
 
@@ -112,9 +113,9 @@ class _ChunkedTokenLogprobs(torch.autograd.Function):
             d.scatter_add_(-1, targets[s : s + ctx.chunk, None], g[:, None])
             d = (d / ctx.temperature).to(hidden.dtype)
             if grad_hidden is not None:
-                grad_hidden[s : s + ctx.chunk] = d @ weight
+                grad_hidden[s : s + ctx.chunk] = onednn.matmul_nt(d, weight.t())  # d @ weight
             if grad_weight is not None:
-                grad_weight += d.T @ h
+                grad_weight += onednn.matmul_nt(d.t(), h.t())  # d.T @ h
         return grad_hidden, grad_weight, None, None, None
 
 
@@ -122,7 +123,7 @@ _LOW = (torch.float16, torch.bfloat16)
 
 
 def _logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float) -> torch.Tensor:
-    logits = hidden @ weight.T
+    logits = onednn.matmul_nt(hidden, weight)  # hidden @ weight.T
     if logits.dtype in _LOW:  # softmax in fp32; never *down*cast (fp64 tests)
         logits = logits.float()
     return logits / temperature if temperature != 1.0 else logits

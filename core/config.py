@@ -102,6 +102,8 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0
     max_new_tokens: int = 128
+    #: no EOS or stop string before this many new tokens (0: off)
+    min_new_tokens: int = 0
     #: total token budget of a multi-turn episode's completions (null: max_new_tokens, one turn's worth)
     max_episode_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
@@ -133,6 +135,9 @@ class TrainerConfig:
     #: "bf16" (torch.autocast; weights, optimizer and loss stay fp32). Needs bf16 matmul support to pay off
     #: (AVX512-BF16/AMX on CPUs, any recent GPU).
     autocast: str | None = None
+    #: how fp32 linears run on the CPU: auto (oneDNN if faster here, timed at start-up), onednn, torch.
+    #: See r1gym.core.onednn: on AMD CPUs oneDNN is ~2x PyTorch's default BLAS, with the same fp32 results.
+    matmul: str = "auto"
     save_every: int = 10
     keep_checkpoints: int = 2
     #: completions per step written to samples.jsonl (-1: all)

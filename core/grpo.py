@@ -33,7 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from r1gym.core import advantages as adv_mod
-from r1gym.core import losses
+from r1gym.core import losses, onednn
 from r1gym.core.batch import PackedBatch, completion_logprobs, pack
 from r1gym.core.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
 from r1gym.core.envs import make_envs, primary_reward
@@ -108,6 +108,7 @@ class GRPOTrainer:
         self.sampling = SamplingParams(
             temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
             max_new_tokens=cfg.rollout.max_new_tokens, stop=tuple(cfg.rollout.stop),
+            min_new_tokens=cfg.rollout.min_new_tokens,
         )
 
     # -- set-up ----------------------------------------------------------------------------------------
@@ -116,18 +117,21 @@ class GRPOTrainer:
         cfg = self.cfg
         if cfg.trainer.threads:
             torch.set_num_threads(int(cfg.trainer.threads))
+        self.onednn = onednn.select(cfg.trainer.matmul)
         random.seed(cfg.trainer.seed)
         np.random.seed(cfg.trainer.seed)
         torch.manual_seed(cfg.trainer.seed)
         ckpt = latest_checkpoint(self.run_dir)
         self.model, self.tokenizer = load_policy(cfg.model, str(ckpt) if ckpt else None)
         self.model.train()
+        onednn.patch(self.model)
         self._freeze(list(cfg.model.freeze))
         self.lora = cfg.model.lora.r > 0
         self.ref_model = None
         if cfg.algo.beta > 0 and not self.lora:  # beta = 0 loads no reference model at all; with LoRA the
             # reference is the policy with its adapters switched off
             self.ref_model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype).eval().requires_grad_(False)
+            onednn.patch(self.ref_model)
         o = cfg.algo.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)

@@ -39,6 +39,8 @@ class SamplingParams:
     top_k: int = 0
     max_new_tokens: int = 128
     stop: tuple[str, ...] = ()
+    #: EOS cannot be sampled (and stop strings do not end a turn) before this many new tokens
+    min_new_tokens: int = 0
 
     @property
     def greedy(self) -> bool:

@@ -95,3 +95,175 @@ def test_stop_strings_end_a_row(backend, smollm2_tokenizer):
     assert gens[0].finish_reason == "stop" and len(gens[0].token_ids) <= 2
     assert gens[0].text.endswith(stop)
     assert gens[0].token_ids == base[0].token_ids[: len(gens[0].token_ids)]
+
+
+# -- the lean decoder ------------------------------------------------------------------------------------
+def _tiny(kind: str, vocab: int):
+    """A tiny random model of a Llama-family architecture (GQA; Qwen2 with q/k/v biases and an untied head)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config
+
+    torch.manual_seed(7)
+    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = {
+        "llama": lambda: LlamaConfig(**common, tie_word_embeddings=True),
+        "qwen2": lambda: Qwen2Config(**common, tie_word_embeddings=False),
+        "mistral": lambda: MistralConfig(**common, sliding_window=None),
+    }[kind]()
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    if kind == "qwen2":  # make the q/k/v biases matter
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                torch.nn.init.normal_(proj.bias, std=0.5)
+    return model
+
+
+def _left_padded(rows, pad=0):
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :], mask[i, width - len(r) :] = torch.tensor(r), 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
+def test_lean_decoder_gives_the_transformers_logits(kind):
+    from r1gym.plugins.hf_rollout.lean import LeanDecoder
+
+    model = _tiny(kind, vocab=97)
+    decoder = LeanDecoder(model)
+    prompts = [[5, 9, 11, 3, 8], [17, 2], [40, 41, 42]]
+    ids, mask = _left_padded(prompts)
+    steps = torch.tensor([[7, 8, 9, 10], [20, 21, 22, 23], [1, 2, 3, 4]])
+    with torch.no_grad():
+        logits, cache = decoder.prefill(ids, mask, room=steps.shape[1])
+        ours = [logits]
+        pos = mask.sum(-1)
+        for t in range(steps.shape[1]):
+            ours.append(decoder.decode(steps[:, t], pos + t, cache))
+        for i, p in enumerate(prompts):  # each row alone, unpadded, through transformers
+            seq = torch.tensor([p + steps[i].tolist()])
+            ref = model(input_ids=seq).logits[0, len(p) - 1 :]
+            for t, step_logits in enumerate(ours):
+                torch.testing.assert_close(step_logits[i], ref[t], rtol=1e-4, atol=1e-4)
+
+
+def test_lean_decoder_merges_active_lora_adapters():
+    from peft import LoraConfig, get_peft_model
+
+    from r1gym.plugins.hf_rollout.lean import LeanDecoder
+
+    model = get_peft_model(_tiny("llama", vocab=97), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.3)  # peft starts B at zero; make the adapter change the output
+    model.eval()
+    ids, mask = _left_padded([[5, 9, 11, 3]])
+    with torch.no_grad():
+        logits, _ = LeanDecoder(model).prefill(ids, mask, room=1)
+        torch.testing.assert_close(logits[0], model(input_ids=ids).logits[0, -1], rtol=1e-4, atol=1e-4)
+        with model.disable_adapter():
+            assert not torch.allclose(logits[0], model(input_ids=ids).logits[0, -1], atol=1e-3)
+
+
+def test_unsupported_models_fall_back_to_the_transformers_forward(smollm2_tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(smollm2_tokenizer), n_embd=32, n_layer=1, n_head=2)).eval()
+    backend = HFBackend(model, smollm2_tokenizer)
+    assert backend.decoder == "hf"
+    gens = backend.generate(_prompts(smollm2_tokenizer), SamplingParams(temperature=0.0, max_new_tokens=4))
+    assert all(len(g.token_ids) == 4 for g in gens)
+    with pytest.raises(ValueError, match="model_type 'gpt2'"):
+        HFBackend(model, smollm2_tokenizer, decoder="lean")
+    with pytest.raises(ValueError, match="needs the lean decoder"):
+        HFBackend(model, smollm2_tokenizer, dtype="bfloat16")
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        HFBackend(model, smollm2_tokenizer, decoder="fast")
+
+
+def test_lean_and_transformers_loops_agree_as_rows_finish(tiny_model):
+    """Rows ending at different steps leave the cache in batches (COMPACT_SHARE); every row's tokens and
+    log-probs stay what the transformers-forward loop gives."""
+    model, tok = tiny_model
+    prompts = [tok(t)["input_ids"] for t in ("a b c", "Hello there", "1 2 3 4 5", "x")] * 2
+    params = SamplingParams(temperature=0.0, max_new_tokens=10)
+    base = HFBackend(model, tok, decoder="hf").generate(prompts, params)
+    # an EOS that some rows produce early and others late or never
+    counts = {}
+    for g in base:
+        for t in set(g.token_ids):
+            counts[t] = counts.get(t, 0) + 1
+    end = max(counts, key=lambda t: (0 < counts[t] < len(prompts), -abs(counts[t] - len(prompts) // 2)))
+    results = {}
+    for decoder in ("lean", "hf"):
+        backend = HFBackend(model, tok, decoder=decoder)
+        backend.eos_ids = {end}
+        results[decoder] = backend.generate(prompts, params)
+    assert any(g.finish_reason == "stop" for g in results["lean"])
+    for a, b in zip(results["lean"], results["hf"]):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+def test_bf16_sampler_copy_is_close_and_follows_weight_sync(tiny_model):
+    model, tok = tiny_model
+    prompts = _prompts(tok)
+    params = SamplingParams(temperature=0.0, max_new_tokens=6)
+    fp32 = HFBackend(model, tok).generate(prompts, params)
+    backend = HFBackend(model, tok, dtype="bfloat16")
+    bf16 = backend.generate(prompts, params)
+    first = [g.logprobs[0] for g in fp32]
+    assert [g.logprobs[0] for g in bf16] == pytest.approx(first, abs=0.05)  # bf16 rounding, same distribution
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(-1.0)  # an "optimizer step" that changes every next-token choice
+    stale = backend.generate(prompts, params)
+    backend.sync_weights(model)
+    synced = backend.generate(prompts, params)
+    assert [g.token_ids for g in stale] == [g.token_ids for g in bf16]  # the copy is only refreshed by a sync
+    assert [g.token_ids for g in synced] == [g.token_ids for g in HFBackend(model, tok).generate(prompts, params)]
+
+
+def test_min_new_tokens_bans_eos_until_then(tiny_model):
+    model, tok = tiny_model
+    prompts = _prompts(tok)
+    backend = HFBackend(model, tok)
+    base = backend.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=6))
+    backend.eos_ids = {base[0].token_ids[0]}  # row 0 would stop at once
+    for mode in ("loop", "generate"):
+        backend.mode = mode
+        short = backend.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=6))
+        assert len(short[0].token_ids) == 1
+        long = backend.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=6, min_new_tokens=3))
+        assert len(long[0].token_ids) >= 3, mode
+
+
+def test_sample_next_draws_from_the_tempered_distribution():
+    torch.manual_seed(0)
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -3.0])
+    n = 20000
+    tok, _ = sample_next(logits.repeat(n, 1), 0.7, 0, 1.0)
+    freq = torch.bincount(tok, minlength=5).float() / n
+    expected = torch.softmax(logits / 0.7, -1)
+    torch.testing.assert_close(freq, expected, atol=0.015, rtol=0)
+    tok, _ = sample_next(logits.repeat(n, 1), 1.0, 0, 1.0, banned=torch.tensor([0]))
+    assert 0 not in tok.tolist()
+
+
+def test_top_p_nucleus_wider_than_the_candidates_is_exact():
+    """A nearly flat distribution whose nucleus has ~450 tokens: more than the 64 candidates, so the sort path
+    runs. Neighbouring probabilities differ by 0.2%, far above float rounding, so the nucleus is unambiguous."""
+    from r1gym.plugins.hf_rollout.sampling import NUCLEUS_CANDIDATES
+
+    torch.manual_seed(0)
+    logits = torch.stack([(-0.002 * torch.arange(1000.0))[torch.randperm(1000)] for _ in range(4)])
+    probs = torch.softmax(logits, -1)
+    sp, _ = torch.sort(probs, -1, descending=True)
+    keep_n = ((sp.cumsum(-1) - sp) < 0.5).sum(-1)
+    assert int(keep_n.min()) > NUCLEUS_CANDIDATES
+    tok, _ = sample_next(logits.repeat(500, 1), 1.0, 0, 0.5)
+    for row in range(4):
+        drawn = set(tok[row::4].tolist())
+        allowed = set(torch.nonzero(probs[row] >= sp[row, keep_n[row] - 1]).squeeze(-1).tolist())
+        assert drawn <= allowed and len(allowed) == int(keep_n[row])

@@ -1,0 +1,301 @@
+"""``HFBackend``: the sampling loop, and the two forward passes it can drive.
+
+The loop (``mode: loop``, the default) is the same whatever runs the model:
+
+* **shared prefill**: the G samples of a GRPO group have the same prompt; each distinct prompt is prefilled
+  once and its KV cache fanned out to its G rows;
+* **finished rows leave the batch**: a row that sampled EOS or a stop string stops being recorded at once,
+  and leaves the KV cache when a quarter of the rows have finished (at small batch a decode step costs about
+  the same for 12 rows as for 16, while dropping rows copies the whole cache);
+* **logits only where needed**: the prefill computes the LM head for the last prompt position only;
+* **sampling without the full-vocabulary multinomial** (:mod:`.sampling`).
+
+The forward pass is :class:`~.lean.LeanDecoder` for Llama-family models (static KV cache, optional bf16
+sampler weights) and transformers' own forward otherwise (``_HFStepper``, with a KV cache that grows in place
+instead of by concatenation). ``decoder: hf`` forces the latter. ``mode: generate`` calls ``model.generate``
+instead of the loop (the benchmarks compare the two).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from r1gym.core.registry import pick
+from r1gym.plugins.hf_rollout.sampling import sample_next
+
+log = logging.getLogger(__name__)
+
+MODES = ("loop", "generate")
+DECODERS = ("auto", "lean", "hf")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: finished rows are dropped from the KV cache once they are at least this share of the rows in it
+COMPACT_SHARE = 0.25
+
+
+class HFBackend:
+    """Rollout backend over a transformers causal LM that the trainer shares (weight sync is free or a copy).
+
+    Args (``rollout.params`` in the config):
+        batch_size: most sequences sampled together; larger requests are split, whole prompt groups per chunk.
+        mode: ``loop`` (r1gym's sampling loop) or ``generate`` (``model.generate``).
+        decoder: ``auto`` (the lean decoder where the model supports it), ``lean`` (required: an error if the
+            model is not supported) or ``hf`` (transformers' forward).
+        dtype: precision of the lean decoder's weights: ``null`` (the model's own, sharing its tensors),
+            ``bfloat16`` (a copy refreshed after each optimizer step; ~3x faster decode here) or ``float32``.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, mode: str = "loop",
+                 decoder: str = "auto", dtype: str | None = None):
+        if batch_size < 1:
+            raise ValueError(f"rollout.params.batch_size must be >= 1, got {batch_size}")
+        if mode not in MODES:
+            raise ValueError(f"rollout.params.mode must be one of {MODES}, got {mode!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"rollout.params.decoder must be one of {DECODERS}, got {decoder!r}")
+        self.dtype = None if dtype is None else pick(DTYPES, dtype, "rollout.params.dtype")
+        self.model, self.tokenizer, self.batch_size, self.mode = model, tokenizer, batch_size, mode
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        eos = tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if gen_eos is not None:
+            self.eos_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        self.lean = self._lean_decoder(decoder)
+        if self.dtype is not None and self.lean is None:
+            raise ValueError(f"rollout.params.dtype={dtype} needs the lean decoder, which is not in use here; "
+                             "set rollout.params.dtype=null")
+
+    def _lean_decoder(self, choice: str) -> Any:
+        from r1gym.plugins.hf_rollout.lean import LeanDecoder, unsupported_reason
+
+        if choice == "hf":
+            return None
+        reason = unsupported_reason(self.model)
+        if reason is None:
+            return LeanDecoder(self.model, self.dtype)
+        if choice == "lean":
+            raise ValueError(f"rollout.params.decoder=lean cannot run this model: {reason}; use decoder=auto or hf")
+        log.info("hf rollout backend: transformers forward for this model (%s)", reason)
+        return None
+
+    @property
+    def decoder(self) -> str:
+        """Which forward pass the loop runs: ``lean`` or ``hf``."""
+        return "lean" if self.lean is not None else "hf"
+
+    def sync_weights(self, model: Any) -> None:
+        """The same module object as the trainer's: nothing to copy, except the lean decoder's bf16 copy."""
+        self.model = model
+        if self.lean is not None:
+            self.lean.sync(model)
+
+    def generate(self, prompts: Sequence[Sequence[int]], params: Any) -> list:
+        run = self._loop if self.mode == "loop" else self._hf_generate
+        # keep the samples of one prompt in the same chunk, so the shared prefill stays shared
+        order = sorted(range(len(prompts)), key=lambda i: (tuple(prompts[i]), i))
+        out: list = [None] * len(prompts)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for i, gen in zip(chunk, run([prompts[i] for i in chunk], params)):
+                    out[i] = gen
+        finally:
+            self.model.train(was_training)
+        return out
+
+    # -- the sampling loop -----------------------------------------------------------------------------
+    def _loop(self, prompts: Sequence[Sequence[int]], params: Any) -> list:
+        uniq: dict[tuple[int, ...], int] = {}
+        fan_out = torch.tensor([uniq.setdefault(tuple(p), len(uniq)) for p in prompts])
+        width = max(len(p) for p in uniq)
+        ids = torch.full((len(uniq), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(uniq), width), dtype=torch.long)
+        for p, row in uniq.items():
+            ids[row, width - len(p) :] = torch.tensor(p)
+            mask[row, width - len(p) :] = 1
+        B, steps = len(prompts), params.max_new_tokens
+        out_tok = torch.full((B, steps), self.pad_id, dtype=torch.long)
+        out_lp = torch.zeros(B, steps)
+        length = torch.full((B,), steps, dtype=torch.long)
+        stopped = torch.zeros(B, dtype=torch.bool)
+        eos = torch.tensor(sorted(self.eos_ids))
+        stepper = _LeanStepper(self.lean) if self.lean is not None else _HFStepper(self.model)
+        with torch.no_grad():
+            logits = stepper.prefill(ids, mask, fan_out, steps)
+            pos = mask.sum(-1)[fan_out]  # the next token's position, per row in the stepper
+            rows = torch.arange(B)  # stepper row -> output row
+            live = torch.ones(B, dtype=torch.bool)  # stepper rows still sampling
+            for step in range(steps):
+                early = step < params.min_new_tokens
+                tok, lp = sample_next(logits, params.temperature, params.top_k, params.top_p, eos if early else None)
+                out_tok[rows[live], step] = tok[live]
+                out_lp[rows[live], step] = lp[live]
+                done = live & torch.isin(tok, eos)
+                if params.stop and not early:
+                    for j in live.nonzero().squeeze(-1).tolist():
+                        if not done[j] and self._hits_stop(out_tok[rows[j], : step + 1].tolist(), params.stop):
+                            done[j] = True
+                if bool(done.any()):
+                    length[rows[done]] = step + 1
+                    stopped[rows[done]] = True
+                    live &= ~done
+                if step == steps - 1 or not bool(live.any()):
+                    break
+                if (~live).sum() >= max(1, COMPACT_SHARE * len(live)):
+                    keep = live.nonzero().squeeze(-1)
+                    stepper.select(keep)
+                    rows, tok, pos, live = rows[keep], tok[keep], pos[keep], live[keep]
+                logits = stepper.step(tok, pos)
+                pos = pos + 1
+        toks, lps, n = out_tok.tolist(), out_lp.tolist(), length.tolist()
+        return [self._generation(toks[i][: n[i]], lps[i][: n[i]], "stop" if stopped[i] else "length")
+                for i in range(B)]
+
+    def _hits_stop(self, ids: list[int], stops: Sequence[str]) -> bool:
+        tail = self.tokenizer.decode(ids[-16:], skip_special_tokens=True)
+        return any(tail.endswith(s) for s in stops)
+
+    def _generation(self, ids: list[int], logprobs: list[float], finish: str) -> Any:
+        from r1gym.core.rollout import Generation
+
+        return Generation(ids, self.tokenizer.decode(ids, skip_special_tokens=True), logprobs, finish)
+
+    # -- plain transformers generate (for comparison) ----------------------------------------------------
+    def _hf_generate(self, prompts: Sequence[Sequence[int]], params: Any) -> list:
+        from transformers import GenerationConfig
+
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            attention[i, width - len(p) :] = 1
+        greedy = params.temperature <= 0
+        gen_cfg = GenerationConfig(
+            max_new_tokens=params.max_new_tokens, min_new_tokens=params.min_new_tokens or None, do_sample=not greedy,
+            temperature=None if greedy else params.temperature,
+            top_p=params.top_p if not greedy and params.top_p < 1.0 else None,
+            top_k=params.top_k if not greedy else None,  # 0 = off (None would mean transformers' default 50)
+            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
+            stop_strings=list(params.stop) or None, return_dict_in_generate=True, output_logits=True,
+        )
+        with torch.no_grad():
+            res = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=gen_cfg,
+                                      tokenizer=self.tokenizer if params.stop else None)
+        new = res.sequences[:, width:]
+        logits = torch.stack(res.logits, dim=1).float()
+        logp = torch.log_softmax(logits / (1.0 if greedy else params.temperature), dim=-1)
+        lps = logp.gather(-1, new[:, : logits.shape[1]].unsqueeze(-1)).squeeze(-1)
+        gens = []
+        for i in range(len(prompts)):
+            ids, finish = new[i].tolist(), "length"
+            for j, t in enumerate(ids):
+                if t in self.eos_ids:
+                    ids, finish = ids[: j + 1], "stop"
+                    break
+            if finish == "length" and params.stop and self._hits_stop(ids, params.stop):
+                finish = "stop"
+            gens.append(self._generation(ids, lps[i, : len(ids)].tolist(), finish))
+        return gens
+
+
+class _LeanStepper:
+    """The loop's forward pass through :class:`~.lean.LeanDecoder`."""
+
+    def __init__(self, decoder: Any):
+        self.decoder, self.cache = decoder, None
+
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, fan_out: torch.Tensor, room: int) -> torch.Tensor:
+        logits, self.cache = self.decoder.prefill(ids, mask, room)
+        self.cache.select(fan_out)
+        return logits[fan_out]
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.cache.select(rows)
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.decoder.decode(tokens, positions, self.cache)
+
+
+class _HFStepper:
+    """The loop's forward pass through the transformers model itself (any architecture)."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, fan_out: torch.Tensor, room: int) -> torch.Tensor:
+        from r1gym.core.compat import output_cache
+
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                         use_cache=True, logits_to_keep=1)
+        self.cache = output_cache(out)
+        self.cache.batch_select_indices(fan_out)
+        _preallocate(self.cache, room)
+        self.attn = mask[fan_out]
+        return out.logits[fan_out, -1]
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+        self.attn = self.attn[rows]
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        from r1gym.core.compat import cache_kwargs
+
+        self.attn = torch.cat([self.attn, self.attn.new_ones(len(tokens), 1)], dim=1)
+        out = self.model(input_ids=tokens[:, None], attention_mask=self.attn, position_ids=positions[:, None],
+                         use_cache=True, **cache_kwargs(self.model, self.cache))
+        return out.logits[:, -1]
+
+
+@functools.lru_cache(maxsize=1)
+def _roomy_layer_class() -> type:
+    """Built on first use, so importing this plugin does not import transformers."""
+    from transformers.cache_utils import DynamicLayer
+
+    class RoomyLayer(DynamicLayer):
+        """A DynamicLayer over a preallocated buffer: appending writes into it instead of concatenating."""
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            n, k = self._n, key_states.shape[-2]
+            if n + k > self._k.shape[-2]:  # out of room: grow like a list does
+                extra = max(k, self._k.shape[-2])
+                self._k = torch.cat([self._k, self._k.new_empty(*self._k.shape[:2], extra, self._k.shape[-1])], -2)
+                self._v = torch.cat([self._v, self._v.new_empty(*self._v.shape[:2], extra, self._v.shape[-1])], -2)
+            self._k[:, :, n : n + k] = key_states
+            self._v[:, :, n : n + k] = value_states
+            self._n = n + k
+            self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: Any) -> None:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+
+    return RoomyLayer
+
+
+def _preallocate(cache: Any, room: int) -> None:
+    """Give every layer of a transformers DynamicCache room for ``room`` more positions (in place)."""
+    from transformers.cache_utils import DynamicLayer
+
+    RoomyLayer = _roomy_layer_class()
+    for i, layer in enumerate(cache.layers):
+        if type(layer) is not DynamicLayer or not layer.is_initialized:
+            continue  # sliding-window or other layer kinds keep their own logic
+        new = RoomyLayer()
+        new.device, new.is_initialized = layer.keys.device, True
+        new.dtype = layer.keys.dtype  # older transformers keep it; newer ones read it off the tensors
+        B, H, n, D = layer.keys.shape
+        new._k = layer.keys.new_empty(B, H, n + room, D)
+        new._v = layer.values.new_empty(B, H, n + room, D)
+        new._k[:, :, :n], new._v[:, :, :n] = layer.keys, layer.values
+        new._n = n
+        new.keys, new.values = new._k[:, :, :n], new._v[:, :, :n]
+        cache.layers[i] = new
