@@ -144,6 +144,7 @@ def r1gym_config(spec: dict[str, Any]):
         f"rollout.max_new_tokens={spec['max_len']}", "logger=jsonl_only", "eval.at_start=false",
         "eval.at_end=false", f"trainer.seed={spec['seed']}", f"trainer.max_steps={spec['steps']}",
         *([f"trainer.threads={spec['threads']}"] if spec["threads"] else []),
+        *spec.get("r1gym_overrides", []),
     ])
 
 
@@ -403,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--warmup-steps", type=int, default=1, help="untimed steps first")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on both sides (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--r1gym-overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="extra Hydra overrides for the r1gym side only, e.g. trainer.matmul=torch or "
+                        "rollout.params.dtype=bfloat16 (default: none, r1gym's defaults)")
     p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
     p.add_argument("--md-path", default=str(report.DEFAULT_MD))
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
@@ -431,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         n_timed = steps_for.get((P, G), args.steps)
         spec = {"model": model_path, "prompts": P, "g": G, "max_len": args.max_completion_length,
                 "beta": args.beta, "loss": args.loss, "micro_batch": micro_batch(P, G, args.micro_batch_size),
-                "steps": args.warmup_steps + n_timed, "threads": args.threads, "seed": args.seed}
+                "steps": args.warmup_steps + n_timed, "threads": args.threads, "seed": args.seed,
+                "r1gym_overrides": args.r1gym_overrides}
         order = SIDES if k % 2 == 0 else SIDES[::-1]
         res = {}
         for side in order:
@@ -495,6 +500,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             ["precision / memory savers", "fp32, no gradient checkpointing", "`bf16=False`, `fp16=False`, "
              "`gradient_checkpointing=False`, `use_cpu=True`, no vLLM"],
             ["step timed", "wall time of `train_step()`", "`on_step_begin` -> `on_step_end` callbacks"],
+            ["engine options", "r1gym defaults (`trainer.matmul=auto`: oneDNN fp32 linears if faster here; "
+             "`rollout.params.decoder=auto`: lean decoder, fp32 weights)"
+             + (f"; overrides: `{' '.join(args.r1gym_overrides)}`" if args.r1gym_overrides else ""),
+             "TRL defaults (PyTorch's default fp32 BLAS)"],
         ]
         body = (
             f"- loss (`--loss {args.loss}`): {what} (TRL `loss_type=\"{trl_loss}\"` = r1gym "

@@ -89,6 +89,33 @@ def cmd_train(overrides: Sequence[str]) -> int:
     return 0
 
 
+def cmd_eval(overrides: Sequence[str]) -> int:
+    from omegaconf import OmegaConf
+
+    import transformers
+
+    from r1gym.core.evaluation import run_job
+
+    transformers.logging.disable_progress_bar()
+    if not any(o.split("=", 1)[0].lstrip("+~") == "stage" for o in overrides):
+        overrides = ["stage=eval", *overrides]
+    if any(o.startswith("resume=") for o in overrides):
+        raise ValueError("r1gym eval takes no resume=; evaluate a run with eval.checkpoint=RUN_DIR")
+    cfg, run_dir, _ = load_run_config(overrides)
+    if cfg.stage.kind != "eval":
+        raise ValueError(f"r1gym eval runs stage.kind=eval stages; stage={cfg.stage.name} is kind {cfg.stage.kind!r}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.run_dir = str(run_dir)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
+    results = run_job(cfg, run_dir)
+    manifest = {"stage": cfg.stage.name, "kind": "eval", "status": "finished", "results": results,
+                "outputs": {"eval": str(run_dir / "eval.json"), "samples": str(run_dir / "eval_samples.jsonl")}}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    print(f"run folder: {run_dir}")
+    return 0
+
+
 def cmd_config(overrides: Sequence[str]) -> int:
     from omegaconf import OmegaConf
 
@@ -250,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="run GRPO training (Hydra overrides as arguments)")
     p.add_argument("overrides", nargs="*", help="e.g. experiment=demo trainer.max_steps=5")
+    p = sub.add_parser("eval", help="pass@1 over k samples and cons@k on held-out data or files (Hydra overrides)")
+    p.add_argument("overrides", nargs="*", help="e.g. env=math eval.checkpoint=runs/X eval.datasets=[test.jsonl]")
     p = sub.add_parser("config", help="print the composed config")
     p.add_argument("overrides", nargs="*")
     sub.add_parser("plugins", help="list plugins and what they register")
@@ -277,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args.overrides)
+        if args.command == "eval":
+            return cmd_eval(args.overrides)
         if args.command == "config":
             return cmd_config(args.overrides)
         if args.command == "plugins":

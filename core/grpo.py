@@ -33,7 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from r1gym.core import advantages as adv_mod
-from r1gym.core import losses, onednn
+from r1gym.core import evaluation, losses, onednn
 from r1gym.core.batch import PackedBatch, completion_logprobs, pack
 from r1gym.core.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
 from r1gym.core.envs import make_envs, primary_reward
@@ -134,14 +134,16 @@ class GRPOTrainer:
             onednn.patch(self.ref_model)
         o = cfg.algo.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
+                                           fused=bool(o.fused) or None)
         self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, cfg.trainer.max_steps)
         self.renderer = PromptRenderer(self.tokenizer, cfg.model.prompt_format)
         backend_factory = self.host.rollout_backends.get(cfg.rollout.backend)
         self.backend = backend_factory(self.model, self.tokenizer, **OmegaConf.to_container(cfg.rollout.params))
         n_envs = cfg.algo.prompts_per_step * cfg.algo.group_size
         self.envs = make_envs(cfg.env, n_envs)
-        self.eval_envs = None
+        self.eval_envs: list[Any] | None = None
+        self.eval_indices: list[int] = []
         self.accuracy_key = primary_reward(self.envs[0])
         self.sampler = PromptSampler(len(self.envs[0].unwrapped.source), cfg.trainer.seed)
         self.loggers = LoggerGroup(
@@ -363,37 +365,45 @@ class GRPOTrainer:
 
     # -- evaluation ------------------------------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, float]:
-        """Held-out problems (``env.eval_kwargs``): greedy by default, or ``eval.samples`` sampled completions
-        per problem with accuracy as pass@1 averaged over them."""
+        """Held-out problems (``env.eval_kwargs``), scored by the env's own rewards: greedy by default, or
+        ``eval.samples`` sampled completions per problem, reported as pass@1 over them and cons@k
+        (:mod:`r1gym.core.evaluation`, the same code as ``r1gym eval``)."""
         ev = self.cfg.eval
         k = 1 if ev.greedy else max(1, ev.samples)
         if self.eval_envs is None:
-            self.eval_envs = make_envs(self.cfg.env, ev.num_problems * k, eval_split=True)
-        source = self.eval_envs[0].unwrapped.source
-        indices = list(range(min(ev.num_problems, len(source))))
-        params = (
-            SamplingParams(temperature=0.0, max_new_tokens=self.sampling.max_new_tokens, stop=self.sampling.stop)
-            if ev.greedy else self.sampling
-        )
+            n = len(make_envs(self.cfg.env, 1, eval_split=True)[0].unwrapped.source)
+            self.eval_indices = list(range(n if ev.num_problems is None else min(ev.num_problems, n)))
+            self.eval_envs = make_envs(self.cfg.env, len(self.eval_indices) * k, eval_split=True)
+        params = eval_sampling(ev, self.sampling)
         state = torch.get_rng_state()  # evaluation must not shift the training trajectory
         torch.manual_seed(self.cfg.trainer.seed + 1_000_003)  # and uses the same samples at every evaluation
         with self.autocast():
-            eps = collect_episodes(self.eval_envs, indices, k, self.backend, self.renderer, params,
-                                   max_episode_tokens=self.cfg.rollout.max_episode_tokens)
+            summary, _, eps = evaluation.evaluate(
+                self.eval_envs, self.eval_indices, k, self.backend, self.renderer, params,
+                accuracy_key=self.accuracy_key, max_episode_tokens=self.cfg.rollout.max_episode_tokens)
         torch.set_rng_state(state)
-        scored = [e for e in eps if e.scorable]
-        acc = [e.rewards.get(self.accuracy_key) for e in eps if e.rewards.get(self.accuracy_key) is not None]
         metrics = {
-            "eval/num_problems": float(len(indices)),
-            "eval/samples_per_problem": float(k),
-            "eval/accuracy": float(np.mean([a == 1.0 for a in acc])) if acc else math.nan,
-            "eval/reward_mean": float(np.mean([e.reward for e in scored])) if scored else math.nan,
-            "eval/unscorable": float(len(eps) - len(scored)),
-            "eval/completion_len_mean": float(np.mean([e.num_generated for e in eps])),
+            "eval/num_problems": summary["problems"],
+            "eval/samples_per_problem": summary["samples_per_problem"],
+            "eval/accuracy": summary["pass@1"],
+            "eval/reward_mean": summary["reward_mean"],
+            "eval/unscorable": summary["samples_unscorable"],
+            "eval/completion_len_mean": summary["completion_len_mean"],
         }
-        metrics.update({f"eval/{k}": v for k, v in component_means(eps).items()})
+        metrics.update({f"eval/{key}": v for key, v in summary.items() if key == "pass@1" or key.startswith("cons@")})
+        metrics.update({f"eval/{key}": v for key, v in component_means(eps).items()})
         self.loggers.log_eval(step, metrics)
         return metrics
+
+
+def eval_sampling(ev: Any, sampling: SamplingParams) -> SamplingParams:
+    """The evaluation's sampling: greedy, or the rollout's with ``eval.temperature`` / ``eval.top_p`` when set."""
+    from dataclasses import replace
+
+    if ev.greedy:
+        return SamplingParams(temperature=0.0, max_new_tokens=sampling.max_new_tokens, stop=sampling.stop)
+    changes = {k: getattr(ev, k) for k in ("temperature", "top_p") if getattr(ev, k) is not None}
+    return replace(sampling, **changes)
 
 
 def component_means(episodes: list[Episode]) -> dict[str, float]:

@@ -6,6 +6,9 @@ other exception is also "cannot be scored", with the exception as the reason, an
 sample is never silently given 0: :class:`RewardSet` reports it per component and per reason, and the
 config (``unscorable``) decides whether the trainer masks it out of the loss (``"mask"``, the default) or
 scores it with a fixed value the user picked (``"score"`` with ``unscorable_score``).
+
+A reward that grades a final answer can say which answer it graded by returning :class:`Graded` (a float
+carrying ``answer``, a hashable canonical form); evaluation votes over those answers for cons@k.
 """
 
 from __future__ import annotations
@@ -21,6 +24,25 @@ log = logging.getLogger(__name__)
 
 RewardFn = Callable[..., float | None]
 UNSCORABLE_POLICIES = ("mask", "score")
+
+
+class Graded(float):
+    """A reward value plus the final answer it graded, in a canonical form (``None``: no answer found).
+
+    Two completions with equal ``answer`` got the same verdict against the same reference, so majority
+    voting (cons@k) can count answers instead of re-checking them.
+
+    >>> g = Graded(1.0, answer="1/2")
+    >>> g + 0, g.answer
+    (1.0, '1/2')
+    """
+
+    answer: Any
+
+    def __new__(cls, value: float, answer: Any = None) -> Graded:
+        obj = super().__new__(cls, value)
+        obj.answer = answer
+        return obj
 
 
 class Unscorable(Exception):
@@ -68,6 +90,8 @@ class RewardOutcome:
     total: float | None
     components: dict[str, float | None]
     unscorable: dict[str, str]
+    #: the graded answer of each component that returned :class:`Graded`
+    answers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def scorable(self) -> bool:
@@ -83,9 +107,12 @@ class RewardSet:
     def score(self, completion: str, fields: Mapping[str, Any]) -> RewardOutcome:
         values: dict[str, float | None] = {}
         reasons: dict[str, str] = {}
+        answers: dict[str, Any] = {}
         for comp in self.components:
             try:
                 value = comp(completion, fields)
+                if isinstance(value, Graded):
+                    answers[comp.name] = value.answer
                 if value is None:
                     reasons[comp.name] = "returned None"
                 elif isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
@@ -101,7 +128,7 @@ class RewardSet:
             values[comp.name] = value
         blocking = [c for c in self.components if c.name in reasons and c.weight != 0]
         total = None if blocking else sum(c.weight * (values[c.name] or 0.0) for c in self.components)
-        return RewardOutcome(total, values, reasons)
+        return RewardOutcome(total, values, reasons, answers)
 
 
 def build_reward_set(spec: Mapping[str, Any], lookup: Callable[[str], RewardFn]) -> RewardSet:

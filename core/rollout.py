@@ -86,6 +86,8 @@ class Episode:
     reward: float = math.nan
     rewards: dict[str, float | None] = field(default_factory=dict)
     unscorable: dict[str, str] = field(default_factory=dict)
+    #: the final answer each answer-grading reward component saw (see :class:`r1gym.core.rewards.Graded`)
+    answers: dict[str, Any] = field(default_factory=dict)
     terminated: bool = False
     truncated: bool = False
     turns: int = 0
@@ -154,6 +156,7 @@ def collect_episodes(
             if terminated or truncated:
                 ep.reward, ep.terminated, ep.truncated = float(reward), bool(terminated), bool(truncated)
                 ep.rewards, ep.unscorable = dict(info.get("rewards", {})), dict(info.get("unscorable", {}))
+                ep.answers = dict(info.get("answers", {}))
                 continue
             cont = renderer.continuation(obs, next_obs, gen.token_ids)
             ep.completion_ids += cont

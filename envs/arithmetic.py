@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from r1gym.core.rewards import Unscorable
+from r1gym.core.rewards import Graded, Unscorable
 from r1gym.envs.base import Task
 from r1gym.envs.rewards import extract_answer_tag
 
@@ -149,6 +149,7 @@ def arithmetic_reward(completion: str, *, answer: str | int) -> float:
     if reference is None:
         raise Unscorable(f"reference answer {answer!r} does not parse as a number")
     given = extract_answer_tag(completion)
-    if given is None:
-        return 0.0
-    return 1.0 if parse_number(given) == reference else 0.0
+    value = parse_number(given) if given is not None else None
+    if value is None:
+        return Graded(0.0, answer=None)
+    return Graded(1.0 if value == reference else 0.0, answer=str(value))

@@ -20,8 +20,6 @@ and the episode goes on until the env is satisfied (``terminated``) or ``max_tur
 from __future__ import annotations
 
 import copy
-import functools
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -172,6 +170,7 @@ class SingleTurnEnv(gym.Env[list, str]):
             "rewards": dict(outcome.components),
             "scorable": outcome.scorable,
             "unscorable": dict(outcome.unscorable),
+            "answers": dict(outcome.answers),
             "turn": self.turn,
         }
         return [dict(m) for m in self.messages], reward, terminated, truncated, info

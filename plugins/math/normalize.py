@@ -344,3 +344,24 @@ def quick_verdict(ref: Answer, pred: Answer, approx_digits: int = DEFAULT_APPROX
     if ref.kind == "number" and pred.kind in ("text", "choice"):
         return False, "not a number"
     return None
+
+
+def answer_key(text: str) -> str | None:
+    r"""A canonical string for voting (cons@k): answers with equal keys are the same answer.
+
+    Numbers by exact value (``0.5``, ``1/2``, ``\frac{2}{4}`` and ``x = 0.5`` all give ``"1/2"``; a
+    percentage keeps its ``%``), letters and words as :func:`classify` normalises them, anything else by its
+    normalised LaTeX with spaces removed. ``None`` for an empty answer. Two LaTeX forms of one value
+    (``\frac{\sqrt{3}}{2}`` and ``\sqrt{3}/2``) get different keys: voting counts them apart.
+
+    >>> answer_key("x = 0.50"), answer_key(r"\frac{2}{4}"), answer_key(r"\text{(B)}"), answer_key(r"\frac{\sqrt 3}{2}")
+    ('1/2', '1/2', 'choice:B', 'latex:\\frac{\\sqrt3}{2}')
+    """
+    a = classify(text)
+    if a.kind == "empty":
+        return None
+    if a.kind == "number" and a.number is not None:
+        return str(a.number.value) + ("%" if a.number.percent else "")  # Fraction: "1/2", "12"
+    if a.kind == "latex":
+        return "latex:" + re.sub(r"\s+", "", a.text)
+    return f"{a.kind}:{a.text}"

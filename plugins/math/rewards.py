@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from r1gym.core.rewards import Unscorable
-from r1gym.plugins.math.normalize import DEFAULT_APPROX_DIGITS
+from r1gym.core.rewards import Graded, Unscorable
+from r1gym.plugins.math.extract import extract_answer
+from r1gym.plugins.math.normalize import DEFAULT_APPROX_DIGITS, answer_key
 from r1gym.plugins.math.pool import DEFAULT_TIMEOUT, default_checker
 
 UNITS = ("chars", "words", "tokens")
@@ -32,17 +33,24 @@ def math_accuracy(
     The answer is found by :func:`r1gym.plugins.math.extract.extract_answer` (``methods`` restricts how:
     e.g. ``["answer_tag"]`` for the R1 template only) and compared by the math checker. A reference that does
     not parse, a check that overran ``timeout`` seconds, or a crashed checker raise
-    :class:`~r1gym.core.rewards.Unscorable`: never 0.0, never 1.0.
+    :class:`~r1gym.core.rewards.Unscorable`: never 0.0, never 1.0. The value is a
+    :class:`~r1gym.core.rewards.Graded` carrying the extracted answer's
+    :func:`~r1gym.plugins.math.normalize.answer_key`, which evaluation votes over for cons@k.
 
     >>> math_accuracy(r"<think> 1/4 + 1/4 </think> <answer> \\frac{1}{2} </answer>", answer="0.5")
     1.0
-    >>> math_accuracy("<answer> 3 </answer>", answer="4")
-    0.0
+    >>> math_accuracy("<answer> 3 </answer>", answer="4").answer
+    '3'
     """
-    verdict = default_checker().grade(completion, answer, methods=methods, timeout=timeout, approx_digits=approx_digits)
+    checker = default_checker()
+    found = extract_answer(completion, methods)
+    if found is None:
+        verdict = checker.grade(completion, answer, methods=methods, timeout=timeout, approx_digits=approx_digits)
+    else:
+        verdict = checker.check(answer, found.text, timeout=timeout, approx_digits=approx_digits)
     if verdict.correct is None:
         raise Unscorable(verdict.reason)
-    return 1.0 if verdict.correct else 0.0
+    return Graded(1.0 if verdict.correct else 0.0, answer=answer_key(found.text) if found else None)
 
 
 def completion_length(completion: str, unit: str = "chars", num_tokens: int | None = None) -> int:
