@@ -10,6 +10,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,27 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MD = ROOT / "docs" / "benchmarks.md"
 PLACEHOLDER = "_No results recorded yet._"
+
+
+#: seconds over which machine_info() measures what other processes use of the CPU
+QUIET_WINDOW = 2.0
+
+
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(CPU seconds all processes have used, this process's CPU seconds, wall clock), from /proc/stat and os.times."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return busy, own.user + own.system, time.perf_counter()
+
+
+def other_cpu_share(start: tuple[float, float, float]) -> float:
+    """Share of the usable cores that *other* processes (and the hypervisor's steal) used since ``start``: 0 on a
+    quiet machine; a contended step is slower for reasons that have nothing to do with the code under test."""
+    busy, own, now = cpu_snapshot()
+    cores = len(os.sched_getaffinity(0))
+    return max(0.0, (busy - start[0]) - (own - start[1])) / max(1e-9, (now - start[2]) * cores)
 
 
 def cpu_model() -> str:
@@ -55,6 +77,12 @@ def machine_info() -> dict[str, Any]:
         info["loadavg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
         pass
+    try:  # what others use now (the load average lags: in a chain of benchmarks it counts the previous one)
+        start = cpu_snapshot()
+        time.sleep(QUIET_WINDOW)
+        info["other_cpu"] = round(other_cpu_share(start), 3)
+    except (OSError, ValueError, AttributeError):  # no /proc/stat (not Linux)
+        pass
     return info
 
 
@@ -68,13 +96,21 @@ def machine_line(info: dict[str, Any]) -> str:
     parts.append(f"python {info['python']}")
     if "loadavg_1m" in info:
         parts.append(f"1-min load average at start {info['loadavg_1m']}")
+    if "other_cpu" in info:
+        parts.append(f"other processes used {100 * info['other_cpu']:.0f}% of the cores over {QUIET_WINDOW:.0f} s at start")
     return "; ".join(parts)
 
 
 def busy_warning(info: dict[str, Any]) -> str | None:
     """A warning when other work is running: with torch using every core, a busy machine does not just add noise,
     it can make small ops many times slower (threads spin waiting for each other)."""
-    load, cores = info.get("loadavg_1m"), info.get("usable_cores") or 1
+    other, cores = info.get("other_cpu"), info.get("usable_cores") or 1
+    if other is not None:  # measured at start; the load average would count a benchmark that just ended
+        if other > 0.25:
+            return (f"WARNING: the machine is busy (other processes used {100 * other:.0f}% of the {cores} usable "
+                    "cores at start); these timings are not representative")
+        return None
+    load = info.get("loadavg_1m")
     if load is not None and load > 0.25 * cores:
         return (f"WARNING: the machine is busy (1-min load average {load} on {cores} usable cores); "
                 "these timings are not representative")

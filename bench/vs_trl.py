@@ -113,23 +113,6 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def cpu_snapshot() -> tuple[float, float, float]:
-    """(CPU seconds all processes have used, this process's CPU seconds, wall clock), from /proc/stat and os.times."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-    own = os.times()
-    return busy, own.user + own.system, time.perf_counter()
-
-
-def other_cpu_share(start: tuple[float, float, float]) -> float:
-    """Share of the usable cores that *other* processes (and the hypervisor's steal) used since ``start``: 0 on a
-    quiet machine; a contended step is slower for reasons that have nothing to do with the code under test."""
-    busy, own, now = cpu_snapshot()
-    cores = len(os.sched_getaffinity(0))
-    return max(0.0, (busy - start[0]) - (own - start[1])) / max(1e-9, (now - start[2]) * cores)
-
-
 def r1gym_config(spec: dict[str, Any]):
     from r1gym.core.config import compose
 
@@ -183,11 +166,11 @@ def run_r1gym(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
     steps = []
     for i in range(spec["steps"]):
         counts.update(generate_calls=0, generated_rows=0)
-        cpu0 = cpu_snapshot()
+        cpu0 = report.cpu_snapshot()
         t0 = time.perf_counter()
         metrics, _ = trainer.train_step()
         seconds = time.perf_counter() - t0
-        other = other_cpu_share(cpu0)
+        other = report.other_cpu_share(cpu0)
         eps = trainer.last_episodes
         steps.append({
             "seconds": seconds, "other_cpu": other, "generate_s": metrics["time/generate"], **counts,
@@ -251,12 +234,12 @@ def run_trl(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
         def on_step_begin(self, args, state, control, **kwargs):
             counts.update(generate_calls=0, generated_rows=0, reward_rows=0, loss_rows=0, generate_s=0.0,
                           prompt_tokens=0, tasks=[])
-            self.cpu0 = cpu_snapshot()
+            self.cpu0 = report.cpu_snapshot()
             self.t0 = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.perf_counter()
-            other = other_cpu_share(self.cpu0)
+            other = report.other_cpu_share(self.cpu0)
             self.steps.append({"seconds": now - self.t0, "interval": now - self.last_end if self.last_end else None,
                                "other_cpu": other,
                                **{k: (list(v) if isinstance(v, list) else v) for k, v in counts.items()}})

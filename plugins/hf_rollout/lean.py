@@ -15,9 +15,9 @@ same function with
   ``logprob/sampler_abs_diff``.
 
 In the model's own dtype the weights are the trainer's tensors themselves (no copy, nothing to sync); in
-another dtype, or with LoRA adapters (whose delta is merged into the copy), ``sync`` marks the copy stale and
-the next call rebuilds it. Models outside this family, or with features it does not implement, are refused
-by :func:`unsupported_reason` and the backend falls back to the transformers forward.
+another dtype, or with LoRA adapters (whose delta is merged into the copy), ``sync`` rebuilds the copy.
+Models outside this family, or with features it does not implement, are refused by
+:func:`unsupported_reason` and the backend falls back to the transformers forward.
 """
 
 from __future__ import annotations
@@ -132,10 +132,14 @@ class LeanDecoder:
 
     # -- weights -----------------------------------------------------------------------------------------
     def sync(self, model: Any) -> None:
-        """The trainer changed the weights: rebuild the sampler's copy (if it has one) before the next call."""
-        if model is not self.model or self._copies:
-            self._weights = None
+        """The trainer changed the weights: rebuild the sampler's copy now, if it has one (so the cost shows
+        as the trainer's ``time/weight_sync``); views of the trainer's own tensors need nothing."""
+        stale = model is not self.model or self._copies
         self.model = model
+        if stale:
+            self._weights = None
+            if self._copies:
+                self._build()
 
     def _build(self) -> tuple[torch.Tensor, list[_Layer], torch.Tensor, torch.Tensor]:
         base = _base_model(self.model)
