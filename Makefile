@@ -9,9 +9,10 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.r1gym-installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install sandbox-deps demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
+	$(MAKE) --no-print-directory sandbox-deps
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
@@ -20,6 +21,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+# bubblewrap isolates the code sandbox (plugins/code); without it the sandbox tests are skipped with that reason
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+sandbox-deps:
+	@command -v bwrap >/dev/null || ! command -v apt-get >/dev/null || \
+	  $(SUDO) apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q bubblewrap >/dev/null 2>&1; } || \
+	  echo "warning: could not install bubblewrap (apt-get install bubblewrap); the sandbox tests will be skipped"
 
 demo: install
 	$(VENV)/bin/r1gym train experiment=demo

@@ -116,6 +116,24 @@ def cmd_eval(overrides: Sequence[str]) -> int:
     return 0
 
 
+def cmd_sandbox_run(path: str, backend: str, language: str | None, timeout: float, memory: int,
+                    stdin_path: str | None) -> int:
+    from r1gym.plugins.code.sandbox import LANGUAGES, Limits, LocalSandbox, Program
+
+    backends = {"local": LocalSandbox}
+    if backend not in backends:
+        raise ValueError(f"unknown sandbox backend {backend!r}; known: {', '.join(backends)}")
+    suffixes = {".py": "python", ".cpp": "cpp", ".cc": "cpp", ".cxx": "cpp"}
+    source = Path(path)
+    language = language or suffixes.get(source.suffix)
+    if language not in LANGUAGES:
+        raise ValueError(f"cannot tell the language of {path}; pass --language ({', '.join(LANGUAGES)})")
+    program = Program(language, source.read_text(), stdin=Path(stdin_path).read_text() if stdin_path else "")
+    result = backends[backend]().run(program, Limits(time_s=timeout, memory_mb=memory))
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
 def cmd_config(overrides: Sequence[str]) -> int:
     from omegaconf import OmegaConf
 
@@ -279,6 +297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="e.g. experiment=demo trainer.max_steps=5")
     p = sub.add_parser("eval", help="pass@1 over k samples and cons@k on held-out data or files (Hydra overrides)")
     p.add_argument("overrides", nargs="*", help="e.g. env=math eval.checkpoint=runs/X eval.datasets=[test.jsonl]")
+    p = sub.add_parser("sandbox", help="code sandbox tools")
+    sb_sub = p.add_subparsers(dest="sandbox_command", required=True)
+    c = sb_sub.add_parser("run", help="run a program in the sandbox and print the result as JSON")
+    c.add_argument("file", help="the program (.py, .cpp)")
+    c.add_argument("--backend", default="local")
+    c.add_argument("--language", default=None, help="python or cpp (default: from the file's suffix)")
+    c.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit in seconds")
+    c.add_argument("--memory", type=int, default=512, help="address-space limit in MB")
+    c.add_argument("--stdin", dest="stdin_path", default=None, help="a file to give the program as standard input")
     p = sub.add_parser("config", help="print the composed config")
     p.add_argument("overrides", nargs="*")
     sub.add_parser("plugins", help="list plugins and what they register")
@@ -310,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_eval(args.overrides)
         if args.command == "config":
             return cmd_config(args.overrides)
+        if args.command == "sandbox":
+            return cmd_sandbox_run(args.file, args.backend, args.language, args.timeout, args.memory, args.stdin_path)
         if args.command == "plugins":
             return cmd_plugins()
         if args.command == "envs":

@@ -1,0 +1,287 @@
+"""Running untrusted programs: the ``Sandbox`` protocol, its result, and the ``local`` backend.
+
+The local backend runs every program in a fresh, size-limited scratch directory under Linux namespaces:
+
+* **bubblewrap** (``bwrap``, Debian package ``bubblewrap``) when installed: a read-only view of the system,
+  a private tmpfs as ``/tmp`` (the scratch dir, capped in size, so a program cannot fill the host's disk),
+  empty ``/root`` and ``/home``, its own PID, network (none), IPC and UTS namespaces, a new session (no
+  terminal injection), the parent's death kills it;
+* ``unshare`` otherwise (util-linux): own user, PID, network, IPC and mount namespaces; the scratch dir is a
+  host temporary directory (files outside it are protected by ordinary permissions only).
+
+In both, the program runs as the unprivileged uid/gid 65534 (``nobody``), set *before* the namespaces are
+made, so ``RLIMIT_NPROC`` binds (it does not bind root) and a fork or thread bomb stops at ``processes``.
+Resource limits (CPU seconds, address space, processes, file size, open files) are set in the child before
+``exec``; the environment is replaced by a fixed minimal one (no host variables, so no secrets); a
+wall-clock timer kills the whole process group; stdout and stderr are read concurrently and capped.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+STATUSES = ("ok", "runtime_error", "timeout", "memory_limit", "output_limit", "compile_error", "sandbox_error")
+NOBODY = 65534
+LANGUAGES = ("python", "cpp")
+_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-run limits. ``cpu_s`` defaults to ``time_s``; ``memory_mb`` is the address-space limit."""
+
+    time_s: float = 5.0
+    cpu_s: float | None = None
+    memory_mb: int = 512
+    output_bytes: int = 1 << 20
+    processes: int = 64
+    file_mb: int = 16
+    open_files: int = 64
+    scratch_mb: int = 64
+
+
+@dataclass(frozen=True)
+class Program:
+    language: str
+    source: str
+    stdin: str = ""
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """What happened. ``status`` is one of :data:`STATUSES`; ``detail`` says why when it is not ``ok``."""
+
+    status: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    cpu_s: float
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Sandbox(Protocol):
+    """What code rewards and environments need from a sandbox backend (``local``, ``e2b``)."""
+
+    def run(self, program: Program, limits: Limits = Limits()) -> RunResult:
+        """Run ``program`` under ``limits``; never raise for a program's misbehaviour (that is a status)."""
+        ...
+
+
+def isolation_tool() -> str | None:
+    """``"bwrap"``, ``"unshare"`` or ``None`` (no way to isolate a program on this machine)."""
+    if shutil.which("bwrap"):
+        return "bwrap"
+    if shutil.which("unshare"):
+        return "unshare"
+    return None
+
+
+class LocalSandbox:
+    """The default backend: see the module docstring. ``tool`` forces ``bwrap`` or ``unshare``."""
+
+    def __init__(self, tool: str | None = None, python: str | None = None, cxx: str = "g++"):
+        """``python``: the interpreter for Python programs, default the system's ``python3`` (``/usr/bin``):
+        the sandbox hides ``/root`` and ``/home``, where a pyenv or venv interpreter would live."""
+        self.tool = tool or isolation_tool()
+        if self.tool not in ("bwrap", "unshare"):
+            raise RuntimeError("the local sandbox needs bubblewrap (apt-get install bubblewrap) or util-linux's "
+                               "unshare; neither was found on PATH")
+        self.python = python or shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
+        self.cxx = cxx
+        _become_subreaper()
+
+    # -- public ----------------------------------------------------------------------------------------
+    def run(self, program: Program, limits: Limits = Limits()) -> RunResult:
+        if program.language not in LANGUAGES:
+            return RunResult("sandbox_error", None, "", "", 0.0, 0.0,
+                             f"unknown language {program.language!r}; known: {', '.join(LANGUAGES)}")
+        scratch = tempfile.mkdtemp(prefix="r1gym-sbx-")
+        try:
+            os.chmod(scratch, 0o755)
+            files = {"main.py" if program.language == "python" else "main.cpp": program.source, **program.files}
+            for name, text in files.items():
+                if "/" in name or name.startswith("."):
+                    return RunResult("sandbox_error", None, "", "", 0.0, 0.0, f"bad extra file name {name!r}")
+                path = os.path.join(scratch, name)
+                with open(path, "w") as f:
+                    f.write(text)
+                os.chmod(path, 0o644)
+            if program.language == "cpp":
+                compiled = self._exec(scratch, [self.cxx, "-O2", "-std=c++17", "-o", "main", "main.cpp"], "",
+                                      Limits(time_s=30.0, memory_mb=2048, output_bytes=64 << 10, file_mb=256,
+                                             scratch_mb=max(limits.scratch_mb, 256)), writable_copy=True)
+                if compiled.status != "ok":
+                    compiled.status = "compile_error" if compiled.status == "runtime_error" else compiled.status
+                    return compiled
+                return self._exec(scratch, ["./main"], program.stdin, limits)
+            return self._exec(scratch, [self.python, "-E", "-s", "main.py"], program.stdin, limits)
+        except OSError as exc:
+            return RunResult("sandbox_error", None, "", "", 0.0, 0.0, f"{type(exc).__name__}: {exc}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            _reap_orphans()
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _command(self, scratch: str, argv: list[str], limits: Limits, writable_copy: bool) -> tuple[list[str], str]:
+        """(the full command line, the directory the program sees as its working directory)."""
+        if self.tool == "bwrap":
+            cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/root", "--tmpfs", "/home"]
+            if writable_copy:  # compiling: the compiler's output must outlive this sandbox
+                cmd += ["--bind", scratch, "/tmp"]
+            else:  # a private, size-capped tmpfs with the program's files bound in read-only
+                cmd += ["--size", str(limits.scratch_mb << 20), "--tmpfs", "/tmp"]
+                for name in sorted(os.listdir(scratch)):
+                    cmd += ["--ro-bind", os.path.join(scratch, name), f"/tmp/{name}"]
+            cmd += ["--chdir", "/tmp", "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session", "--clearenv"]
+            for k, v in _ENV.items():
+                cmd += ["--setenv", k, v]
+            return cmd + ["--", *argv], "/"
+        # unshare: as uid 65534 (set before exec), a user namespace maps it to itself
+        os.chown(scratch, NOBODY, NOBODY)
+        for name in os.listdir(scratch):
+            os.chown(os.path.join(scratch, name), NOBODY, NOBODY)
+        cmd = ["unshare", "--user", "--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child",
+               "--mount-proc", "--", *argv]
+        return cmd, scratch
+
+    def _exec(self, scratch: str, argv: list[str], stdin: str, limits: Limits, writable_copy: bool = False) -> RunResult:
+        if writable_copy:  # the compiler writes its output next to the source: give it the scratch dir
+            os.chown(scratch, NOBODY, NOBODY)
+        cmd, cwd = self._command(scratch, argv, limits, writable_copy)
+        cpu = max(1, int(limits.cpu_s if limits.cpu_s is not None else limits.time_s + 0.999))
+
+        def in_child() -> None:  # runs in the forked child before exec: drop privileges, set limits
+            os.setgid(NOBODY)
+            os.setgroups([])
+            os.setuid(NOBODY)
+            for res, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, limits.memory_mb << 20),
+                               (resource.RLIMIT_NPROC, limits.processes), (resource.RLIMIT_FSIZE, limits.file_mb << 20),
+                               (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)):
+                resource.setrlimit(res, (value, value))
+
+        start = time.perf_counter()
+        try:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=dict(_ENV), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, preexec_fn=in_child, start_new_session=True)
+        except OSError as exc:
+            return RunResult("sandbox_error", None, "", "", 0.0, 0.0, f"could not start {cmd[0]}: {exc}")
+        out, err, flooded = bytearray(), bytearray(), threading.Event()
+
+        def pump(stream, buf: bytearray) -> None:
+            while chunk := stream.read(65536):
+                room = limits.output_bytes - len(buf)
+                buf += chunk[: max(0, room)]
+                if len(chunk) > room:
+                    flooded.set()
+                    _kill_group(proc)
+                    break
+            stream.close()
+
+        readers = [threading.Thread(target=pump, args=(proc.stdout, out), daemon=True),
+                   threading.Thread(target=pump, args=(proc.stderr, err), daemon=True)]
+        for t in readers:
+            t.start()
+        try:
+            proc.stdin.write(stdin.encode())
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        status_word, usage, timed_out = _wait(proc, limits.time_s)
+        for t in readers:
+            t.join(timeout=5)
+        wall = time.perf_counter() - start
+        cpu_used = usage.ru_utime + usage.ru_stime if usage is not None else 0.0
+        code = os.waitstatus_to_exitcode(status_word) if status_word is not None else None
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        status, detail = _classify(code, stderr, timed_out, flooded.is_set(), cpu_used, cpu, limits)
+        if status == "sandbox_error" and not detail:
+            detail = stderr.strip()[-500:]
+        return RunResult(status, code, stdout, stderr, wall, cpu_used, detail)
+
+
+def _wait(proc: subprocess.Popen, limit_s: float) -> tuple[int | None, resource.struct_rusage | None, bool]:
+    """Wait for the sandbox process (killing its group at the wall-clock limit); return (wait status, its own
+    resource usage, timed out). ``os.wait4`` gives this child's CPU time even when other runs go on in
+    other threads, which RUSAGE_CHILDREN would mix in."""
+    deadline = time.monotonic() + limit_s
+    timed_out = False
+    while True:
+        pid, status, usage = os.wait4(proc.pid, 0 if timed_out else os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return status, usage, timed_out
+        if time.monotonic() >= deadline:
+            timed_out = True
+            _kill_group(proc)
+        else:
+            time.sleep(0.002)
+
+
+def _become_subreaper() -> None:
+    """Orphans of a sandbox (a program's background processes, killed with its PID namespace; bwrap's own
+    helper) are re-parented to this process instead of PID 1, which in a container often reaps nothing, so
+    :func:`_reap_orphans` can collect them. Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _reap_orphans() -> None:
+    """Reap this process's exited children that ran as the sandbox user (never another subprocess's)."""
+    me = str(os.getpid())
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for pid in filter(str.isdigit, entries):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if fields[0] != "Z" or fields[1] != me or os.stat(f"/proc/{pid}").st_uid != NOBODY:
+                continue
+            os.waitpid(int(pid), os.WNOHANG)
+        except (OSError, IndexError, ChildProcessError):
+            continue
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _classify(code: int | None, stderr: str, timed_out: bool, flooded: bool, cpu_used: float, cpu_limit: int,
+              limits: Limits) -> tuple[str, str]:
+    if flooded:
+        return "output_limit", f"more than {limits.output_bytes} bytes of output"
+    if timed_out:
+        return "timeout", f"wall-clock limit of {limits.time_s} s"
+    if code == 0:
+        return "ok", ""
+    if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU) or (code in (-signal.SIGKILL, 137) and cpu_used >= cpu_limit - 0.05):
+        return "timeout", f"CPU limit of {cpu_limit} s"
+    if "MemoryError" in stderr or "std::bad_alloc" in stderr or "Cannot allocate memory" in stderr:
+        return "memory_limit", f"address-space limit of {limits.memory_mb} MB"
+    if stderr.startswith("bwrap:") or stderr.startswith("unshare:"):
+        return "sandbox_error", stderr.strip()[:500]
+    return "runtime_error", f"exit code {code}"

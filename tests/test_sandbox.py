@@ -1,0 +1,145 @@
+"""The local sandbox against hostile programs: each must end with the right status and leave the host as it
+was (no stray process, no file outside the scratch dir, this process alive, no secrets read)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from r1gym.plugins.code.sandbox import NOBODY, Limits, LocalSandbox, Program, isolation_tool
+
+pytestmark = pytest.mark.skipif(isolation_tool() != "bwrap",
+                                reason="needs bubblewrap (apt-get install bubblewrap; `make install` does it)")
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    return LocalSandbox()
+
+
+def _strays() -> list[str]:
+    """Processes of the sandbox user still on the host (running or not yet reaped)."""
+    out = subprocess.run(["ps", "-eo", "uid=,pid=,stat=,comm="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.split()[0] == str(NOBODY)]
+
+
+def py(source: str, **kw) -> Program:
+    return Program("python", source, **kw)
+
+
+FAST = Limits(time_s=2.0)
+
+ATTACKS = {
+    # name: (program, the status it must end with)
+    "infinite loop": (py("while True: pass"), "timeout"),
+    "sleep past the limit": (py("import time; time.sleep(60)"), "timeout"),
+    "ignores SIGTERM": (py("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)"), "timeout"),
+    "memory bomb": (py("x = bytearray(4 << 30)"), "memory_limit"),
+    "gigabytes of output": (py("import sys\nwhile True: sys.stdout.write('x' * 65536)"), "output_limit"),
+    "fork bomb": (py("import os\nwhile True:\n    try: os.fork()\n    except OSError: pass"), "timeout"),
+    "thread bomb": (py("import threading, time\nwhile True: threading.Thread(target=time.sleep, args=(60,)).start()"),
+                    "timeout"),  # thread creation fails at the process limit; exit then waits for the sleepers
+    # Python 3.11 keeps Python frames off the C stack: this grows the heap and dies after ~8 s (SystemError)
+    "deep recursion": (py("import sys\nsys.setrecursionlimit(10**9)\ndef f(n): return f(n + 1)\nf(0)"), "timeout"),
+    "fill the disk": (py("f = open('big', 'wb')\nwhile True: f.write(b'x' * (1 << 20))"), "runtime_error"),
+    "ctypes null write": (py("import ctypes; ctypes.memset(0, 1, 8)"), "runtime_error"),
+}
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attack_ends_with_the_right_status_and_no_trace(sandbox, name):
+    program, expected = ATTACKS[name]
+    started = time.perf_counter()
+    result = sandbox.run(program, FAST)
+    assert result.status == expected, (result.status, result.detail, result.stderr[-300:])
+    assert time.perf_counter() - started < FAST.time_s + 5
+    time.sleep(0.2)
+    assert _strays() == []
+
+
+def test_no_secrets_no_network_no_writes_outside(sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("R1GYM_TEST_SECRET", "hunter2")
+    secret_file = Path("/root/r1gym-test-secret")
+    secret_file.write_text("hunter2")
+    try:
+        probe = py(
+            "import os, socket\n"
+            "print('env', sorted(os.environ))\n"
+            "for path in ('/root/r1gym-test-secret', '/etc/shadow'):\n"
+            "    try: print('read', open(path).read())\n"
+            "    except OSError as e: print('denied', path, type(e).__name__)\n"
+            f"for path in ('{tmp_path}/evil', '/etc/evil', '/work/evil'):\n"
+            "    try: open(path, 'w').write('x'); print('wrote', path)\n"
+            "    except OSError as e: print('no write', path, type(e).__name__)\n"
+            "for addr in (('127.0.0.1', 22), ('1.1.1.1', 80)):\n"
+            "    s = socket.socket(); s.settimeout(1)\n"
+            "    try: s.connect(addr); print('connected', addr)\n"
+            "    except OSError as e: print('no network', addr, type(e).__name__)\n"
+        )
+        result = sandbox.run(probe, FAST)
+    finally:
+        secret_file.unlink()
+    assert result.status == "ok", result.stderr
+    out = result.stdout
+    assert "hunter2" not in out and "R1GYM_TEST_SECRET" not in out
+    assert "wrote" not in out and "connected" not in out
+    assert not (tmp_path / "evil").exists() and not Path("/etc/evil").exists()
+
+
+def test_background_processes_and_signals_to_the_parent_leave_the_host_alone(sandbox):
+    result = sandbox.run(py(
+        "import os, signal, time\n"
+        "if os.fork() == 0:\n    os.setsid(); time.sleep(60)\n"
+        "for pid in (os.getppid(), 1):\n"
+        "    try: os.kill(pid, signal.SIGKILL)\n    except OSError: pass\n"
+        "print('done')"), FAST)
+    assert result.status == "ok" and result.stdout.strip() == "done"
+    time.sleep(0.2)
+    assert _strays() == []
+    os.kill(os.getpid(), 0)  # this process is alive (we are running this line)
+
+
+def test_ordinary_programs(sandbox):
+    r = sandbox.run(py("import sys; print(sys.stdin.read()[::-1])", stdin="abc"))
+    assert (r.status, r.stdout, r.exit_code) == ("ok", "cba\n", 0) and r.wall_s > 0
+    r = sandbox.run(py("raise SystemExit(3)"))
+    assert (r.status, r.exit_code) == ("runtime_error", 3)
+    r = sandbox.run(py("import helper; print(helper.X)", files={"helper.py": "X = 42"}))
+    assert r.stdout == "42\n"
+    r = sandbox.run(py("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"))
+    assert r.status == "ok" and r.cpu_s >= 0.25
+    r = sandbox.run(py("while True: pass"), Limits(time_s=5.0, cpu_s=1))
+    assert r.status == "timeout" and "CPU" in r.detail and r.wall_s < 4
+
+
+def test_cpp_compiles_runs_and_reports_compile_errors(sandbox):
+    r = sandbox.run(Program("cpp", "#include <iostream>\nint main(){int a,b;std::cin>>a>>b;std::cout<<a+b;}", stdin="2 3"))
+    assert (r.status, r.stdout) == ("ok", "5")
+    r = sandbox.run(Program("cpp", "int main( { return 0; }"))
+    assert r.status == "compile_error" and "error" in r.stderr
+    r = sandbox.run(Program("cpp", "#include <vector>\nint main(){std::vector<char> v; while(true) v.resize(v.size()+(1<<26));}"))
+    assert r.status == "memory_limit"
+
+
+def test_unknown_language_is_a_sandbox_error_that_lists_the_known_ones(sandbox):
+    r = sandbox.run(Program("rust", "fn main() {}"))
+    assert r.status == "sandbox_error" and "python, cpp" in r.detail
+
+
+def test_cli_sandbox_run_prints_the_result_as_json(tmp_path, capsys):
+    import json
+
+    from r1gym.core.cli import main
+
+    prog, stdin = tmp_path / "add.py", tmp_path / "in.txt"
+    prog.write_text("print(sum(map(int, input().split())))")
+    stdin.write_text("2 40")
+    assert main(["sandbox", "run", str(prog), "--stdin", str(stdin), "--timeout", "3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "ok" and result["stdout"] == "42\n"
+    assert main(["sandbox", "run", str(stdin)]) == 2
+    assert "pass --language (python, cpp)" in capsys.readouterr().err
