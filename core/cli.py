@@ -118,18 +118,17 @@ def cmd_eval(overrides: Sequence[str]) -> int:
 
 def cmd_sandbox_run(path: str, backend: str, language: str | None, timeout: float, memory: int,
                     stdin_path: str | None) -> int:
-    from r1gym.plugins.code.sandbox import LANGUAGES, Limits, LocalSandbox, Program
+    from r1gym.core.plugins import default_host
+    from r1gym.plugins.code.sandbox import LANGUAGES, Limits, Program
 
-    backends = {"local": LocalSandbox}
-    if backend not in backends:
-        raise ValueError(f"unknown sandbox backend {backend!r}; known: {', '.join(backends)}")
+    factory = default_host().sandboxes.get(backend)  # unknown names list the known ones
     suffixes = {".py": "python", ".cpp": "cpp", ".cc": "cpp", ".cxx": "cpp"}
     source = Path(path)
     language = language or suffixes.get(source.suffix)
     if language not in LANGUAGES:
         raise ValueError(f"cannot tell the language of {path}; pass --language ({', '.join(LANGUAGES)})")
     program = Program(language, source.read_text(), stdin=Path(stdin_path).read_text() if stdin_path else "")
-    result = backends[backend]().run(program, Limits(time_s=timeout, memory_mb=memory))
+    result = factory().run(program, Limits(time_s=timeout, memory_mb=memory))
     print(json.dumps(result.to_dict(), indent=2))
     return 0
 

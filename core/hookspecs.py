@@ -83,6 +83,19 @@ def r1gym_register_rollout_backends(register) -> None:
 
 
 @hookspec
+def r1gym_register_sandboxes(register) -> None:
+    """Register code sandboxes by name (``local``, ``e2b``, ...).
+
+    Call ``register(name, factory, *, description="")``; ``factory(**params)`` returns an object implementing
+    :class:`r1gym.plugins.code.sandbox.Sandbox` (``run(program, limits) -> RunResult``).
+
+    Called once, when the plugin host is built. Return value ignored.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def r1gym_register_loggers(register) -> None:
     """Register loggers/callbacks by name.
 

@@ -33,7 +33,7 @@ from typing import Any
 import pluggy
 
 from r1gym.core import hookspecs
-from r1gym.core.registry import Registry, UnknownNameError
+from r1gym.core.registry import Registry, UnknownNameError, plural
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "r1gym.plugins.hf_rollout",
     "r1gym.plugins.loggers",
     "r1gym.plugins.math",
+    "r1gym.plugins.code",
 )
 _HOOK_NAMES = tuple(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
 
@@ -82,6 +83,7 @@ class PluginHost:
     rewards: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("reward"))
     task_sources: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("task source"))
     rollout_backends: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("rollout backend"))
+    sandboxes: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("sandbox"))
     loggers: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("logger"))
     config_dirs: list[str] = field(default_factory=list)
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
@@ -105,6 +107,7 @@ def _registries(host: PluginHost) -> dict[str, Registry]:
         "r1gym_register_rewards": host.rewards,
         "r1gym_register_task_sources": host.task_sources,
         "r1gym_register_rollout_backends": host.rollout_backends,
+        "r1gym_register_sandboxes": host.sandboxes,
         "r1gym_register_loggers": host.loggers,
     }
 
@@ -185,7 +188,7 @@ def _commit(host: PluginHost, name: str, staged: dict[str, list[tuple]], info: P
                     reg_name, obj = args[0], args[1]
                     reg.add(reg_name, obj, plugin=name, description=kwargs.get("description", ""))
                     added.append((reg, reg_name))
-                    info.contributes.setdefault(reg.kind + "s", []).append(reg_name)
+                    info.contributes.setdefault(plural(reg.kind), []).append(reg_name)
     except Exception:  # a plugin that fails halfway through its registrations contributes nothing
         for reg, reg_name in added:
             reg.entries.pop(reg_name, None)

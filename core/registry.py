@@ -16,12 +16,17 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+def plural(kind: str) -> str:
+    """``"reward"`` -> ``"rewards"``, ``"sandbox"`` -> ``"sandboxes"``."""
+    return kind + ("es" if kind.endswith(("s", "x", "ch", "sh")) else "s")
+
+
 class UnknownNameError(KeyError, ValueError):
     """A lookup of a name nobody registered (a KeyError for registries, a ValueError for bad config)."""
 
     def __init__(self, kind: str, name: str, known: list[str], failed_plugins: Mapping[str, str] | None = None):
         self.kind, self.name, self.known = kind, name, sorted(known)
-        msg = f"unknown {kind} {name!r}. Known {kind}s: {', '.join(self.known) or '(none)'}."
+        msg = f"unknown {kind} {name!r}. Known {plural(kind)}: {', '.join(self.known) or '(none)'}."
         close = difflib.get_close_matches(name, self.known, n=1)
         if close:
             msg += f" Did you mean {close[0]!r}?"

@@ -143,3 +143,27 @@ def test_cli_sandbox_run_prints_the_result_as_json(tmp_path, capsys):
     assert result["status"] == "ok" and result["stdout"] == "42\n"
     assert main(["sandbox", "run", str(stdin)]) == 2
     assert "pass --language (python, cpp)" in capsys.readouterr().err
+
+
+def test_local_sandbox_is_registered_and_unknown_names_list_the_known(capsys):
+    from r1gym.core.cli import main
+    from r1gym.core.plugins import default_host
+
+    assert isinstance(default_host().sandboxes.get("local")(), LocalSandbox)
+    assert main(["sandbox", "run", "x.py", "--backend", "lokal"]) == 2
+    assert "local" in capsys.readouterr().err
+
+
+def test_pool_runs_many_in_order_and_a_slow_one_does_not_hold_up_the_rest(sandbox):
+    from r1gym.plugins.code.sandbox import SandboxPool
+
+    programs = [py("while True: pass") if i % 5 == 0 else py(f"print({i})") for i in range(20)]
+    with SandboxPool(sandbox, 4) as pool:
+        started = time.perf_counter()
+        results = pool.map(programs, Limits(time_s=1.0))
+        elapsed = time.perf_counter() - started
+    for i, r in enumerate(results):
+        assert (r.status, r.stdout) == (("timeout", "") if i % 5 == 0 else ("ok", f"{i}\n"))
+    assert elapsed < 4 * 1.0  # 4 one-second timeouts on 4 workers overlap
+    time.sleep(0.2)
+    assert _strays() == []

@@ -33,6 +33,8 @@ from typing import Protocol
 
 STATUSES = ("ok", "runtime_error", "timeout", "memory_limit", "output_limit", "compile_error", "sandbox_error")
 NOBODY = 65534
+_IN_FLIGHT: set[int] = set()  # pids of sandbox processes that their own thread will wait for
+_IN_FLIGHT_LOCK = threading.Lock()
 LANGUAGES = ("python", "cpp")
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
 
@@ -177,8 +179,10 @@ class LocalSandbox:
 
         start = time.perf_counter()
         try:
-            proc = subprocess.Popen(cmd, cwd=cwd, env=dict(_ENV), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, preexec_fn=in_child, start_new_session=True)
+            with _IN_FLIGHT_LOCK:  # registered before any other thread's reaping can see it exit
+                proc = subprocess.Popen(cmd, cwd=cwd, env=dict(_ENV), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, preexec_fn=in_child, start_new_session=True)
+                _IN_FLIGHT.add(proc.pid)
         except OSError as exc:
             return RunResult("sandbox_error", None, "", "", 0.0, 0.0, f"could not start {cmd[0]}: {exc}")
         out, err, flooded = bytearray(), bytearray(), threading.Event()
@@ -202,7 +206,11 @@ class LocalSandbox:
             proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass
-        status_word, usage, timed_out = _wait(proc, limits.time_s)
+        try:
+            status_word, usage, timed_out = _wait(proc, limits.time_s)
+        finally:
+            with _IN_FLIGHT_LOCK:
+                _IN_FLIGHT.discard(proc.pid)
         for t in readers:
             t.join(timeout=5)
         wall = time.perf_counter() - start
@@ -246,7 +254,8 @@ def _become_subreaper() -> None:
 
 
 def _reap_orphans() -> None:
-    """Reap this process's exited children that ran as the sandbox user (never another subprocess's)."""
+    """Reap this process's exited children that ran as the sandbox user (never another subprocess's, nor a
+    sandbox process whose run is still waiting for it in another thread)."""
     me = str(os.getpid())
     try:
         entries = os.listdir("/proc")
@@ -258,7 +267,9 @@ def _reap_orphans() -> None:
                 fields = f.read().rsplit(")", 1)[1].split()
             if fields[0] != "Z" or fields[1] != me or os.stat(f"/proc/{pid}").st_uid != NOBODY:
                 continue
-            os.waitpid(int(pid), os.WNOHANG)
+            with _IN_FLIGHT_LOCK:  # a run in another thread waits for its own process
+                if int(pid) not in _IN_FLIGHT:
+                    os.waitpid(int(pid), os.WNOHANG)
         except (OSError, IndexError, ChildProcessError):
             continue
 
@@ -285,3 +296,30 @@ def _classify(code: int | None, stderr: str, timed_out: bool, flooded: bool, cpu
     if stderr.startswith("bwrap:") or stderr.startswith("unshare:"):
         return "sandbox_error", stderr.strip()[:500]
     return "runtime_error", f"exit code {code}"
+
+
+class SandboxPool:
+    """Runs many programs at once on one sandbox with at most ``workers`` in flight (threads: each run is a
+    separate process tree, so the GIL is not the limit). ``map`` keeps the input order."""
+
+    def __init__(self, sandbox: Sandbox, workers: int | None = None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.sandbox = sandbox
+        self.workers = workers or max(2, 2 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="r1gym-sandbox")
+
+    def submit(self, program: Program, limits: Limits = Limits()):
+        return self._executor.submit(self.sandbox.run, program, limits)
+
+    def map(self, programs: list[Program], limits: Limits = Limits()) -> list[RunResult]:
+        return [f.result() for f in [self.submit(p, limits) for p in programs]]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
