@@ -167,3 +167,68 @@ def test_pool_runs_many_in_order_and_a_slow_one_does_not_hold_up_the_rest(sandbo
     assert elapsed < 4 * 1.0  # 4 one-second timeouts on 4 workers overlap
     time.sleep(0.2)
     assert _strays() == []
+
+
+# -- rewards ---------------------------------------------------------------------------------------------
+SQUARE_TESTS = [{"assert": "assert square(3) == 9"}, {"assert": "assert square(-2) == 4"},
+                {"assert": "assert square(0) == 0"}]
+SUM_TESTS = [{"stdin": "1 2\n", "stdout": "3\n"}, {"stdin": "10 -4\n", "stdout": "6"},
+             {"stdin": "0.5 0.25\n", "stdout": "0.75000000001\n"}]
+
+
+def _answer(code: str, lang: str = "python") -> str:
+    return f"<think>easy</think>\nHere it is:\n```{lang}\n{code}\n```\n"
+
+
+def test_code_tests_scores_reference_solutions_1_and_wrong_ones_less():
+    from r1gym.plugins.code.rewards import code_tests
+
+    assert code_tests(_answer("def square(x):\n    return x * x"), tests=SQUARE_TESTS) == 1.0
+    assert code_tests(_answer("def square(x):\n    return x * abs(x)"), tests=SQUARE_TESTS) == pytest.approx(2 / 3)
+    assert code_tests(_answer("def square(x):\n    return x * abs(x)"), tests=SQUARE_TESTS, mode="all") == 0.0
+    assert code_tests(_answer("def square(x):\n    while True: pass"), tests=SQUARE_TESTS, time_limit=1.0,
+                      stop_at_first_failure=True) == 0.0
+    assert code_tests("no code here", tests=SQUARE_TESTS) == 0.0
+    adder = "a, b = map(float, input().split())\ns = a + b\nprint(int(s) if s == int(s) else s)"
+    assert code_tests(_answer(adder), tests=SUM_TESTS) == 1.0
+    assert code_tests(_answer("print(3)"), tests=SUM_TESTS) == pytest.approx(1 / 3)
+    cpp = "#include <iostream>\nint main(){double a,b;std::cin>>a>>b;std::cout<<a+b<<std::endl;}"
+    assert code_tests(_answer(cpp, "cpp"), tests=SUM_TESTS, language="cpp") == 1.0
+
+
+@pytest.mark.parametrize("hack", [
+    "import atexit, os\natexit.register(lambda: os._exit(0))",  # exit 0 whatever happens after
+    "import sys, os\nsys.excepthook = lambda *a: os._exit(0)",  # a failed assert "exits cleanly"
+    "import sys\nsys.exit(0)",  # leave before the asserts run
+])
+def test_an_exit_0_wrapper_cannot_pass_assert_tests(hack):
+    """A peer's wrapper exited 0 on exceptions and gave wrong code full reward: exit 0 is not a pass."""
+    from r1gym.plugins.code.rewards import code_tests
+
+    wrong = f"def square(x):\n    return 0\n{hack}"
+    assert code_tests(_answer(wrong), tests=SQUARE_TESTS) <= 1 / 3  # square(0) == 0 is the only honest pass
+
+
+def test_infrastructure_failure_is_unscorable_not_zero(monkeypatch):
+    from r1gym.core.rewards import RewardComponent, RewardSet
+    from r1gym.plugins.code import rewards
+    from r1gym.plugins.code.sandbox import RunResult
+
+    class Broken:
+        def run(self, program, limits):
+            return RunResult("sandbox_error", None, "", "", 0.0, 0.0, "bwrap: cannot create namespace")
+
+    monkeypatch.setattr(rewards, "_pool", lambda name, workers: __import__(
+        "r1gym.plugins.code.sandbox", fromlist=["SandboxPool"]).SandboxPool(Broken(), 2))
+    outcome = RewardSet([RewardComponent("code_tests", rewards.code_tests)]).score(
+        _answer("def square(x):\n    return x * x"), {"tests": SQUARE_TESTS})
+    assert outcome.total is None and "bwrap: cannot create namespace" in outcome.unscorable["code_tests"]
+
+
+def test_code_format_and_extraction():
+    from r1gym.plugins.code.rewards import code_format, extract_code, outputs_match
+
+    two = "```python\nx = 1\n```\ntext\n```py\nx = 2\n```"
+    assert extract_code(two) == "x = 2\n" and extract_code("```cpp\nint x;\n```") is None
+    assert code_format(two) == 1.0 and code_format("```python\n\n```") == 0.0
+    assert outputs_match("1.0000001 \n\n", "1") and not outputs_match("1.1", "1") and not outputs_match("a b", "a")
