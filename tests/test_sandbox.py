@@ -232,3 +232,29 @@ def test_code_format_and_extraction():
     assert extract_code(two) == "x = 2\n" and extract_code("```cpp\nint x;\n```") is None
     assert code_format(two) == 1.0 and code_format("```python\n\n```") == 0.0
     assert outputs_match("1.0000001 \n\n", "1") and not outputs_match("1.1", "1") and not outputs_match("a b", "a")
+
+
+PLAUSIBLY_WRONG = {  # task id -> a solution a model might write that is not right
+    "square": "def square(x):\n    return x * 2\n",
+    "is-palindrome": "def is_palindrome(s):\n    return s == s[::-1]\n",  # forgets case and spaces
+    "gcd": "def gcd(a, b):\n    return min(a, b)\n",
+    "sum-to-n": "n = int(input())\nprint(sum(range(n)))\n",  # off by one
+    "reverse-words": "print(input()[::-1])\n",  # reverses characters
+    "mean": "import sys\nv = sys.stdin.read().split()\nprint(sum(map(float, v)) / len(v))\n",  # counts n as data
+}
+
+
+def test_code_env_sample_references_score_1_and_plausible_wrong_solutions_less():
+    from r1gym.envs import make
+
+    env = make("r1gym/Code-v0")
+    source = env.unwrapped.source
+    assert {source[i].id for i in range(len(source))} == set(PLAUSIBLY_WRONG)
+    for i in range(len(source)):
+        env.reset(options={"index": i})
+        task = env.unwrapped.task
+        _, reward, terminated, _, info = env.step(f"<think>ok</think>\n<answer>\n```python\n{task.fields['answer']}```\n</answer>")
+        assert info["rewards"]["code_tests"] == 1.0 and terminated, task.id
+        env.reset(options={"index": i})
+        _, _, _, _, info = env.step(f"```python\n{PLAUSIBLY_WRONG[task.id]}```")
+        assert info["rewards"]["code_tests"] < 1.0, task.id
