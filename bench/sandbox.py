@@ -1,9 +1,15 @@
-"""Throughput of the local code sandbox: trivial Python programs per second with isolation on.
+"""Throughput of the local code sandbox: trivial Python programs per second with isolation on, and the wall
+time to score a GRPO batch of 64 completions against 10 test cases each.
 
 Each program is ``print(i)`` run by ``LocalSandbox`` (bubblewrap: namespaces, read-only system, private tmpfs,
 uid 65534, rlimits), first one after another, then through ``SandboxPool`` with several workers; the output
 of every run is checked. The overhead per run is the sequential time per program minus that of a bare
 ``python3 -c pass`` started with ``subprocess.run`` (no sandbox), measured the same way.
+
+Scoring: 64 completions of one stdin/stdout task (half right, a quarter wrong, a quarter crashing), each
+run against 10 test cases through ``r1gym/Code-v0`` envs' ``step`` (the ``code_tests`` reward, tests of a
+completion on the sandbox pool), scored the way the trainer does it with ``rollout.reward_workers`` = 1
+and = ``--reward-workers``.
 
     python bench/sandbox.py                 # 100 programs per row
     python bench/sandbox.py --write-md      # and append the table to docs/benchmarks.md
@@ -27,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--programs", type=int, default=100, help="programs per row")
     p.add_argument("--workers", type=int, nargs="+", default=[2, 4, 8], help="pool sizes to time")
+    p.add_argument("--reward-workers", type=int, default=16, help="threads scoring completions at once")
     p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
     p.add_argument("--md-path", default=str(report.DEFAULT_MD))
     args = p.parse_args(argv)
@@ -63,12 +70,50 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     headers = ["runs", "programs", "seconds", "programs/s", "overhead per run vs bare"]
     print(report.text_table(headers, rows))
+    score_rows = score_batch(args.reward_workers)
+    score_headers = ["scoring 64 completions x 10 tests", "programs run", "seconds", "mean code_tests"]
+    print(report.text_table(score_headers, score_rows))
     if args.write_md:
         body = (f"- each program: `print(i)` in Python ({sandbox.python}), default limits (5 s, 512 MB, 64 "
                 "processes, 1 MiB output), isolation on (see `plugins/code/sandbox.py`); outputs checked.\n\n"
-                + report.markdown_table(headers, rows) + "\n")
+                + report.markdown_table(headers, rows) + "\n\n"
+                "- scoring: 64 completions (32 right, 16 wrong, 16 crashing) x 10 stdin/stdout tests through "
+                "`r1gym/Code-v0` envs' `step` (reward `code_tests`), the way the trainer scores a step.\n\n"
+                + report.markdown_table(score_headers, score_rows) + "\n")
         path = report.append_section("sandbox", body, info, path=args.md_path)
         print(f"appended to {path}")
+
+
+def score_batch(workers: int) -> list[list[object]]:
+    """Score 64 completions x 10 tests with 1 and with ``workers`` reward threads; rows for the table."""
+    import tempfile
+
+    from r1gym.core.rollout import Completion, _step_all
+    from r1gym.envs import make
+
+    tests = [{"stdin": f"{a} {b}\n", "stdout": f"{a + b}\n"} for a, b in zip(range(10), range(5, 15))]
+    task = {"id": "add", "prompt": "Read two integers and print their sum.", "solution": "", "tests": tests,
+            "language": "python", "setup": ""}
+    right = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    wrong = "```python\na, b = map(int, input().split())\nprint(a - b)\n```"
+    crash = "```python\nraise ValueError('no')\n```"
+    completions = [right] * 32 + [wrong] * 16 + [crash] * 16
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "add.jsonl"
+        path.write_text(__import__("json").dumps(task) + "\n")
+        source = {"name": "jsonl", "path": str(path), "answer_field": "solution", "id_field": "id",
+                  "fields": ["tests", "language", "setup"]}
+        for w in (1, workers):
+            envs = [make("r1gym/Code-v0", source=source) for _ in completions]
+            for env in envs:
+                env.reset(options={"index": 0})
+            t0 = time.perf_counter()
+            out = _step_all([(env, Completion(c)) for env, c in zip(envs, completions)], w)
+            dt = time.perf_counter() - t0
+            mean = sum(o[4]["rewards"]["code_tests"] for o in out) / len(out)
+            rows.append([f"reward_workers={w}", str(len(completions) * len(tests)), dt, f"{mean:.3f}"])
+    return rows
 
 
 if __name__ == "__main__":

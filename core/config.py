@@ -110,6 +110,9 @@ class RolloutConfig:
     #: total token budget of a multi-turn episode's completions (null: max_new_tokens, one turn's worth)
     max_episode_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    #: threads scoring a step's completions at once (1: one after another). Raise it for rewards that wait
+    #: on a sandbox, a judge or the math pool (env=code: 16); rewards must then be thread-safe
+    reward_workers: int = 1
     #: backend-specific options
     params: dict[str, Any] = field(default_factory=dict)
 

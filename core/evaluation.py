@@ -109,10 +109,12 @@ def evaluate(
     *,
     accuracy_key: str | None,
     max_episode_tokens: int | None = None,
+    reward_workers: int = 1,
 ) -> tuple[dict[str, float], list[ProblemResult], list[Episode]]:
     """Sample ``k`` completions for each task index (``envs`` holds ``len(indices) * k`` envs) and score
     them. Returns (metrics, per-problem results, the episodes)."""
-    episodes = collect_episodes(envs, indices, k, backend, renderer, params, max_episode_tokens=max_episode_tokens)
+    episodes = collect_episodes(envs, indices, k, backend, renderer, params, max_episode_tokens=max_episode_tokens,
+                                reward_workers=reward_workers)
     problems = group_by_problem(episodes, accuracy_key)
     voting = any(accuracy_key in e.answers for e in episodes)  # the accuracy reward attaches answers
     metrics = summarize(problems, voting=voting)
@@ -243,7 +245,8 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
                 for s in range(0, n, per_call):
                     indices = list(range(s, min(n, s + per_call)))
                     eps = collect_episodes(envs, indices, k, backend, renderer, params,
-                                           max_episode_tokens=cfg.rollout.max_episode_tokens)
+                                           max_episode_tokens=cfg.rollout.max_episode_tokens,
+                                           reward_workers=cfg.rollout.reward_workers)
                     problems += group_by_problem(eps, accuracy_key)
                     episodes += eps
                     progress.advance(bar, len(indices))

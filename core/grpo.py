@@ -214,6 +214,7 @@ class GRPOTrainer:
                 eps = collect_episodes(
                     self.envs, self.sampler.take(need), G, self.backend, self.renderer, self.sampling,
                     max_episode_tokens=self.cfg.rollout.max_episode_tokens, first_group=n_groups, timings=timings,
+                    reward_workers=self.cfg.rollout.reward_workers,
                 )
             n_groups += need
             if not algo.dynamic_sampling:
@@ -380,7 +381,8 @@ class GRPOTrainer:
         with self.autocast():
             summary, _, eps = evaluation.evaluate(
                 self.eval_envs, self.eval_indices, k, self.backend, self.renderer, params,
-                accuracy_key=self.accuracy_key, max_episode_tokens=self.cfg.rollout.max_episode_tokens)
+                accuracy_key=self.accuracy_key, max_episode_tokens=self.cfg.rollout.max_episode_tokens,
+                reward_workers=self.cfg.rollout.reward_workers)
         torch.set_rng_state(state)
         metrics = {
             "eval/num_problems": summary["problems"],

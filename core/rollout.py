@@ -119,9 +119,14 @@ def collect_episodes(
     max_episode_tokens: int | None = None,
     first_group: int = 0,
     timings: RolloutTimings | None = None,
+    reward_workers: int = 1,
 ) -> list[Episode]:
     """Run ``group_size`` episodes for each task index; ``envs`` must hold ``len(task_indices) * group_size``
-    environments. Episodes of task ``task_indices[k]`` get group id ``first_group + k``."""
+    environments. Episodes of task ``task_indices[k]`` get group id ``first_group + k``.
+
+    ``reward_workers > 1`` calls the envs' ``step`` (where rewards are computed) from that many threads at
+    once: worth it when rewards wait on something else (a code sandbox, a judge server, the math pool);
+    the rewards must then be thread-safe (the built-in ones are)."""
     n = len(task_indices) * group_size
     if len(envs) < n:
         raise ValueError(f"need {n} envs for {len(task_indices)} prompts x {group_size} samples, got {len(envs)}")
@@ -144,13 +149,15 @@ def collect_episodes(
         gens = _generate_grouped(backend, [ctx for _, _, ctx, _ in active], params, turn_params)
         timings.generate += time.perf_counter() - t0
         still: list[tuple[Episode, Any, list[int], list[dict]]] = []
-        for (ep, env, ctx, obs), gen in zip(active, gens):
+        t1 = time.perf_counter()
+        outcomes = _step_all([(env, Completion(gen.text, gen.finish_reason)) for (_, env, _, _), gen in zip(active, gens)],
+                             reward_workers)
+        timings.reward += time.perf_counter() - t1
+        for (ep, env, ctx, obs), gen, outcome in zip(active, gens, outcomes):
             ep.completion_ids += gen.token_ids
             ep.completion_mask += [1] * len(gen.token_ids)
             ep.sampler_logprobs += gen.logprobs
-            t1 = time.perf_counter()
-            next_obs, reward, terminated, truncated, info = env.step(Completion(gen.text, gen.finish_reason))
-            timings.reward += time.perf_counter() - t1
+            next_obs, reward, terminated, truncated, info = outcome
             ep.turns += 1
             ep.messages = next_obs
             if terminated or truncated:
@@ -165,6 +172,16 @@ def collect_episodes(
             still.append((ep, env, ctx + gen.token_ids + cont, next_obs))
         active = still
     return episodes
+
+
+def _step_all(pairs: list[tuple[Any, Completion]], workers: int) -> list[tuple]:
+    """``env.step(completion)`` for every pair, in order; from ``workers`` threads when more than one."""
+    if workers <= 1 or len(pairs) <= 1:
+        return [env.step(c) for env, c in pairs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(workers, len(pairs)), thread_name_prefix="r1gym-reward") as pool:
+        return list(pool.map(lambda pair: pair[0].step(pair[1]), pairs))
 
 
 def _generate_grouped(

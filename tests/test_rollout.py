@@ -267,3 +267,24 @@ def test_top_p_nucleus_wider_than_the_candidates_is_exact():
         drawn = set(tok[row::4].tolist())
         allowed = set(torch.nonzero(probs[row] >= sp[row, keep_n[row] - 1]).squeeze(-1).tolist())
         assert drawn <= allowed and len(allowed) == int(keep_n[row])
+
+
+def test_reward_workers_step_envs_concurrently_and_keep_the_order():
+    import threading
+
+    from r1gym.core.rollout import Completion, _step_all
+
+    barrier = threading.Barrier(4, timeout=10)  # breaks (and the test fails) unless 4 steps run at once
+
+    class Env:
+        def __init__(self, i):
+            self.i = i
+
+        def step(self, completion):
+            barrier.wait()
+            return ([], float(self.i), True, False, {"text": str(completion)})
+
+    out = _step_all([(Env(i), Completion(f"c{i}")) for i in range(8)], workers=4)
+    assert [o[1] for o in out] == [float(i) for i in range(8)]
+    assert [o[4]["text"] for o in out] == [f"c{i}" for i in range(8)]
+
