@@ -22,11 +22,15 @@ def _cache_arg(module: Any) -> str:
     return _CACHE_ARG[kind]
 
 
+def base_model(module: Any) -> Any:
+    """The transformers model under a peft wrapper (the module itself when it is not wrapped)."""
+    return module.get_base_model() if hasattr(module, "get_base_model") else module
+
+
 def cache_kwargs(module: Any, cache: Any) -> dict[str, Any]:
     """``{"cache": cache}`` or ``{"past_key_values": cache}``, as ``module.forward`` expects (a peft
     wrapper is looked through to the transformers model it wraps)."""
-    base = module.get_base_model() if hasattr(module, "get_base_model") else module
-    return {_cache_arg(base): cache}
+    return {_cache_arg(base_model(module)): cache}
 
 
 def output_cache(output: Any) -> Any:

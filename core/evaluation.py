@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from r1gym.core.rollout import Episode, collect_episodes
+from r1gym.core.rollout import Episode, SamplingParams, collect_episodes
 
 
 @dataclass
@@ -81,6 +81,25 @@ def summarize(problems: Sequence[ProblemResult], *, voting: bool) -> dict[str, f
     return out
 
 
+def summarize_episodes(episodes: Sequence[Episode], accuracy_key: str | None) -> tuple[dict[str, float], list[ProblemResult]]:
+    """:func:`summarize` of the episodes' problems, voting only if the accuracy reward attaches answers, plus
+    the mean reward of the scorable episodes."""
+    problems = group_by_problem(episodes, accuracy_key)
+    metrics = summarize(problems, voting=any(accuracy_key in e.answers for e in episodes))
+    metrics["reward_mean"] = _mean([e.reward for e in episodes if e.scorable])
+    return metrics, problems
+
+
+def eval_sampling(ev: Any, sampling: SamplingParams) -> SamplingParams:
+    """The evaluation's sampling: greedy, or the rollout's with ``eval.temperature`` / ``eval.top_p`` when set."""
+    from dataclasses import replace
+
+    if ev.greedy:
+        return SamplingParams(temperature=0.0, max_new_tokens=sampling.max_new_tokens, stop=sampling.stop)
+    changes = {k: getattr(ev, k) for k in ("temperature", "top_p") if getattr(ev, k) is not None}
+    return replace(sampling, **changes)
+
+
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else math.nan
 
@@ -115,11 +134,7 @@ def evaluate(
     them. Returns (metrics, per-problem results, the episodes)."""
     episodes = collect_episodes(envs, indices, k, backend, renderer, params, max_episode_tokens=max_episode_tokens,
                                 reward_workers=reward_workers)
-    problems = group_by_problem(episodes, accuracy_key)
-    voting = any(accuracy_key in e.answers for e in episodes)  # the accuracy reward attaches answers
-    metrics = summarize(problems, voting=voting)
-    scored = [e for e in episodes if e.scorable]
-    metrics["reward_mean"] = _mean([e.reward for e in scored])
+    metrics, problems = summarize_episodes(episodes, accuracy_key)
     return metrics, problems, episodes
 
 
@@ -200,10 +215,8 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
 
     from r1gym.core import onednn
     from r1gym.core.envs import make_envs, primary_reward
-    from r1gym.core.grpo import eval_sampling
     from r1gym.core.plugins import default_host
     from r1gym.core.prompts import PromptRenderer
-    from r1gym.core.rollout import SamplingParams
 
     console = console or Console()
     ev = cfg.eval
@@ -216,9 +229,7 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
     backend = default_host().rollout_backends.get(cfg.rollout.backend)(
         model, tokenizer, **OmegaConf.to_container(cfg.rollout.params, resolve=True))
     renderer = PromptRenderer(tokenizer, cfg.model.prompt_format)
-    rollout = SamplingParams(temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-                             max_new_tokens=cfg.rollout.max_new_tokens, stop=tuple(cfg.rollout.stop))
-    params = eval_sampling(ev, rollout)
+    params = eval_sampling(ev, SamplingParams.from_config(cfg.rollout))
     k = 1 if ev.greedy else max(1, ev.samples)
     results: dict[str, Any] = {
         "model": model_desc, "samples_per_problem": k,
@@ -237,7 +248,6 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
             per_call = max(1, backend.batch_size // k) if hasattr(backend, "batch_size") else n
             envs = make_envs(env_cfg, min(n, per_call) * k, eval_split=eval_split)
             torch.manual_seed(cfg.trainer.seed)
-            problems: list[ProblemResult] = []
             episodes: list[Episode] = []
             start = time.perf_counter()
             with Progress(console=console, transient=True) as progress:
@@ -247,12 +257,9 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
                     eps = collect_episodes(envs, indices, k, backend, renderer, params,
                                            max_episode_tokens=cfg.rollout.max_episode_tokens,
                                            reward_workers=cfg.rollout.reward_workers)
-                    problems += group_by_problem(eps, accuracy_key)
                     episodes += eps
                     progress.advance(bar, len(indices))
-            voting = any(accuracy_key in e.answers for e in episodes)
-            metrics = summarize(problems, voting=voting)
-            metrics["reward_mean"] = _mean([e.reward for e in episodes if e.scorable])
+            metrics, _ = summarize_episodes(episodes, accuracy_key)
             metrics["seconds"] = time.perf_counter() - start
             metrics["accuracy_reward"] = accuracy_key
             results["datasets"][name] = metrics

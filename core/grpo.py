@@ -105,11 +105,7 @@ class GRPOTrainer:
         losses.get_loss_aggregation(algo.loss_aggregation)  # fail before loading a model
         if algo.group_size < 2:
             raise ValueError(f"algo.group_size must be >= 2 for group-relative advantages, got {algo.group_size}")
-        self.sampling = SamplingParams(
-            temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-            max_new_tokens=cfg.rollout.max_new_tokens, stop=tuple(cfg.rollout.stop),
-            min_new_tokens=cfg.rollout.min_new_tokens,
-        )
+        self.sampling = SamplingParams.from_config(cfg.rollout)
 
     # -- set-up ----------------------------------------------------------------------------------------
     def setup(self) -> int:
@@ -117,7 +113,7 @@ class GRPOTrainer:
         cfg = self.cfg
         if cfg.trainer.threads:
             torch.set_num_threads(int(cfg.trainer.threads))
-        self.onednn = onednn.select(cfg.trainer.matmul)
+        onednn.select(cfg.trainer.matmul)
         random.seed(cfg.trainer.seed)
         np.random.seed(cfg.trainer.seed)
         torch.manual_seed(cfg.trainer.seed)
@@ -375,7 +371,7 @@ class GRPOTrainer:
             n = len(make_envs(self.cfg.env, 1, eval_split=True)[0].unwrapped.source)
             self.eval_indices = list(range(n if ev.num_problems is None else min(ev.num_problems, n)))
             self.eval_envs = make_envs(self.cfg.env, len(self.eval_indices) * k, eval_split=True)
-        params = eval_sampling(ev, self.sampling)
+        params = evaluation.eval_sampling(ev, self.sampling)
         state = torch.get_rng_state()  # evaluation must not shift the training trajectory
         torch.manual_seed(self.cfg.trainer.seed + 1_000_003)  # and uses the same samples at every evaluation
         with self.autocast():
@@ -396,16 +392,6 @@ class GRPOTrainer:
         metrics.update({f"eval/{key}": v for key, v in component_means(eps).items()})
         self.loggers.log_eval(step, metrics)
         return metrics
-
-
-def eval_sampling(ev: Any, sampling: SamplingParams) -> SamplingParams:
-    """The evaluation's sampling: greedy, or the rollout's with ``eval.temperature`` / ``eval.top_p`` when set."""
-    from dataclasses import replace
-
-    if ev.greedy:
-        return SamplingParams(temperature=0.0, max_new_tokens=sampling.max_new_tokens, stop=sampling.stop)
-    changes = {k: getattr(ev, k) for k in ("temperature", "top_p") if getattr(ev, k) is not None}
-    return replace(sampling, **changes)
 
 
 def component_means(episodes: list[Episode]) -> dict[str, float]:

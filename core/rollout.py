@@ -46,6 +46,13 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature <= 0
 
+    @classmethod
+    def from_config(cls, rollout: Any) -> SamplingParams:
+        """The sampling settings of a ``rollout`` config group (training's, and evaluation's base)."""
+        return cls(temperature=rollout.temperature, top_p=rollout.top_p, top_k=rollout.top_k,
+                   max_new_tokens=rollout.max_new_tokens, stop=tuple(rollout.stop),
+                   min_new_tokens=rollout.min_new_tokens)
+
 
 @dataclass
 class Generation:

@@ -29,13 +29,14 @@ import torch
 import torch.nn.functional as F
 
 from r1gym.core import onednn
+from r1gym.core.compat import base_model
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
 
 def unsupported_reason(model: Any) -> str | None:
     """Why :class:`LeanDecoder` cannot run ``model`` (``None`` when it can)."""
-    base = _base_model(model)
+    base = base_model(model)
     cfg = getattr(base, "config", None)
     kind = getattr(cfg, "model_type", None)
     if kind not in SUPPORTED_MODEL_TYPES:
@@ -57,11 +58,6 @@ def unsupported_reason(model: Any) -> str | None:
     if not all(hasattr(layer.self_attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")):
         return "attention projections are not q_proj/k_proj/v_proj/o_proj"
     return None
-
-
-def _base_model(model: Any) -> Any:
-    """The transformers model under a peft wrapper."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _effective(linear: Any) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
@@ -104,10 +100,6 @@ class KVCache:
         self.values = [v.index_select(0, rows) for v in self.values]
         self.key_bias = self.key_bias.index_select(0, rows)
 
-    @property
-    def rows(self) -> int:
-        return self.key_bias.shape[0]
-
 
 class LeanDecoder:
     """Prefill and one-token decode steps for a supported model; see the module docstring."""
@@ -117,7 +109,7 @@ class LeanDecoder:
         if reason:
             raise ValueError(f"the lean decoder cannot run this model: {reason}")
         self.model = model
-        base = _base_model(model)
+        base = base_model(model)
         cfg = base.config
         self.param_dtype = base.model.embed_tokens.weight.dtype
         self.dtype = dtype or self.param_dtype
@@ -142,12 +134,14 @@ class LeanDecoder:
                 self._build()
 
     def _build(self) -> tuple[torch.Tensor, list[_Layer], torch.Tensor, torch.Tensor]:
-        base = _base_model(self.model)
-        copies = self.dtype != self.param_dtype
+        base = base_model(self.model)
         lin = [_effective(m) for layer in base.model.layers for m in (
             layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
             layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)]
-        copies = copies or any(changed for _, _, changed in lin)
+        head_w, _, head_changed = _effective(base.lm_head)
+        tied = head_w is base.model.embed_tokens.weight
+        copies = (self.dtype != self.param_dtype or any(changed for _, _, changed in lin)
+                  or (head_changed and not tied))
         self._copies = copies
 
         def cast(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -170,13 +164,7 @@ class LeanDecoder:
                 ln2=cast(layer.post_attention_layernorm.weight), gate_up=fuse([g, u]), down=(cast(d[0]), cast(d[1])),
             ))
         embed = cast(base.model.embed_tokens.weight)
-        head, _, head_changed = _effective(base.lm_head)
-        if head is base.model.embed_tokens.weight:
-            head = embed
-        else:
-            copies = copies or head_changed
-            self._copies = copies
-            head = cast(head)
+        head = embed if tied else cast(head_w)
         self._weights = (embed, layers, cast(base.model.norm.weight), head)
         return self._weights
 
@@ -186,7 +174,7 @@ class LeanDecoder:
 
     # -- forward -----------------------------------------------------------------------------------------
     def _rope_table(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        base = _base_model(self.model)
+        base = base_model(self.model)
         pos = torch.arange(length)[None]
         probe = torch.zeros(1, length, self.head_dim, dtype=torch.float32)
         cos, sin = base.model.rotary_emb(probe, pos)
