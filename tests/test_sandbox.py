@@ -3,13 +3,15 @@ was (no stray process, no file outside the scratch dir, this process alive, no s
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from r1gym.plugins.code.sandbox import NOBODY, Limits, LocalSandbox, Program, isolation_tool
+from r1gym.plugins.code import sandbox as sandbox_module
+from r1gym.plugins.code.sandbox import Limits, LocalSandbox, Program, SandboxPool, isolation_tool
 
 pytestmark = pytest.mark.skipif(isolation_tool() != "bwrap",
                                 reason="needs bubblewrap (apt-get install bubblewrap; `make install` does it)")
@@ -21,9 +23,10 @@ def sandbox():
 
 
 def _strays() -> list[str]:
-    """Processes of the sandbox user still on the host (running or not yet reaped)."""
+    """Processes of a sandbox uid still on the host (running or not yet reaped)."""
     out = subprocess.run(["ps", "-eo", "uid=,pid=,stat=,comm="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if line.split()[0] == str(NOBODY)]
+    uids = {str(u) for u in sandbox_module._UIDS.all}
+    return [line for line in out.splitlines() if line.split()[0] in uids]
 
 
 def py(source: str, **kw) -> Program:
@@ -99,6 +102,46 @@ def test_background_processes_and_signals_to_the_parent_leave_the_host_alone(san
     assert result.status == "ok" and result.stdout.strip() == "done"
     time.sleep(0.2)
     assert _strays() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs get uids of their own only when started as root")
+def test_a_fork_bomb_does_not_starve_runs_in_flight_beside_it(sandbox):
+    """RLIMIT_NPROC counts a user's processes: runs in flight at once have different uids, so one run at its
+    process limit leaves the others theirs."""
+    bomb = py("import os, time\nwhile True:\n    try:\n        if os.fork() == 0: time.sleep(60)\n"
+              "    except OSError: time.sleep(0.01)")
+    spawner = py("import subprocess\nprint(sum(subprocess.run(['true']).returncode == 0 for _ in range(20)))")
+    with SandboxPool(sandbox, 2) as pool:
+        held = pool.submit(bomb, Limits(time_s=4.0))
+        time.sleep(1.5)  # the bomb is at its limit by now
+        beside = pool.submit(spawner, Limits(time_s=4.0, processes=8)).result()
+        assert held.result().status == "timeout"
+    assert (beside.status, beside.stdout) == ("ok", "20\n"), (beside.status, beside.stderr[-300:])
+
+
+def test_limits_are_the_same_with_and_without_the_util_linux_wrappers(monkeypatch):
+    """Without prlimit/setpriv the limits and uid are set between fork and exec instead; same outcome."""
+    probe = py("import os, resource\nprint(os.getuid() != 0, resource.getrlimit(resource.RLIMIT_NPROC)[0],"
+               " resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    seen = []
+    for wrappers in (True, False):
+        sb = LocalSandbox()
+        if not wrappers:
+            sb._wrappers = None
+        seen.append(sb.run(probe, Limits(processes=9, open_files=33)).stdout)
+    assert seen == ["True 9 33\n"] * 2
+
+
+def test_a_program_cannot_pass_itself_off_as_a_sandbox_failure(sandbox):
+    """Only bwrap's own status report (an fd the program never sees) marks a run ``sandbox_error``: a wrong
+    program that prints what a failing sandbox would print is still the program's failure, and a sandbox
+    that really cannot start (here: no processes left for bwrap itself) is ``sandbox_error``."""
+    fake = sandbox.run(py("import sys\nsys.stderr.write('bwrap: Creating new namespace failed\\n')\nsys.exit(1)"))
+    assert (fake.status, fake.exit_code) == ("runtime_error", 1), fake
+    fds = sandbox.run(py("import os; print(sorted(os.listdir('/proc/self/fd')))"))
+    assert fds.stdout == "['0', '1', '2', '3']\n"  # stdin/out/err and listdir's own: no status fd
+    real = sandbox.run(py("print('never')"), Limits(processes=1))
+    assert real.status == "sandbox_error" and "never" not in real.stdout and real.detail, real
 
 
 def test_ordinary_programs(sandbox):

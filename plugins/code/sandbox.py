@@ -9,17 +9,31 @@ The local backend runs every program in a fresh, size-limited scratch directory 
 * ``unshare`` otherwise (util-linux): own user, PID, network, IPC and mount namespaces; the scratch dir is a
   host temporary directory (files outside it are protected by ordinary permissions only).
 
-In both, the program runs as the unprivileged uid/gid 65534 (``nobody``), set *before* the namespaces are
-made, so ``RLIMIT_NPROC`` binds (it does not bind root) and a fork or thread bomb stops at ``processes``.
-Resource limits (CPU seconds, address space, processes, file size, open files) are set in the child before
-``exec``; the environment is replaced by a fixed minimal one (no host variables, so no secrets); a
-wall-clock timer kills the whole process group; stdout and stderr are read concurrently and capped.
+In both, the program runs as an unprivileged uid/gid of its own, set *before* the namespaces are made, so
+``RLIMIT_NPROC`` binds (it does not bind root) and a fork or thread bomb stops at ``processes``. That limit
+counts a *user's* processes, so runs that are in flight at the same time get different uids (a slot from
+:data:`SANDBOX_UIDS`, 65000-65533 by default, Debian's reserved range below ``nobody``): a fork bomb in one
+run cannot starve the others of processes. Run as a non-root user, programs keep that user's uid.
+Resource limits (CPU seconds, address space, processes, file size, open files) and the uid are set by
+util-linux's ``prlimit`` and ``setpriv`` in front of the sandbox tool, not by a Python ``preexec_fn``: that
+would make ``subprocess`` fork (copy the page tables of) the whole calling process, a trainer with the
+model in memory, per run, which was most of a run's cost there (28 vs 17 ms with 128 MB resident, more
+with gigabytes); without the two tools we fall back to ``preexec_fn``. The environment is replaced by a
+fixed minimal one (no host variables, so no secrets); a wall-clock limit kills the whole process group;
+stdout and stderr are read concurrently and capped. Whether the *sandbox* failed (``sandbox_error``) is
+told by bwrap's status report on a pipe the program never sees (``--json-status-fd``), never by what the
+program prints, so a program cannot make itself unscorable by imitating a sandbox failure.
+
+What is reused between runs, and what is not: worker threads, the uid slots and the page cache are; a
+process, directory or namespace never is, because a program could leave something behind (a background
+process, a file, a modified module) for the next program to find.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -33,6 +47,7 @@ from typing import Protocol
 
 STATUSES = ("ok", "runtime_error", "timeout", "memory_limit", "output_limit", "compile_error", "sandbox_error")
 NOBODY = 65534
+SANDBOX_UIDS = range(65000, 65534)  # one per run in flight in this process; override with R1GYM_SANDBOX_UIDS=lo-hi
 _IN_FLIGHT: set[int] = set()  # pids of sandbox processes that their own thread will wait for
 _IN_FLIGHT_LOCK = threading.Lock()
 LANGUAGES = ("python", "cpp")
@@ -85,6 +100,46 @@ class Sandbox(Protocol):
         ...
 
 
+class _UidSlots:
+    """The uids that runs in flight use, one each (process-wide, shared by every ``LocalSandbox``). Run as
+    root, a run takes a free uid from :data:`SANDBOX_UIDS` and waits if all are taken; otherwise every run
+    keeps this process's uid (the system does not let us switch)."""
+
+    def __init__(self, uids: range):
+        self.all = frozenset(uids)
+        self._free = list(reversed(uids))
+        self._cond = threading.Condition()
+
+    def acquire(self) -> int:
+        if os.geteuid() != 0:
+            return os.geteuid()
+        with self._cond:
+            self._cond.wait_for(lambda: self._free)
+            return self._free.pop()
+
+    def release(self, uid: int) -> None:
+        if uid in self.all:
+            with self._cond:
+                self._free.append(uid)
+                self._cond.notify()
+
+
+def _uid_range() -> range:
+    text = os.environ.get("R1GYM_SANDBOX_UIDS", "")
+    if not text:
+        return SANDBOX_UIDS
+    try:
+        lo, hi = (int(x) for x in text.split("-"))
+        if not 0 < lo <= hi:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"R1GYM_SANDBOX_UIDS must look like 65000-65533 (lowest-highest uid), got {text!r}") from None
+    return range(lo, hi + 1)
+
+
+_UIDS = _UidSlots(_uid_range())
+
+
 def isolation_tool() -> str | None:
     """``"bwrap"``, ``"unshare"`` or ``None`` (no way to isolate a program on this machine)."""
     if shutil.which("bwrap"):
@@ -106,6 +161,8 @@ class LocalSandbox:
                                "unshare; neither was found on PATH")
         self.python = python or shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
         self.cxx = cxx
+        prlimit, setpriv = (shutil.which(t, path="/usr/bin:/bin:/usr/sbin:/sbin") for t in ("prlimit", "setpriv"))
+        self._wrappers = (prlimit, setpriv) if prlimit and setpriv else None
         _become_subreaper()
 
     # -- public ----------------------------------------------------------------------------------------
@@ -113,6 +170,7 @@ class LocalSandbox:
         if program.language not in LANGUAGES:
             return RunResult("sandbox_error", None, "", "", 0.0, 0.0,
                              f"unknown language {program.language!r}; known: {', '.join(LANGUAGES)}")
+        uid = _UIDS.acquire()
         scratch = tempfile.mkdtemp(prefix="r1gym-sbx-")
         try:
             os.chmod(scratch, 0o755)
@@ -127,20 +185,22 @@ class LocalSandbox:
             if program.language == "cpp":
                 compiled = self._exec(scratch, [self.cxx, "-O2", "-std=c++17", "-o", "main", "main.cpp"], "",
                                       Limits(time_s=30.0, memory_mb=2048, output_bytes=64 << 10, file_mb=256,
-                                             scratch_mb=max(limits.scratch_mb, 256)), writable_copy=True)
+                                             scratch_mb=max(limits.scratch_mb, 256)), uid, writable_copy=True)
                 if compiled.status != "ok":
                     compiled.status = "compile_error" if compiled.status == "runtime_error" else compiled.status
                     return compiled
-                return self._exec(scratch, ["./main"], program.stdin, limits)
-            return self._exec(scratch, [self.python, "-E", "-s", "main.py"], program.stdin, limits)
+                return self._exec(scratch, ["./main"], program.stdin, limits, uid)
+            return self._exec(scratch, [self.python, "-E", "-s", "main.py"], program.stdin, limits, uid)
         except OSError as exc:
             return RunResult("sandbox_error", None, "", "", 0.0, 0.0, f"{type(exc).__name__}: {exc}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             _reap_orphans()
+            _UIDS.release(uid)
 
     # -- internals -------------------------------------------------------------------------------------
-    def _command(self, scratch: str, argv: list[str], limits: Limits, writable_copy: bool) -> tuple[list[str], str]:
+    def _command(self, scratch: str, argv: list[str], limits: Limits, writable_copy: bool,
+                 uid: int, status_fd: int | None) -> tuple[list[str], str]:
         """(the full command line, the directory the program sees as its working directory)."""
         if self.tool == "bwrap":
             cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/root", "--tmpfs", "/home"]
@@ -151,37 +211,67 @@ class LocalSandbox:
                 for name in sorted(os.listdir(scratch)):
                     cmd += ["--ro-bind", os.path.join(scratch, name), f"/tmp/{name}"]
             cmd += ["--chdir", "/tmp", "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session", "--clearenv"]
+            if status_fd is not None:  # bwrap reports the program's exit there; the program cannot see the fd
+                cmd += ["--json-status-fd", str(status_fd)]
             for k, v in _ENV.items():
                 cmd += ["--setenv", k, v]
             return cmd + ["--", *argv], "/"
-        # unshare: as uid 65534 (set before exec), a user namespace maps it to itself
-        os.chown(scratch, NOBODY, NOBODY)
-        for name in os.listdir(scratch):
-            os.chown(os.path.join(scratch, name), NOBODY, NOBODY)
+        # unshare: as the run's uid (set before exec), a user namespace maps it to itself
+        if os.geteuid() == 0:
+            os.chown(scratch, uid, uid)
+            for name in os.listdir(scratch):
+                os.chown(os.path.join(scratch, name), uid, uid)
         cmd = ["unshare", "--user", "--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child",
                "--mount-proc", "--", *argv]
         return cmd, scratch
 
-    def _exec(self, scratch: str, argv: list[str], stdin: str, limits: Limits, writable_copy: bool = False) -> RunResult:
-        if writable_copy:  # the compiler writes its output next to the source: give it the scratch dir
-            os.chown(scratch, NOBODY, NOBODY)
-        cmd, cwd = self._command(scratch, argv, limits, writable_copy)
-        cpu = max(1, int(limits.cpu_s if limits.cpu_s is not None else limits.time_s + 0.999))
+    def _exec(self, scratch: str, argv: list[str], stdin: str, limits: Limits, uid: int,
+              writable_copy: bool = False) -> RunResult:
+        if writable_copy and os.geteuid() == 0:  # the compiler writes its output next to the source
+            os.chown(scratch, uid, uid)
+        status_r, status_w = os.pipe() if self.tool == "bwrap" else (None, None)
+        try:
+            return self._exec_with(scratch, argv, stdin, limits, uid, writable_copy, status_r, status_w)
+        finally:
+            for fd in (status_r, status_w):
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
 
-        def in_child() -> None:  # runs in the forked child before exec: drop privileges, set limits
-            os.setgid(NOBODY)
-            os.setgroups([])
-            os.setuid(NOBODY)
-            for res, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, limits.memory_mb << 20),
-                               (resource.RLIMIT_NPROC, limits.processes), (resource.RLIMIT_FSIZE, limits.file_mb << 20),
-                               (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)):
-                resource.setrlimit(res, (value, value))
+    def _exec_with(self, scratch: str, argv: list[str], stdin: str, limits: Limits, uid: int, writable_copy: bool,
+                   status_r: int | None, status_w: int | None) -> RunResult:
+        cmd, cwd = self._command(scratch, argv, limits, writable_copy, uid, status_w)
+        cpu = max(1, int(limits.cpu_s if limits.cpu_s is not None else limits.time_s + 0.999))
+        rlimits = ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, limits.memory_mb << 20),
+                   (resource.RLIMIT_NPROC, limits.processes), (resource.RLIMIT_FSIZE, limits.file_mb << 20),
+                   (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0))
+        as_root = os.geteuid() == 0
+        preexec = None
+        if self._wrappers:  # util-linux's prlimit and setpriv: set limits, drop to nobody, exec the sandbox
+            names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_AS: "as", resource.RLIMIT_NPROC: "nproc",
+                     resource.RLIMIT_FSIZE: "fsize", resource.RLIMIT_NOFILE: "nofile", resource.RLIMIT_CORE: "core"}
+            wrap = [self._wrappers[0], *(f"--{names[r]}={v}" for r, v in rlimits), "--"]
+            if as_root:
+                wrap += [self._wrappers[1], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+            cmd = wrap + cmd
+        else:  # the same in Python between fork and exec (slower: it rules out vfork in a large process)
+
+            def preexec() -> None:
+                if as_root:
+                    os.setgid(uid)
+                    os.setgroups([])
+                    os.setuid(uid)
+                for res, value in rlimits:
+                    resource.setrlimit(res, (value, value))
 
         start = time.perf_counter()
         try:
             with _IN_FLIGHT_LOCK:  # registered before any other thread's reaping can see it exit
                 proc = subprocess.Popen(cmd, cwd=cwd, env=dict(_ENV), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, preexec_fn=in_child, start_new_session=True)
+                                        stderr=subprocess.PIPE, preexec_fn=preexec, start_new_session=True,
+                                        pass_fds=() if status_w is None else (status_w,))
                 _IN_FLIGHT.add(proc.pid)
         except OSError as exc:
             return RunResult("sandbox_error", None, "", "", 0.0, 0.0, f"could not start {cmd[0]}: {exc}")
@@ -217,7 +307,14 @@ class LocalSandbox:
         cpu_used = usage.ru_utime + usage.ru_stime if usage is not None else 0.0
         code = os.waitstatus_to_exitcode(status_word) if status_word is not None else None
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-        status, detail = _classify(code, stderr, timed_out, flooded.is_set(), cpu_used, cpu, limits)
+        program_ended = None  # did the program itself run to an end? (bwrap tells; unshare does not)
+        if status_r is not None:  # bwrap has exited, so what it wrote is in the pipe (closed by the caller)
+            os.set_blocking(status_r, False)
+            try:
+                program_ended = b'"exit-code"' in os.read(status_r, 1 << 16)
+            except BlockingIOError:
+                program_ended = False
+        status, detail = _classify(code, stderr, timed_out, flooded.is_set(), cpu_used, cpu, limits, program_ended)
         if status == "sandbox_error" and not detail:
             detail = stderr.strip()[-500:]
         return RunResult(status, code, stdout, stderr, wall, cpu_used, detail)
@@ -226,19 +323,36 @@ class LocalSandbox:
 def _wait(proc: subprocess.Popen, limit_s: float) -> tuple[int | None, resource.struct_rusage | None, bool]:
     """Wait for the sandbox process (killing its group at the wall-clock limit); return (wait status, its own
     resource usage, timed out). ``os.wait4`` gives this child's CPU time even when other runs go on in
-    other threads, which RUSAGE_CHILDREN would mix in."""
+    other threads, which RUSAGE_CHILDREN would mix in. A pidfd (Linux 5.3+) wakes us the moment the process
+    exits; without one we poll every 2 ms."""
     deadline = time.monotonic() + limit_s
-    timed_out = False
-    while True:
-        pid, status, usage = os.wait4(proc.pid, 0 if timed_out else os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return status, usage, timed_out
-        if time.monotonic() >= deadline:
-            timed_out = True
-            _kill_group(proc)
-        else:
-            time.sleep(0.002)
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        if pidfd is not None:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            if not poller.poll(max(0.0, limit_s) * 1000):
+                _kill_group(proc)
+                pid, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return status, usage, True
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, 0 if timed_out or pidfd is not None else os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return status, usage, timed_out
+            if time.monotonic() >= deadline:
+                timed_out = True
+                _kill_group(proc)
+            else:
+                time.sleep(0.002)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _become_subreaper() -> None:
@@ -254,7 +368,7 @@ def _become_subreaper() -> None:
 
 
 def _reap_orphans() -> None:
-    """Reap this process's exited children that ran as the sandbox user (never another subprocess's, nor a
+    """Reap this process's exited children that ran as a sandbox uid (never another subprocess's, nor a
     sandbox process whose run is still waiting for it in another thread)."""
     me = str(os.getpid())
     try:
@@ -265,7 +379,7 @@ def _reap_orphans() -> None:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            if fields[0] != "Z" or fields[1] != me or os.stat(f"/proc/{pid}").st_uid != NOBODY:
+            if fields[0] != "Z" or fields[1] != me or os.stat(f"/proc/{pid}").st_uid not in _UIDS.all:
                 continue
             with _IN_FLIGHT_LOCK:  # a run in another thread waits for its own process
                 if int(pid) not in _IN_FLIGHT:
@@ -282,19 +396,24 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _classify(code: int | None, stderr: str, timed_out: bool, flooded: bool, cpu_used: float, cpu_limit: int,
-              limits: Limits) -> tuple[str, str]:
+              limits: Limits, program_ended: bool | None) -> tuple[str, str]:
+    """The run's status and why. ``program_ended``: bwrap's status report says the program ran and ended
+    (``None`` where the tool gives no such report). A sandbox failure is told by that report, never by what
+    the program prints: a program that writes ``bwrap: ...`` to stderr must not make itself unscorable."""
     if flooded:
         return "output_limit", f"more than {limits.output_bytes} bytes of output"
     if timed_out:
         return "timeout", f"wall-clock limit of {limits.time_s} s"
+    if program_ended is False:
+        return "sandbox_error", stderr.strip()[-500:] or f"the sandbox ended with exit code {code} before the program did"
     if code == 0:
         return "ok", ""
     if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU) or (code in (-signal.SIGKILL, 137) and cpu_used >= cpu_limit - 0.05):
         return "timeout", f"CPU limit of {cpu_limit} s"
     if "MemoryError" in stderr or "std::bad_alloc" in stderr or "Cannot allocate memory" in stderr:
         return "memory_limit", f"address-space limit of {limits.memory_mb} MB"
-    if stderr.startswith("bwrap:") or stderr.startswith("unshare:"):
-        return "sandbox_error", stderr.strip()[:500]
+    if program_ended is None and stderr.startswith(("unshare:", "prlimit:", "setpriv:")):
+        return "sandbox_error", stderr.strip()[:500]  # weaker: a program could print this itself
     return "runtime_error", f"exit code {code}"
 
 
