@@ -259,7 +259,7 @@ def test_infrastructure_failure_is_unscorable_not_zero(monkeypatch):
         def run(self, program, limits):
             return RunResult("sandbox_error", None, "", "", 0.0, 0.0, "bwrap: cannot create namespace")
 
-    monkeypatch.setattr(rewards, "_pool", lambda name, workers: __import__(
+    monkeypatch.setattr(rewards, "_pool", lambda name, workers, options=None: __import__(
         "r1gym.plugins.code.sandbox", fromlist=["SandboxPool"]).SandboxPool(Broken(), 2))
     outcome = RewardSet([RewardComponent("code_tests", rewards.code_tests)]).score(
         _answer("def square(x):\n    return x * x"), {"tests": SQUARE_TESTS})

@@ -1,10 +1,11 @@
-"""Code plugin (issue #5, in progress): running untrusted programs safely.
+"""Code plugin (issue #5): running untrusted programs safely, and rewards and environments built on it.
 
-So far: :mod:`.sandbox` (the ``Sandbox`` protocol, ``RunResult`` statuses, the ``local`` backend under
-bubblewrap or unshare, ``SandboxPool``), registered as the sandbox ``local``; ``r1gym sandbox run``; the
-rewards ``code_tests`` and ``code_format`` (:mod:`.rewards`); the env ``r1gym/Code-v0`` (one completion
-per task, scored by the task's tests) over JSONL tasks, defaulting to a small sample of our own. Still to
-come: the ``e2b`` backend and the multi-turn ``r1gym/CodeExec-v0``.
+* :mod:`.sandbox`: the ``Sandbox`` protocol, ``RunResult`` statuses, the ``local`` backend (bubblewrap or
+  unshare, rlimits, a uid per run), ``SandboxPool``; ``r1gym sandbox run``;
+* :mod:`.e2b`: the ``e2b`` backend (E2B cloud sandboxes; extra ``[e2b]``, ``E2B_API_KEY``);
+* :mod:`.rewards`: ``code_tests`` and ``code_format``;
+* the env ``r1gym/Code-v0`` (one completion per task, scored by the task's tests) over JSONL tasks,
+  defaulting to a small sample of our own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ def _local(**params):
     from r1gym.plugins.code.sandbox import LocalSandbox
 
     return LocalSandbox(**params)
+
+
+def _e2b(**params):
+    from r1gym.plugins.code.e2b import E2BSandbox
+
+    return E2BSandbox(**params)
 
 
 @hookimpl
@@ -45,4 +52,5 @@ def r1gym_register_envs(register) -> None:
 
 @hookimpl
 def r1gym_register_sandboxes(register) -> None:
-    register("local", _local, description="Linux namespaces (bubblewrap, else unshare) + rlimits, as uid 65534")
+    register("local", _local, description="Linux namespaces (bubblewrap, else unshare) + rlimits, a uid per run")
+    register("e2b", _e2b, description="a fresh E2B cloud sandbox per run (pip install 'r1gym[e2b]', E2B_API_KEY)")

@@ -18,11 +18,11 @@ timeout, crash, memory or output overrun is the program's failure.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import secrets
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from r1gym.core.rewards import Unscorable
@@ -60,12 +60,21 @@ def outputs_match(got: str, expected: str, float_tolerance: float = 1e-6) -> boo
     return True
 
 
-@functools.lru_cache(maxsize=4)
-def _pool(name: str, workers: int) -> Any:
+_POOLS: dict[tuple[str, int, str], Any] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(name: str, workers: int, options: Mapping[str, Any] | None = None) -> Any:
+    """The sandbox pool for (backend, workers, options), made once per process and shared by all calls."""
     from r1gym.core.plugins import default_host
     from r1gym.plugins.code.sandbox import SandboxPool
 
-    return SandboxPool(default_host().sandboxes.get(name)(), workers)
+    key = (name, workers, repr(sorted((options or {}).items())))
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            factory = default_host().sandboxes.get(name)  # an unknown name lists the known ones
+            _POOLS[key] = SandboxPool(factory(**dict(options or {})), workers)
+        return _POOLS[key]
 
 
 def code_tests(
@@ -80,11 +89,14 @@ def code_tests(
     memory_mb: int = 512,
     float_tolerance: float = 1e-6,
     sandbox: str = "local",
+    sandbox_options: Mapping[str, Any] | None = None,
     workers: int = 4,
 ) -> float:
     """Share of ``tests`` passed (``mode="fraction"``) or 1/0 for all of them (``mode="all"``).
 
-    No code block is 0.0. A test the sandbox could not run raises :class:`Unscorable`. With
+    ``sandbox`` names a registered backend (``local``, ``e2b``, ...) and ``sandbox_options`` are its
+    parameters (e.g. ``{"max_concurrent": 16}`` for e2b). No code block is 0.0. A test the sandbox could
+    not run raises :class:`Unscorable`. With
     ``stop_at_first_failure`` the tests run one after another and stop at the first failure (cheaper for
     all-or-nothing scoring); otherwise they run concurrently on the sandbox pool.
     """
@@ -111,7 +123,7 @@ def code_tests(
         else:
             raise Unscorable(f"a test case needs 'assert' or 'stdout', got keys {sorted(t)}")
     limits = Limits(time_s=time_limit, memory_mb=memory_mb)
-    pool = _pool(sandbox, workers)
+    pool = _pool(sandbox, workers, sandbox_options)
     if stop_at_first_failure:
         results = []
         for prog in programs:

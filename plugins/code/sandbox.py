@@ -314,7 +314,7 @@ class LocalSandbox:
                 program_ended = b'"exit-code"' in os.read(status_r, 1 << 16)
             except BlockingIOError:
                 program_ended = False
-        status, detail = _classify(code, stderr, timed_out, flooded.is_set(), cpu_used, cpu, limits, program_ended)
+        status, detail = classify_exit(code, stderr, timed_out, flooded.is_set(), cpu_used, cpu, limits, program_ended)
         if status == "sandbox_error" and not detail:
             detail = stderr.strip()[-500:]
         return RunResult(status, code, stdout, stderr, wall, cpu_used, detail)
@@ -395,7 +395,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _classify(code: int | None, stderr: str, timed_out: bool, flooded: bool, cpu_used: float, cpu_limit: int,
+def classify_exit(code: int | None, stderr: str, timed_out: bool, flooded: bool, cpu_used: float, cpu_limit: int,
               limits: Limits, program_ended: bool | None) -> tuple[str, str]:
     """The run's status and why. ``program_ended``: bwrap's status report says the program ran and ended
     (``None`` where the tool gives no such report). A sandbox failure is told by that report, never by what
