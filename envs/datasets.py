@@ -8,8 +8,10 @@ A path ``pkg://package/relative/path`` names a file shipped inside an installed 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,56 @@ def resolve_path(path: str | Path) -> Path:
     return Path(str(resource))
 
 
-class JsonlSource:
+def split_of(text: str, test_fraction: float) -> str:
+    """``"test"`` for a stable ``test_fraction`` of problem texts, ``"train"`` for the rest (a hash of the
+    text, so a problem keeps its split however the file is ordered or cut)."""
+    digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    return "test" if (digest % 10_000) < test_fraction * 10_000 else "train"
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line or row number, record)`` for a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file."""
+    p = resolve_path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"dataset {str(path)!r} not found (looked at {p})")
+    suffix = p.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise ImportError(f"reading {p.name} needs pyarrow: pip install pyarrow") from exc
+        for i, row in enumerate(pq.read_table(p).to_pylist(), start=1):
+            yield i, row
+        return
+    if suffix == ".json":
+        data = json.loads(p.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise ValueError(f"{p}: a .json dataset must be a list of objects")
+        yield from enumerate(data, start=1)
+        return
+    yield from iter_jsonl(p)
+
+
+def field_of(record: Mapping[str, Any], name: str, role: str, where: str) -> Any:
+    """``record[name]``, or an error naming the place, the field, what it is for and the fields there are."""
+    if name not in record:
+        raise ValueError(f"{where}: record has no field {name!r} ({role}); its fields are {sorted(record)}")
+    return record[name]
+
+
+class TaskList:
+    """A task source that holds its tasks in a list (``self.tasks``), read once at construction."""
+
+    tasks: list[Task]
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, index: int) -> Task:
+        return self.tasks[index]
+
+
+class JsonlSource(TaskList):
     """A task per JSONL record.
 
     ``fields`` are extra record fields handed to the reward functions (a list of names, or a mapping
@@ -70,19 +121,8 @@ class JsonlSource:
         if not self.tasks:
             raise ValueError(f"{self.path}: the file has no records")
 
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def __getitem__(self, index: int) -> Task:
-        return self.tasks[index]
-
     def _get(self, record: dict[str, Any], name: str, role: str, lineno: int) -> Any:
-        if name not in record:
-            raise ValueError(
-                f"{self.path}:{lineno}: record has no field {name!r} ({role}); "
-                f"its fields are {sorted(record)}"
-            )
-        return record[name]
+        return field_of(record, name, role, f"{self.path}:{lineno}")
 
     def _task(
         self,

@@ -4,7 +4,9 @@
   unshare, rlimits, a uid per run), ``SandboxPool``; ``r1gym sandbox run``;
 * :mod:`.e2b`: the ``e2b`` backend (E2B cloud sandboxes; extra ``[e2b]``, ``E2B_API_KEY``);
 * :mod:`.rewards`: ``code_tests`` and ``code_format``;
-* the env ``r1gym/Code-v0`` (one completion per task, scored by the task's tests) over JSONL tasks,
+* :mod:`.data`: the task source ``code`` (r1gym, HumanEval, MBPP and CodeContests formats);
+* the envs ``r1gym/Code-v0`` (one completion per task, scored by the task's tests) and
+  ``r1gym/CodeExec-v0`` (:mod:`.envs`: several turns, running code and seeing failing example tests),
   defaulting to a small sample of our own.
 """
 
@@ -37,16 +39,26 @@ SAMPLE = "pkg://r1gym.plugins.code/data/sample_code.jsonl"
 
 
 @hookimpl
+def r1gym_register_task_sources(register) -> None:
+    from r1gym.plugins.code.data import CodeSource
+
+    register("code", CodeSource, description="programming tasks with tests: r1gym, HumanEval, MBPP or CodeContests format")
+
+
+@hookimpl
 def r1gym_register_envs(register) -> None:
     register(
         "r1gym/Code-v0",
         "r1gym.envs.base:SingleTurnEnv",
-        kwargs={
-            "source": {"name": "jsonl", "path": SAMPLE, "answer_field": "solution", "id_field": "id",
-                       "fields": ["tests", "language", "setup"]},
-            "rewards": {"code_tests": 1.0, "code_format": 0.1},
-        },
-        description="programming tasks (JSONL: prompt, reference solution, tests), scored by running the tests",
+        kwargs={"source": {"name": "code", "path": SAMPLE}, "rewards": {"code_tests": 1.0, "code_format": 0.1}},
+        description="programming tasks with tests (r1gym, HumanEval, MBPP, CodeContests JSONL), scored by running them",
+    )
+    register(
+        "r1gym/CodeExec-v0",
+        "r1gym.plugins.code.envs:CodeExecEnv",
+        kwargs={"source": {"name": "code", "path": SAMPLE}, "rewards": {"code_tests": 1.0, "code_format": 0.1},
+                "max_turns": 4},
+        description="multi-turn programming: run code and see the output or the failing example test, then submit",
     )
 
 

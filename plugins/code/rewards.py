@@ -23,6 +23,7 @@ import re
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from r1gym.core.rewards import Unscorable
@@ -77,6 +78,75 @@ def _pool(name: str, workers: int, options: Mapping[str, Any] | None = None) -> 
         return _POOLS[key]
 
 
+@dataclass
+class CaseResult:
+    """One test case run: the test, what the sandbox returned, whether it passed. ``output`` is what the
+    program printed (for an assert test, without our end-of-run token line)."""
+
+    test: dict[str, Any]
+    result: Any
+    passed: bool
+    token: str | None = None
+
+    @property
+    def output(self) -> str:
+        out = self.result.stdout
+        if self.token is not None and out.rstrip("\n").endswith(self.token):
+            out = out.rstrip("\n")[: -len(self.token)]
+        return out
+
+
+def run_tests(
+    code: str,
+    tests: Sequence[dict[str, Any]],
+    *,
+    language: str = "python",
+    setup: str = "",
+    stop_at_first_failure: bool = False,
+    time_limit: float = 5.0,
+    memory_mb: int = 512,
+    float_tolerance: float = 1e-6,
+    sandbox: str = "local",
+    sandbox_options: Mapping[str, Any] | None = None,
+    workers: int = 4,
+) -> list[CaseResult]:
+    """Run ``code`` against ``tests`` on the sandbox pool; one :class:`CaseResult` per test run (fewer with
+    ``stop_at_first_failure``, which runs them one after another). Raises :class:`Unscorable` when there are
+    no tests, a test has neither shape, or the sandbox could not run one."""
+    from r1gym.plugins.code.sandbox import Limits, Program
+
+    if not tests:
+        raise Unscorable("the task has no test cases")
+    programs, tokens = [], []
+    for t in tests:
+        if "assert" in t:
+            if language != "python":
+                raise Unscorable(f"assert-style tests need language python, got {language!r}")
+            token = secrets.token_hex(16)
+            tokens.append(token)
+            programs.append(Program(language, f"{setup}\n{code}\n\n{t['assert']}\nprint({token!r})\n"))
+        elif "stdout" in t:
+            tokens.append(None)
+            programs.append(Program(language, code, stdin=str(t.get("stdin", ""))))
+        else:
+            raise Unscorable(f"a test case needs 'assert' or 'stdout', got keys {sorted(t)}")
+    limits = Limits(time_s=time_limit, memory_mb=memory_mb)
+    pool = _pool(sandbox, workers, sandbox_options)
+    if stop_at_first_failure:
+        results = []
+        for k, prog in enumerate(programs):
+            results.append(pool.submit(prog, limits).result())
+            if results[-1].status == "sandbox_error" or not _passed(results[-1], tests[k], tokens[k], float_tolerance):
+                break
+    else:
+        results = pool.map(programs, limits)
+    broken = [r for r in results if r.status == "sandbox_error"]
+    if broken:
+        raise Unscorable(f"sandbox error: {broken[0].detail or broken[0].stderr[-200:]}")
+    return [CaseResult(dict(t), r, _passed(r, t, token, float_tolerance), token)
+            for r, t, token in zip(results, tests, tokens)]
+
+
 def code_tests(
     completion: str,
     *,
@@ -96,12 +166,10 @@ def code_tests(
 
     ``sandbox`` names a registered backend (``local``, ``e2b``, ...) and ``sandbox_options`` are its
     parameters (e.g. ``{"max_concurrent": 16}`` for e2b). No code block is 0.0. A test the sandbox could
-    not run raises :class:`Unscorable`. With
-    ``stop_at_first_failure`` the tests run one after another and stop at the first failure (cheaper for
-    all-or-nothing scoring); otherwise they run concurrently on the sandbox pool.
+    not run raises :class:`Unscorable`. With ``stop_at_first_failure`` the tests run one after another and
+    stop at the first failure (cheaper for all-or-nothing scoring); otherwise they run concurrently on the
+    sandbox pool.
     """
-    from r1gym.plugins.code.sandbox import Limits, Program
-
     if mode not in ("fraction", "all"):
         raise ValueError(f"mode must be 'fraction' or 'all', got {mode!r}")
     if not tests:
@@ -109,40 +177,16 @@ def code_tests(
     code = extract_code(completion, language)
     if code is None:
         return 0.0
-    programs, tokens = [], []
-    for t in tests:
-        if "assert" in t:
-            if language != "python":
-                raise Unscorable(f"assert-style tests need language python, got {language!r}")
-            token = secrets.token_hex(16)
-            tokens.append(token)
-            programs.append(Program(language, f"{setup}\n{code}\n\n{t['assert']}\nprint({token!r})\n"))
-        elif "stdout" in t:
-            tokens.append(None)
-            programs.append(Program(language, code, stdin=str(t.get("stdin", ""))))
-        else:
-            raise Unscorable(f"a test case needs 'assert' or 'stdout', got keys {sorted(t)}")
-    limits = Limits(time_s=time_limit, memory_mb=memory_mb)
-    pool = _pool(sandbox, workers, sandbox_options)
-    if stop_at_first_failure:
-        results = []
-        for prog in programs:
-            results.append(pool.submit(prog, limits).result())
-            k = len(results) - 1
-            if not _passed(results[-1], tests[k], tokens[k], float_tolerance):
-                break
-    else:
-        results = pool.map(programs, limits)
-    broken = [r for r in results if r.status == "sandbox_error"]
-    if broken:
-        raise Unscorable(f"sandbox error: {broken[0].detail or broken[0].stderr[-200:]}")
-    passed = sum(_passed(r, t, token, float_tolerance) for r, t, token in zip(results, tests, tokens))
+    runs = run_tests(code, tests, language=language, setup=setup, stop_at_first_failure=stop_at_first_failure,
+                     time_limit=time_limit, memory_mb=memory_mb, float_tolerance=float_tolerance, sandbox=sandbox,
+                     sandbox_options=sandbox_options, workers=workers)
+    passed = sum(run.passed for run in runs)
     if mode == "all":
         return 1.0 if passed == len(tests) else 0.0
     return passed / len(tests)
 
 
-def _passed(result: Any, test: dict[str, Any], token: str | None, float_tolerance: float) -> bool:
+def _passed(result: Any, test: Mapping[str, Any], token: str | None, float_tolerance: float) -> bool:
     if result.status != "ok":
         return False
     if token is not None:  # an assert test: every assert ran and the program reached its last line

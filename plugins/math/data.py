@@ -18,17 +18,13 @@ record has. A reference that does not parse is *not* an error here (it cannot be
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from r1gym.core.jsonl import iter_jsonl
-
 from r1gym.envs.base import Task
-from r1gym.envs.datasets import resolve_path
+from r1gym.envs.datasets import TaskList, field_of, read_records, resolve_path, split_of
 from r1gym.plugins.math.extract import extract_reference, last_boxed
 
 log = logging.getLogger(__name__)
@@ -39,36 +35,7 @@ PROMPT_FIELDS = ("problem", "question", "prompt")
 SAMPLE = "pkg://r1gym.plugins.math/data/sample_math.jsonl"
 
 
-def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line or row number, record)`` for a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file."""
-    p = resolve_path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"math dataset {str(path)!r} not found (looked at {p})")
-    suffix = p.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise ImportError(f"reading {p.name} needs pyarrow: pip install pyarrow") from exc
-        for i, row in enumerate(pq.read_table(p).to_pylist(), start=1):
-            yield i, row
-        return
-    if suffix == ".json":
-        data = json.loads(p.read_text(encoding="utf-8"))
-        if not isinstance(data, list):
-            raise ValueError(f"{p}: a .json dataset must be a list of objects")
-        yield from enumerate(data, start=1)
-        return
-    yield from iter_jsonl(p)
-
-
-def split_of(text: str, test_fraction: float) -> str:
-    """``"test"`` for a stable ``test_fraction`` of problem texts, ``"train"`` for the rest."""
-    digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-    return "test" if (digest % 10_000) < test_fraction * 10_000 else "train"
-
-
-class MathSource:
+class MathSource(TaskList):
     """A task per math problem; ``task.fields["answer"]`` is the reference answer (see module docstring)."""
 
     def __init__(
@@ -123,17 +90,7 @@ class MathSource:
         if not self.tasks:
             raise ValueError(f"{name}: no problems (split={split!r}, limit={limit})")
 
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def __getitem__(self, index: int) -> Task:
-        return self.tasks[index]
-
-    @staticmethod
-    def _get(record: dict[str, Any], name: str, role: str, where: str) -> Any:
-        if name not in record:
-            raise ValueError(f"{where}: record has no field {name!r} ({role}); its fields are {sorted(record)}")
-        return record[name]
+    _get = staticmethod(field_of)
 
     def _prompt(self, record: dict[str, Any], where: str) -> str:
         if self.prompt_field:

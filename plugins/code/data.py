@@ -1,0 +1,180 @@
+"""Programming tasks from JSONL/JSON/Parquet files in the common benchmark formats: the task source ``code``.
+
+Every task becomes the same thing: a prompt, ``tests`` (``{"assert": code}`` run after the solution, or
+``{"stdin": ..., "stdout": ...}``), ``public_tests`` (the ones a multi-turn env may show the model; a subset
+of ``tests`` or examples from the statement), ``language``, ``setup`` (code run before the solution) and
+``answer`` (a reference solution, ``""`` when the format has none). Formats, chosen per record by
+``format=auto`` from the fields the record has:
+
+* ``r1gym``: ``prompt``, ``tests``, optional ``solution``, ``language``, ``setup``, ``public_tests`` (our
+  own format, ``plugins/code/data/sample_code.jsonl``);
+* ``humaneval`` (``task_id``, ``prompt``, ``entry_point``, ``canonical_solution``, ``test``): the test
+  defines ``check(candidate)``; it runs as one assert test, ``check(<entry_point>)``. The prompt asks for
+  the complete function whose signature and docstring the record gives;
+* ``mbpp`` (``text``, ``code``, ``test_list``, optional ``test_setup_code``): one assert test per entry
+  of ``test_list``; the first is shown in the prompt (as MBPP's paper prompt does) and is the public test;
+* ``code_contests``: a statement (``description`` or ``content``) and stdin/stdout tests, either
+  DeepMind's ``public_tests``/``private_tests``/``generated_tests`` (``{"input": [...], "output": [...]}``)
+  or a ``test`` list of ``{"input": {"stdin": ...}, "output": {"stdout": ...}}`` (a JSON string or a
+  list). Public tests are the statement's examples where given, else the first test.
+
+``split`` keeps the ``train`` or ``test`` part (a stable hash of the prompt) or ``all``. Records are read and
+checked once: a record without tests, or without the fields of its format, stops with the file, line and
+fields the record has.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from r1gym.envs.base import Task
+from r1gym.envs.datasets import TaskList, field_of, read_records, resolve_path, split_of
+
+FORMATS = ("auto", "r1gym", "humaneval", "mbpp", "code_contests")
+SPLITS = ("all", "train", "test")
+SAMPLE = "pkg://r1gym.plugins.code/data/sample_code.jsonl"
+ANSWER_AS = "Write your solution as one ```{language} code block."
+STDIO_AS = ("Write a complete Python 3 program that reads the input from standard input and prints the answer to "
+            "standard output, as one ```python code block.")
+
+
+def detect_format(record: dict[str, Any]) -> str | None:
+    """The format a record is in (see the module docstring), or ``None``."""
+    if "entry_point" in record and "test" in record and "prompt" in record:
+        return "humaneval"
+    if "test_list" in record and "text" in record:
+        return "mbpp"
+    if ("description" in record or "content" in record) and (
+            "public_tests" in record or "private_tests" in record or "test" in record):
+        return "code_contests"
+    if "prompt" in record and "tests" in record:
+        return "r1gym"
+    return None
+
+
+def _io_pairs(block: Any) -> list[dict[str, str]]:
+    """DeepMind code_contests' ``{"input": [...], "output": [...]}`` as stdin/stdout tests."""
+    if not block:
+        return []
+    inputs, outputs = block.get("input") or [], block.get("output") or []
+    return [{"stdin": str(i), "stdout": str(o)} for i, o in zip(inputs, outputs)]
+
+
+def _test_list(value: Any) -> list[dict[str, str]]:
+    """A ``test`` field of ``[{"input": {"stdin": ...}, "output": {"stdout": ...}}]`` (maybe a JSON string)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    out = []
+    for t in value or []:
+        stdin, stdout = t.get("input", {}), t.get("output", {})
+        out.append({"stdin": str(stdin.get("stdin", "") if isinstance(stdin, dict) else stdin),
+                    "stdout": str(stdout.get("stdout", "") if isinstance(stdout, dict) else stdout)})
+    return out
+
+
+class CodeSource(TaskList):
+    """A task per programming problem (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str | Path = SAMPLE,
+        format: str = "auto",
+        id_field: str | None = None,
+        meta_fields: Iterable[str] = (),
+        prompt_template: str = "{problem}",
+        split: str = "all",
+        test_fraction: float = 0.1,
+        limit: int | None = None,
+        max_tests: int | None = None,
+    ):
+        """``max_tests`` keeps the first that many tests of each task (contest problems can have hundreds)."""
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if "{problem}" not in prompt_template:
+            raise ValueError(f"prompt_template must contain {{problem}}, got {prompt_template!r}")
+        if max_tests is not None and max_tests < 1:
+            raise ValueError(f"max_tests must be >= 1 or null, got {max_tests}")
+        self.format, self.split, self.path = format, split, str(path)
+        self.meta_fields = tuple(meta_fields)
+        self.tasks: list[Task] = []
+        name = resolve_path(path).name
+        for lineno, record in read_records(path):
+            if limit is not None and len(self.tasks) >= limit:
+                break
+            where = f"{name}:{lineno}"
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            fmt = format if format != "auto" else detect_format(record)
+            if fmt is None:
+                raise ValueError(f"{where}: cannot tell the format of this record (known: {', '.join(FORMATS[1:])}); "
+                                 f"its fields are {sorted(record)}")
+            try:
+                problem, fields, meta = getattr(self, f"_{fmt}")(record)
+            except KeyError as exc:
+                raise ValueError(f"{where}: a {fmt} record needs the field {exc}; its fields are {sorted(record)}") from None
+            if not fields["tests"]:
+                raise ValueError(f"{where}: the record has no test cases, so it cannot be scored")
+            if max_tests is not None:
+                fields["tests"] = fields["tests"][:max_tests]
+            if split != "all" and split_of(problem, test_fraction) != split:
+                continue
+            task_id = str(field_of(record, id_field, "id_field", where)) if id_field else str(
+                record.get("task_id", record.get("id", record.get("name", f"{Path(name).stem}-{lineno}"))))
+            meta = {"source": name, "format": fmt, **meta,
+                    **{m: field_of(record, m, "meta_fields", where) for m in self.meta_fields}}
+            self.tasks.append(Task(task_id, prompt_template.format(problem=problem), fields, meta))
+        if not self.tasks:
+            raise ValueError(f"{name}: no tasks (split={split!r}, limit={limit})")
+
+    # -- one reader per format: (prompt, reward fields, public meta) ---------------------------------------
+    @staticmethod
+    def _r1gym(r: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        tests = list(r["tests"])
+        fields = {"answer": r.get("solution", ""), "tests": tests, "language": r.get("language", "python"),
+                  "setup": r.get("setup", ""), "public_tests": list(r.get("public_tests") or tests[:1])}
+        return str(r["prompt"]), fields, {}
+
+    @staticmethod
+    def _humaneval(r: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        signature = str(r["prompt"])
+        test = {"assert": f"{r['test']}\n\ncheck({r['entry_point']})"}
+        problem = (f"Complete the Python function `{r['entry_point']}` below. Write the whole function (with the "
+                   f"imports it needs) as one ```python code block.\n\n```python\n{signature.rstrip()}\n```")
+        fields = {"answer": signature + str(r.get("canonical_solution", "")), "tests": [test], "language": "python",
+                  "setup": "", "public_tests": []}  # HumanEval's examples are in the docstring already
+        return problem, fields, {}
+
+    @staticmethod
+    def _mbpp(r: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        tests = [{"assert": str(a)} for a in r["test_list"]]
+        problem = (f"{str(r['text']).strip()} Your code should pass this test:\n\n{r['test_list'][0]}\n\n"
+                   + ANSWER_AS.format(language="python")) if tests else str(r["text"])
+        fields = {"answer": str(r.get("code", "")), "tests": tests, "language": "python",
+                  "setup": str(r.get("test_setup_code") or ""), "public_tests": tests[:1]}
+        return problem, fields, {}
+
+    @staticmethod
+    def _code_contests(r: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        statement = str(r["description"] if "description" in r else r["content"]).strip()
+        public = _io_pairs(r.get("public_tests"))
+        tests = public + _io_pairs(r.get("private_tests")) + _io_pairs(r.get("generated_tests"))
+        if "test" in r:
+            tests += _test_list(r["test"])
+        meta: dict[str, Any] = {}
+        labels = r.get("labels")
+        if isinstance(labels, str):
+            try:
+                labels = json.loads(labels)
+            except json.JSONDecodeError:
+                labels = None
+        if isinstance(labels, dict) and "difficulty" in labels:
+            meta["difficulty"] = labels["difficulty"]
+        elif "difficulty" in r:
+            meta["difficulty"] = r["difficulty"]
+        fields = {"answer": "", "tests": tests, "language": "python", "setup": "", "public_tests": public or tests[:1]}
+        return f"{statement}\n\n{STDIO_AS}", fields, meta
