@@ -6,6 +6,10 @@ uid 65534, rlimits), first one after another, then through ``SandboxPool`` with 
 of every run is checked. The overhead per run is the sequential time per program minus that of a bare
 ``python3 -c pass`` started with ``subprocess.run`` (no sandbox), measured the same way.
 
+The last two rows repeat the pool of 4 while this process holds ``--resident-mb`` of memory, as a trainer
+holds its model: once with the limits set by ``prlimit``/``setpriv`` (the default; ``subprocess`` can
+``vfork``) and once by a ``preexec_fn`` (the fallback when util-linux lacks them; ``subprocess`` must fork).
+
 Scoring: 64 completions of one stdin/stdout task (half right, a quarter wrong, a quarter crashing), each
 run against 10 test cases through ``r1gym/Code-v0`` envs' ``step`` (the ``code_tests`` reward, tests of a
 completion on the sandbox pool), scored the way the trainer does it with ``rollout.reward_workers`` = 1
@@ -34,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--programs", type=int, default=100, help="programs per row")
     p.add_argument("--workers", type=int, nargs="+", default=[2, 4, 8], help="pool sizes to time")
     p.add_argument("--reward-workers", type=int, default=16, help="threads scoring completions at once")
+    p.add_argument("--resident-mb", type=int, default=2048,
+                   help="for the last rows, hold this much memory in this process (as a trainer holds its model)")
     p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
     p.add_argument("--md-path", default=str(report.DEFAULT_MD))
     args = p.parse_args(argv)
@@ -67,6 +73,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             dt = time.perf_counter() - t0
         assert [r.stdout for r in results] == expected, "a pooled run printed the wrong thing"
         rows.append([f"sandbox ({sandbox.tool}), pool of {w}", str(n), dt, n / dt, ""])
+
+    # a trainer holds gigabytes: with a preexec_fn, subprocess must fork (copy the page tables of) all of it
+    resident = bytearray(args.resident_mb << 20)
+    resident[:: 4096] = b"x" * len(resident[:: 4096])  # touch every page
+    for label, wrappers in (("prlimit+setpriv (default)", sandbox._wrappers), ("preexec_fn (fallback)", None)):
+        saved, sandbox._wrappers = sandbox._wrappers, wrappers
+        with SandboxPool(sandbox, 4) as pool:
+            t0 = time.perf_counter()
+            results = pool.map(programs)
+            dt = time.perf_counter() - t0
+        sandbox._wrappers = saved
+        assert [r.stdout for r in results] == expected, "a pooled run printed the wrong thing"
+        rows.append([f"pool of 4, {args.resident_mb} MiB resident, limits by {label}", str(n), dt, n / dt, ""])
+    del resident
 
     headers = ["runs", "programs", "seconds", "programs/s", "overhead per run vs bare"]
     print(report.text_table(headers, rows))

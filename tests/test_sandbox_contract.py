@@ -1,5 +1,5 @@
 """One contract for every sandbox backend that is available here: the same programs must end with the same
-statuses and outputs on ``local`` (needs bubblewrap), on ``e2b`` against the real service (needs
+statuses and outputs on ``local`` (needs bubblewrap), on ``local`` with its weaker ``unshare`` fallback, on ``e2b`` against the real service (needs
 ``E2B_API_KEY``), and on ``e2b`` wired to the SDK stand-in of ``tests/e2b_standin.py`` (checks the script and
 status mapping the e2b backend sends, not the service)."""
 
@@ -21,6 +21,14 @@ def _local():
     return LocalSandbox()
 
 
+def _local_unshare():
+    import shutil
+
+    if not shutil.which("unshare"):
+        pytest.skip("local-unshare: needs util-linux's unshare")
+    return LocalSandbox(tool="unshare")
+
+
 def _e2b_service():
     if not os.environ.get("E2B_API_KEY"):
         pytest.skip("e2b: set E2B_API_KEY to run the contract against the real E2B service")
@@ -39,7 +47,7 @@ def _e2b_standin():
     return E2BSandbox(client=StandInE2B(), creations_per_s=100, backoff_s=0.01)
 
 
-BACKENDS = {"local": _local, "e2b": _e2b_service, "e2b-standin-client": _e2b_standin}
+BACKENDS = {"local": _local, "local-unshare": _local_unshare, "e2b": _e2b_service, "e2b-standin-client": _e2b_standin}
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))
