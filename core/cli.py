@@ -305,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit in seconds")
     c.add_argument("--memory", type=int, default=512, help="address-space limit in MB")
     c.add_argument("--stdin", dest="stdin_path", default=None, help="a file to give the program as standard input")
+    p = sub.add_parser("serve", help="serve a model as an OpenAI-compatible API (/v1/chat/completions) on localhost")
+    p.add_argument("model", help="a built-in model (smollm2-135m), a model folder, a checkpoint or a run folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--name", default=None, help="the model id clients send (default: from the path)")
+    p.add_argument("--max-tokens", type=int, default=2048, help="the largest max_tokens a request may ask for")
     p = sub.add_parser("config", help="print the composed config")
     p.add_argument("overrides", nargs="*")
     sub.add_parser("plugins", help="list plugins and what they register")
@@ -338,6 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_config(args.overrides)
         if args.command == "sandbox":
             return cmd_sandbox_run(args.file, args.backend, args.language, args.timeout, args.memory, args.stdin_path)
+        if args.command == "serve":
+            from r1gym.core.serve import serve
+
+            serve(args.model, host=args.host, port=args.port, name=args.name, max_tokens_limit=args.max_tokens)
+            return 0
         if args.command == "plugins":
             return cmd_plugins()
         if args.command == "envs":

@@ -96,6 +96,20 @@ def r1gym_register_sandboxes(register) -> None:
 
 
 @hookspec
+def r1gym_register_judges(register) -> None:
+    """Register LLM-judge backends by name (``local``, ``openai``, ...).
+
+    Call ``register(name, factory, *, description="")``; ``factory(**params)`` returns an object implementing
+    :class:`r1gym.plugins.judge.backends.ChatBackend` (``chat(messages, *, max_tokens, temperature) -> str``),
+    the model a judge sends its prompts to.
+
+    Called once, when the plugin host is built. Return value ignored.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec
 def r1gym_register_loggers(register) -> None:
     """Register loggers/callbacks by name.
 

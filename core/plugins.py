@@ -49,6 +49,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "r1gym.plugins.loggers",
     "r1gym.plugins.math",
     "r1gym.plugins.code",
+    "r1gym.plugins.judge",
+    "r1gym.plugins.reward_model",
 )
 _HOOK_NAMES = tuple(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
 
@@ -84,6 +86,7 @@ class PluginHost:
     task_sources: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("task source"))
     rollout_backends: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("rollout backend"))
     sandboxes: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("sandbox"))
+    judges: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("judge backend"))
     loggers: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("logger"))
     config_dirs: list[str] = field(default_factory=list)
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
@@ -108,6 +111,7 @@ def _registries(host: PluginHost) -> dict[str, Registry]:
         "r1gym_register_task_sources": host.task_sources,
         "r1gym_register_rollout_backends": host.rollout_backends,
         "r1gym_register_sandboxes": host.sandboxes,
+        "r1gym_register_judges": host.judges,
         "r1gym_register_loggers": host.loggers,
     }
 

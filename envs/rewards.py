@@ -35,6 +35,35 @@ def extract_answer_tag(text: str) -> str | None:
     return found[-1].strip() if found else None
 
 
+SPANS = ("think", "answer", "summary", "all")
+
+
+def completion_span(completion: str, span: str) -> str:
+    """The part of a completion a reward looks at (R1 scores each kind of reward on its own part):
+
+    * ``think``: the reasoning, between ``<think>`` (or the start: the chat template may have written it)
+      and ``</think>``; the whole completion if there is no ``</think>``;
+    * ``summary``: what follows ``</think>``, the final summary the user reads (helpfulness);
+    * ``answer``: the last ``<answer>…</answer>``, else the summary (answer equivalence);
+    * ``all``: everything, reasoning included (harmlessness).
+
+    >>> completion_span("<think>a</think> b <answer>c</answer>", "summary")
+    'b <answer>c</answer>'
+    """
+    if span not in SPANS:
+        raise ValueError(f"span must be one of {', '.join(SPANS)}, got {span!r}")
+    if span == "all":
+        return completion
+    head, sep, tail = completion.rpartition(THINK_CLOSE)
+    if span == "think":
+        return (head.split(THINK_OPEN, 1)[-1] if sep else completion).strip()
+    summary = (tail if sep else completion).strip()
+    if span == "answer":
+        answer = extract_answer_tag(completion)
+        return answer if answer is not None else summary
+    return summary
+
+
 def format_reward(completion: str, *, strict: bool = False) -> float:
     """1.0 if the completion follows the R1 template, else 0.0.
 

@@ -119,6 +119,10 @@ PROBES: dict[str, tuple[Callable[..., None], Callable[[PluginHost], None]]] = {
         lambda register, **_: register("probe_thing", factory, description="a probe"),
         _check_named("sandboxes", "sandboxes", factory),
     ),
+    "r1gym_register_judges": (
+        lambda register, **_: register("probe_thing", factory, description="a probe"),
+        _check_named("judges", "judge backends", factory),
+    ),
     "r1gym_register_config_dirs": (
         lambda register, conf_dir, **_: register(conf_dir.as_uri()),
         _check_config_dirs,
