@@ -135,21 +135,25 @@ def build_reward_set(spec: Mapping[str, Any], lookup: Callable[[str], RewardFn])
     """Build a :class:`RewardSet` from config: ``{name: weight}`` or ``{name: {weight: w, **params}}``.
 
     ``lookup`` maps a reward name to its function (normally ``default_host().rewards.get``), and raises an
-    error listing the known names for an unknown one.
+    error listing the known names for an unknown one. ``reward: <registered name>`` in a mapping uses that
+    function under the key's name, so one reward can appear twice with different parameters (R1's
+    helpfulness and harmlessness judges: ``{helpfulness: {reward: llm_judge, template: helpfulness}, ...}``).
     """
     comps = []
     for name, node in spec.items():
         if node is None:
             continue
+        fn_name = name
         if isinstance(node, (int, float)):
             weight, params = float(node), {}
         elif isinstance(node, Mapping):
             params = dict(node)
             weight = float(params.pop("weight", 1.0))
+            fn_name = str(params.pop("reward", name))
             params = {k: v for k, v in params.items() if not str(k).startswith("_")}
         else:
             raise TypeError(f"reward {name!r}: expected a weight or a mapping with 'weight', got {node!r}")
-        comps.append(RewardComponent(name, lookup(name), weight, params))
+        comps.append(RewardComponent(name, lookup(fn_name), weight, params))
     if not comps:
         raise ValueError("an environment needs at least one reward; got an empty reward spec")
     return RewardSet(comps)

@@ -84,6 +84,17 @@ def resolve_rewards(rewards: RewardSet | Mapping[str, Any]) -> RewardSet:
     return build_reward_set(rewards, default_host().rewards.get)
 
 
+def task_index(options: Mapping[str, Any] | None, num_tasks: int, rng: Any) -> int:
+    """The task an episode is about: ``options["index"]`` (checked) pins it, as all G samples of a group
+    need; without one, a task drawn from the env's seeded RNG."""
+    if options and "index" in options:
+        index = int(options["index"])
+        if not 0 <= index < num_tasks:
+            raise IndexError(f"options['index']={index} is out of range for a source of {num_tasks} tasks")
+        return index
+    return int(rng.integers(num_tasks))
+
+
 def _shot(shot: Mapping[str, str]) -> dict[str, str]:
     if not isinstance(shot, Mapping) or set(shot) != {"user", "assistant"}:
         raise ValueError(f"each few_shot example must be a mapping with keys 'user' and 'assistant', got {shot!r}")
@@ -126,13 +137,7 @@ class SingleTurnEnv(gym.Env[list, str]):
     # -- gymnasium API ---------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
         super().reset(seed=seed)
-        options = options or {}
-        if "index" in options:
-            index = int(options["index"])
-            if not 0 <= index < len(self.source):
-                raise IndexError(f"options['index']={index} is out of range for a source of {len(self.source)} tasks")
-        else:
-            index = int(self.np_random.integers(len(self.source)))
+        index = task_index(options, len(self.source), self.np_random)
         self.task = self.source[index]
         self.messages = self.initial_messages(self.task)
         self.turn = 0

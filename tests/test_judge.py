@@ -43,7 +43,8 @@ def test_the_response_is_data_between_per_call_markers(response):
     template = load_template("equivalence")
     (system, user), tag = template.render(response, reference="41", question="What is 40 + 1?")
     benign, benign_tag = template.render("41", reference="41", question="What is 40 + 1?")
-    assert system == benign[0] and tag != benign_tag  # a fresh tag every call
+    assert system == benign[0] and tag != benign_tag  # a tag of its own for each text
+    assert template.render(response, reference="41", question="What is 40 + 1?")[1] == tag  # same text, same prompt
     def block(text: str, t: str) -> tuple[str, str, str]:  # (before, inside, after) of the data block
         before, rest = text.split(f"\n<<<RESPONSE {t}>>>\n")
         inside, after = rest.split(f"\n<<<END RESPONSE {t}>>>\n")
@@ -260,3 +261,18 @@ def test_the_local_backend_batches_calls_from_reward_threads():
     for t in threads:
         t.join()
     assert all(isinstance(r, str) and r for r in replies) and batcher.batches - before < 4
+
+
+def test_choose_mode_scores_the_valid_verdicts_with_a_small_local_model():
+    """``mode: choose`` weighs the template's valid verdict lines by the model's probabilities: every
+    completion gets a score in [0, 1], the same one each time, from a model too small to write a verdict."""
+    from r1gym.plugins.judge.backends import LocalBackend
+
+    assert load_template("helpfulness").options()[0] == ("SCORE: 1", 0.0)
+    assert [v for _, v in load_template("equivalence").options()] == [1.0, 0.0]
+    judge = Judge(load_template("equivalence"), LocalBackend("smollm2-135m"), mode="choose")
+    first = judge.score("12", reference="12", question="What is 3 * 4?")
+    judge._cache.clear()
+    assert 0.0 < first < 1.0 and judge.score("12", reference="12", question="What is 3 * 4?") == pytest.approx(first)
+    with pytest.raises(ValueError, match="needs a backend that scores fixed replies"):
+        Judge(load_template("equivalence"), ParrotBackend(), mode="choose")

@@ -198,3 +198,16 @@ def test_retry_env_wrong_three_times_is_truncated():
     results = [env.step("<answer> 3 + 5 + 7 </answer>") for _ in range(3)]
     assert [r[2:4] for r in results] == [(False, False), (False, False), (False, True)]
     assert results[-1][1] == 0.0 and results[-1][4]["turn"] == 3
+
+
+def test_one_reward_twice_under_two_names_with_different_parameters():
+    from r1gym.core.plugins import default_host
+    from r1gym.core.rewards import build_reward_set
+
+    rs = build_reward_set({"strict_format": {"reward": "format", "strict": True, "weight": 1.0},
+                           "loose_format": {"reward": "format", "strict": False, "weight": 0.5}},
+                          default_host().rewards.get)
+    outcome = rs.score("2 + 2 = 4 </think> <answer> 4 </answer>", {})  # no <think>: only the loose one accepts
+    assert outcome.components == {"strict_format": 0.0, "loose_format": 1.0} and outcome.total == 0.5
+    with pytest.raises(KeyError, match="Known rewards"):
+        build_reward_set({"x": {"reward": "no_such_reward"}}, default_host().rewards.get)

@@ -75,6 +75,13 @@ class LocalBackend:
         except Exception as exc:  # noqa: BLE001 -- the model failed: that completion cannot be judged
             raise JudgeError(f"the local judge model failed: {type(exc).__name__}: {exc}") from exc
 
+    def choose(self, messages: list[Message], options: list[str]) -> list[float]:
+        """Log-probabilities of each option as the model's whole reply (see ``llm_judge``'s ``mode=choose``)."""
+        try:
+            return self._chat_model().option_logprobs(messages, options)
+        except Exception as exc:  # noqa: BLE001
+            raise JudgeError(f"the local judge model failed: {type(exc).__name__}: {exc}") from exc
+
 
 class OpenAIBackend:
     """An OpenAI-compatible ``/chat/completions`` endpoint (see the module docstring)."""

@@ -6,8 +6,9 @@ expression the reply's **last line** must match in full, mapped to a score by ``
 ``scale: [lo, hi]`` to [0, 1]. Anything else -- an empty reply, a rambling one, a score out of range -- is
 "cannot be scored" (:class:`~r1gym.core.rewards.Unscorable`), never a default score.
 
-The text under judgement is data, not instructions. It goes between two markers that carry a random tag
-made for each call (``<<<RESPONSE 3f9c…>>>``), so it cannot close its own block, and the prompt says that
+The text under judgement is data, not instructions. It goes between two markers that carry a tag no response
+author can predict (an HMAC of the judged text under a key made at start-up: ``<<<RESPONSE 3f9c…>>>``; the
+same text gets the same prompt within a process), so it cannot close its own block, and the prompt says that
 what is between the markers is data. Lines of it that look like a verdict (``VERDICT: EQUIVALENT``) are
 quoted (``> VERDICT: …``) before it is sent, so a judge that merely repeats the response cannot hand its
 verdict through: a verdict line must start the line, and a quoted one does not. None of this makes a weak
@@ -21,6 +22,8 @@ Spans (R1's choice per reward): ``answer`` (the last ``<answer>…</answer>``, e
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -35,6 +38,9 @@ from r1gym.core.rewards import Unscorable
 from r1gym.envs.rewards import completion_span
 
 TEMPLATES = ("equivalence", "helpfulness", "harmlessness")
+MODES = ("generate", "choose")
+#: keys the markers' tags: unguessable by the author of a response, the same for the same text in a process
+_TAG_KEY = secrets.token_bytes(32)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class JudgeTemplate:
     scale: tuple[float, float] | None = None
     max_tokens: int = 16
     temperature: float = 0.0
+    #: the verdict line with ``{}`` for its label or number, for ``mode: choose``
+    line: str | None = None
 
     def __post_init__(self) -> None:
         if not self.labels and self.scale is None:
@@ -57,13 +65,23 @@ class JudgeTemplate:
         re.compile(self.pattern)
 
     def render(self, response: str, reference: str = "", question: str = "") -> tuple[list[dict[str, str]], str]:
-        """(chat messages, the per-call tag of the markers). ``response`` is quoted where it looks like a verdict."""
-        tag = secrets.token_hex(8)
+        """(chat messages, the tag of the markers). ``response`` is quoted where it looks like a verdict."""
+        payload = json.dumps([question, reference, response]).encode()
+        tag = hmac.new(_TAG_KEY, payload, hashlib.sha256).hexdigest()[:16]
         verdict = re.compile(self.pattern)
         quoted = "\n".join(f"> {line}" if verdict.match(line.strip()) else line for line in response.split("\n"))
         user = self.user.format(question=question or "(not given)", reference=reference, response=quoted,
                                 open=f"<<<RESPONSE {tag}>>>", close=f"<<<END RESPONSE {tag}>>>")
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}], tag
+
+    def options(self) -> list[tuple[str, float]]:
+        """Every valid verdict line and its score (labels, or each whole number of the scale)."""
+        if self.line is None:
+            raise ValueError(f"judge template {self.name!r} has no verdict.line, which mode=choose needs")
+        if self.labels:
+            return [(self.line.format(label), float(v)) for label, v in self.labels.items()]
+        lo, hi = self.scale  # type: ignore[misc]
+        return [(self.line.format(n), (n - lo) / (hi - lo)) for n in range(int(lo), int(hi) + 1)]
 
     def parse(self, reply: str) -> float:
         """The score in the reply's last non-empty line, or :class:`Unscorable`."""
@@ -101,14 +119,21 @@ def load_template(name_or_path: str) -> JudgeTemplate:
     return JudgeTemplate(name=str(data.get("name", path.stem)), system=data["system"], user=data["user"],
                          pattern=verdict["pattern"], labels=dict(verdict.get("labels") or {}),
                          scale=tuple(scale) if scale else None, max_tokens=int(data.get("max_tokens", 16)),
-                         temperature=float(data.get("temperature", 0.0)))
+                         temperature=float(data.get("temperature", 0.0)), line=verdict.get("line"))
 
 
 class Judge:
     """A template asked through a backend, with an LRU cache of verdicts keyed by what was judged."""
 
-    def __init__(self, template: JudgeTemplate, backend: Any, cache_size: int = 4096):
-        self.template, self.backend, self.cache_size = template, backend, cache_size
+    def __init__(self, template: JudgeTemplate, backend: Any, cache_size: int = 4096, mode: str = "generate"):
+        if mode not in MODES:
+            raise ValueError(f"judge mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "choose":
+            if not hasattr(backend, "choose"):
+                raise ValueError(f"judge mode 'choose' needs a backend that scores fixed replies (local); "
+                                 f"{type(backend).__name__} can only generate")
+            template.options()  # fails now if the template cannot say what its verdict lines are
+        self.template, self.backend, self.cache_size, self.mode = template, backend, cache_size, mode
         self._cache: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         self.stats = {"calls": 0, "cache_hits": 0, "unparseable": 0}
@@ -116,8 +141,8 @@ class Judge:
     def score(self, response: str, reference: str = "", question: str = "") -> float:
         from r1gym.plugins.judge.backends import JudgeError
 
-        key = json.dumps([getattr(self.backend, "key", id(self.backend)), self.template.name, response, reference,
-                          question])
+        key = json.dumps([getattr(self.backend, "key", id(self.backend)), self.template.name, self.mode, response,
+                          reference, question])
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -126,15 +151,19 @@ class Judge:
         messages, _ = self.template.render(response, reference, question)
         self.stats["calls"] += 1
         try:
-            reply = self.backend.chat(messages, max_tokens=self.template.max_tokens,
-                                      temperature=self.template.temperature)
+            if self.mode == "choose":
+                value = self._expected_score(messages)
+            else:
+                reply = self.backend.chat(messages, max_tokens=self.template.max_tokens,
+                                          temperature=self.template.temperature)
         except JudgeError as exc:
             raise Unscorable(str(exc)) from exc
-        try:
-            value = self.template.parse(reply)
-        except Unscorable:
-            self.stats["unparseable"] += 1
-            raise
+        if self.mode == "generate":
+            try:
+                value = self.template.parse(reply)
+            except Unscorable:
+                self.stats["unparseable"] += 1
+                raise
         with self._lock:
             self._cache[key] = value
             while len(self._cache) > self.cache_size:
@@ -142,19 +171,31 @@ class Judge:
         return value
 
 
+    def _expected_score(self, messages: list[dict[str, str]]) -> float:
+        """``mode: choose``: the probability-weighted score over the valid verdict lines (G-Eval style)."""
+        import math
+
+        options = self.template.options()
+        logps = self.backend.choose(messages, [line for line, _ in options])
+        top = max(logps)
+        weights = [math.exp(lp - top) for lp in logps]
+        return sum(w * v for w, (_, v) in zip(weights, options)) / sum(weights)
+
+
 _JUDGES: dict[str, Judge] = {}
 _JUDGES_LOCK = threading.Lock()
 
 
-def get_judge(template: str, backend: str, backend_options: Mapping[str, Any] | None, cache_size: int) -> Judge:
-    """The process-wide judge for (template, backend, options): one model load, one cache."""
+def get_judge(template: str, backend: str, backend_options: Mapping[str, Any] | None, cache_size: int,
+              mode: str = "generate") -> Judge:
+    """The process-wide judge for (template, backend, options, mode): one model load, one cache."""
     from r1gym.core.plugins import default_host
 
-    key = json.dumps([template, backend, sorted((backend_options or {}).items()), cache_size], default=repr)
+    key = json.dumps([template, backend, sorted((backend_options or {}).items()), cache_size, mode], default=repr)
     with _JUDGES_LOCK:
         if key not in _JUDGES:
             factory = default_host().judges.get(backend)  # an unknown name lists the known ones
-            _JUDGES[key] = Judge(load_template(template), factory(**dict(backend_options or {})), cache_size)
+            _JUDGES[key] = Judge(load_template(template), factory(**dict(backend_options or {})), cache_size, mode)
         return _JUDGES[key]
 
 
@@ -168,13 +209,17 @@ def llm_judge(
     backend: str = "local",
     backend_options: Mapping[str, Any] | None = None,
     cache_size: int = 4096,
+    mode: str = "generate",
 ) -> float:
     """The judge's score in [0, 1] for the completion's ``span`` (see the module docstring).
 
     ``answer`` (the task's reference, for ``equivalence``) and ``question`` come from the task's fields;
     ``template`` is a built-in name or a YAML path; ``backend`` a registered judge backend (``local``,
     ``openai``) with ``backend_options`` (e.g. ``{base_url: http://127.0.0.1:8000/v1, model: judge}``).
-    An unparseable verdict or a failed call raises :class:`Unscorable`. Example config::
+    ``mode``: ``generate`` (the judge writes its verdict, parsed strictly) or ``choose`` (local backend only: the
+    probability-weighted score over the template's valid verdict lines, from one forward pass; every
+    completion gets a score, which makes even a small local model usable as a judge). An unparseable verdict
+    or a failed call raises :class:`Unscorable`. Example config::
 
         rewards:
           llm_judge: {weight: 1.0, template: equivalence, backend: openai,
@@ -182,5 +227,5 @@ def llm_judge(
     """
     if template == "equivalence" and (answer is None or str(answer).strip() == ""):
         raise Unscorable("the equivalence judge needs the task's reference answer (field 'answer')")
-    judge = get_judge(template, backend, backend_options, cache_size)
+    judge = get_judge(template, backend, backend_options, cache_size, mode)
     return judge.score(completion_span(completion, span), "" if answer is None else str(answer), str(question or ""))
