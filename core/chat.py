@@ -101,7 +101,7 @@ class ChatModel:
 
             def __call__(self, ids: Any, scores: Any, **kwargs: Any) -> Any:
                 done = torch.zeros(ids.shape[0], dtype=torch.bool)
-                for row in range(ids.shape[0]):
+                for row in range(ids.shape[0] if stop or on_text is not None else 0):
                     text = tok.decode(ids[row, width:], skip_special_tokens=True)
                     if stop and any(s in text for s in stop):
                         done[row] = True

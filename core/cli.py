@@ -58,28 +58,26 @@ def load_run_config(overrides: Sequence[str]) -> tuple[Any, Path, bool]:
 
 
 def cmd_train(overrides: Sequence[str]) -> int:
+    """Run one stage (``stage=...``; GRPO by default) in its run folder."""
     from omegaconf import OmegaConf
 
     import transformers
 
-    from r1gym.core.grpo import GRPOTrainer
+    from r1gym.core.stages import RUNNERS, run_stage
 
     transformers.logging.disable_progress_bar()  # our own progress bar is the one to watch
     cfg, run_dir, resuming = load_run_config(overrides)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:  # before the run folder exists: a config with ??? left in it cannot run
         raise ValueError(f"config values left unset (???): {', '.join(missing)}; set them, e.g. {missing[0]}=...")
-    if cfg.stage.kind != "grpo":
-        raise ValueError(f"stage.kind={cfg.stage.kind!r} is not runnable by `r1gym train` yet; known: grpo")
+    if cfg.stage.kind not in RUNNERS:
+        raise ValueError(f"stage.kind={cfg.stage.kind!r} is not a stage kind; known: {', '.join(RUNNERS)}")
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
         cfg.run_dir = str(run_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         (run_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
-    summary = GRPOTrainer(cfg, run_dir).train()
-    manifest = {"stage": cfg.stage.name, "kind": cfg.stage.kind, **summary,
-                "outputs": {"checkpoint": str(run_dir / "checkpoints" / "latest")}}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    summary = run_stage(cfg, run_dir)
     for when in ("eval_start", "eval_end"):
         if when in summary:
             ev = summary[when]
@@ -94,7 +92,7 @@ def cmd_eval(overrides: Sequence[str]) -> int:
 
     import transformers
 
-    from r1gym.core.evaluation import run_job
+    from r1gym.core.stages import run_stage
 
     transformers.logging.disable_progress_bar()
     if not any(o.split("=", 1)[0].lstrip("+~") == "stage" for o in overrides):
@@ -108,10 +106,7 @@ def cmd_eval(overrides: Sequence[str]) -> int:
     cfg.run_dir = str(run_dir)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (run_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
-    results = run_job(cfg, run_dir)
-    manifest = {"stage": cfg.stage.name, "kind": "eval", "status": "finished", "results": results,
-                "outputs": {"eval": str(run_dir / "eval.json"), "samples": str(run_dir / "eval_samples.jsonl")}}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    run_stage(cfg, run_dir)
     print(f"run folder: {run_dir}")
     return 0
 
@@ -131,6 +126,12 @@ def cmd_sandbox_run(path: str, backend: str, language: str | None, timeout: floa
     result = factory().run(program, Limits(time_s=timeout, memory_mb=memory))
     print(json.dumps(result.to_dict(), indent=2))
     return 0
+
+
+def transformers_quiet() -> None:
+    import transformers
+
+    transformers.logging.disable_progress_bar()
 
 
 def cmd_config(overrides: Sequence[str]) -> int:
@@ -305,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit in seconds")
     c.add_argument("--memory", type=int, default=512, help="address-space limit in MB")
     c.add_argument("--stdin", dest="stdin_path", default=None, help="a file to give the program as standard input")
+    p = sub.add_parser("pipeline", help="run the R1 recipe as a sequence of stages (pipeline=r1 | r1_tiny | a path)")
+    p.add_argument("overrides", nargs="*", help="pipeline=r1_tiny pipeline.run_dir=runs/X pipeline.stages=[sft] key=value ...")
     p = sub.add_parser("serve", help="serve a model as an OpenAI-compatible API (/v1/chat/completions) on localhost")
     p.add_argument("model", help="a built-in model (smollm2-135m), a model folder, a checkpoint or a run folder")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
@@ -344,6 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_config(args.overrides)
         if args.command == "sandbox":
             return cmd_sandbox_run(args.file, args.backend, args.language, args.timeout, args.memory, args.stdin_path)
+        if args.command == "pipeline":
+            from r1gym.core.pipeline import run_pipeline
+
+            transformers_quiet()
+            print(f"run folder: {run_pipeline(args.overrides)}")
+            return 0
         if args.command == "serve":
             from r1gym.core.serve import serve
 

@@ -170,9 +170,80 @@ class LoggerConfig:
 
 
 @dataclass
+class SFTConfig:
+    """Supervised fine-tuning (stages ``sft``, ``cold_start``, ``distill``; :mod:`r1gym.core.sft`)."""
+
+    #: JSONL files of examples: ``{"messages": [{role, content}, ...]}`` or ``{"prompt": ..., "completion": ...}``
+    data: list[str] = field(default_factory=list)
+    #: passes over the data (the R1 paper: 2)
+    epochs: float = 2.0
+    #: stop after this many optimizer steps even if the epochs are not done (null: no cap)
+    max_steps: int | None = None
+    #: tokens per optimizer step (several packed sequences, gradient accumulation over micro-batches)
+    batch_tokens: int = 4096
+    #: tokens per forward/backward pass
+    micro_batch_tokens: int = 2048
+    #: longest example kept, in tokens (longer ones are dropped and counted)
+    max_length: int = 1024
+    #: pack several examples into one sequence (attention does not cross example boundaries)
+    packing: bool = True
+    #: which tokens carry the loss: "assistant" (the answers only) or "all"
+    loss_on: str = "assistant"
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, schedule="cosine", warmup_steps=0))
+
+
+@dataclass
+class FilterConfig:
+    """Which sampled reasoning traces rejection sampling drops (each a switch)."""
+
+    #: drop chains of thought whose language-consistency share is below this (null: off)
+    min_language_consistency: float | None = 0.9
+    #: the target language of that check
+    language: str = "en"
+    #: drop traces with a paragraph longer than this many characters (null: off)
+    max_paragraph_chars: int | None = 2000
+    #: drop traces with fenced code blocks in the reasoning
+    code_blocks: bool = True
+
+
+@dataclass
+class SampleConfig:
+    """Data generation from a model (stages ``cold_start``, ``rejection_sampling``, ``distill``;
+    :mod:`r1gym.core.datagen`): sample, verify, filter, rewrite, write an SFT set with its statistics."""
+
+    #: the model that samples: a built-in name, model folder, checkpoint or run folder (null: model.name_or_path)
+    model: str | None = None
+    #: prompts taken from the env (null: all of its tasks)
+    num_prompts: int | None = None
+    samples_per_prompt: int = 4
+    #: correct samples kept per prompt
+    keep_per_prompt: int = 1
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    #: what makes a sample correct: a reward name of the env (null: its primary reward); kept when >= 1
+    accuracy_reward: str | None = None
+    #: an ``llm_judge`` reward config used where the env has no rule for a task (empty: off)
+    judge: dict[str, Any] = field(default_factory=dict)
+    #: "correct" (verified samples only) or "all" (distillation without a checker)
+    keep: str = "correct"
+    #: a JSONL file of few-shot long-chain-of-thought examples ({"prompt", "completion"}) put before each prompt
+    few_shot: str | None = None
+    #: rewrite kept samples into the readable format ``<think>...</think>`` + summary
+    rewrite: bool = False
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    #: non-reasoning SFT data mixed in as it is (JSONL, same formats as sft.data)
+    non_reasoning: list[str] = field(default_factory=list)
+    #: prompts (JSONL with "prompt") answered by the sampling model without long CoT and mixed in
+    non_reasoning_prompts: str | None = None
+    #: fine-tune model.name_or_path on the written set in the same stage (cold start, distillation)
+    then_sft: bool = False
+
+
+@dataclass
 class StageConfig:
     name: str = "r1_zero"
-    #: which job runs: "grpo" (and later "sft", "eval")
+    #: which job runs: "grpo", "sft", "sample" (data generation, optionally followed by SFT) or "eval"
     kind: str = "grpo"
 
 
@@ -186,6 +257,8 @@ class R1GymConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     stage: StageConfig = field(default_factory=StageConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
     #: the run folder; null: runs/<date>-<time>-<stage>
     run_dir: str | None = None
     #: a run folder to resume from its last checkpoint (its saved config is used; overrides still apply)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -35,14 +34,14 @@ from omegaconf import DictConfig, OmegaConf
 from r1gym.core import advantages as adv_mod
 from r1gym.core import evaluation, losses, onednn
 from r1gym.core.batch import PackedBatch, completion_logprobs, pack
-from r1gym.core.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from r1gym.core.checkpoint import load_trainer_state, save_checkpoint, set_rng_state
 from r1gym.core.envs import make_envs, primary_reward
-from r1gym.core.loggers import LoggerGroup
-from r1gym.core.models import load_model, load_policy
+from r1gym.core.models import load_model
 from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
 from r1gym.core.registry import pick
 from r1gym.core.rollout import Episode, RolloutTimings, SamplingParams, collect_episodes
+from r1gym.core.runtime import build_loggers, build_optimizer, load_trainable, prepare_process
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +110,8 @@ class GRPOTrainer:
     def setup(self) -> int:
         """Build everything; resume from the run folder's last checkpoint. Returns the step to start at."""
         cfg = self.cfg
-        if cfg.trainer.threads:
-            torch.set_num_threads(int(cfg.trainer.threads))
-        onednn.select(cfg.trainer.matmul)
-        random.seed(cfg.trainer.seed)
-        np.random.seed(cfg.trainer.seed)
-        torch.manual_seed(cfg.trainer.seed)
-        ckpt = latest_checkpoint(self.run_dir)
-        self.model, self.tokenizer = load_policy(cfg.model, str(ckpt) if ckpt else None)
-        self.model.train()
-        onednn.patch(self.model)
-        self._freeze(list(cfg.model.freeze))
+        prepare_process(cfg.trainer)
+        self.model, self.tokenizer, ckpt = load_trainable(cfg, self.run_dir)
         self.lora = cfg.model.lora.r > 0
         self.ref_model = None
         if cfg.algo.beta > 0 and not self.lora:  # beta = 0 loads no reference model at all; with LoRA the
@@ -129,9 +119,7 @@ class GRPOTrainer:
             self.ref_model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype).eval().requires_grad_(False)
             onednn.patch(self.ref_model)
         o = cfg.algo.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
-                                           fused=bool(o.fused) or None)
+        self.optimizer = build_optimizer(self.model, o)
         self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, cfg.trainer.max_steps)
         self.renderer = PromptRenderer(self.tokenizer, cfg.model.prompt_format)
         backend_factory = self.host.rollout_backends.get(cfg.rollout.backend)
@@ -142,9 +130,7 @@ class GRPOTrainer:
         self.eval_indices: list[int] = []
         self.accuracy_key = primary_reward(self.envs[0])
         self.sampler = PromptSampler(len(self.envs[0].unwrapped.source), cfg.trainer.seed)
-        self.loggers = LoggerGroup(
-            [self.host.loggers.get(n)(self.run_dir, **dict(cfg.logger.params.get(n, {}) or {})) for n in cfg.logger.names]
-        )
+        self.loggers = build_loggers(self.host, cfg, self.run_dir)
         start = 0
         if ckpt is not None:
             state = load_trainer_state(ckpt)
@@ -155,12 +141,6 @@ class GRPOTrainer:
             start = int(state["step"])
             log.info("resumed from %s at step %d", ckpt, start)
         return start
-
-    def _freeze(self, groups: list[str]) -> None:
-        """Freeze parameter groups (with tied embeddings, freezing either freezes both: it is one tensor)."""
-        known = {"embeddings": self.model.get_input_embeddings(), "lm_head": self.model.get_output_embeddings()}
-        for g in groups:
-            pick(known, g, "model.freeze group").requires_grad_(False)
 
     # -- the loop --------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:

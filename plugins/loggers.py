@@ -12,7 +12,8 @@ from typing import Any
 from r1gym.core.hookspecs import hookimpl
 from r1gym.core.loggers import Logger
 
-LIVE_KEYS = (("reward/mean", "reward"), ("accuracy", "acc"), ("kl", "kl"), ("completion/len_mean", "len"), ("time/step", "s/step"))
+LIVE_KEYS = (("reward/mean", "reward"), ("accuracy", "acc"), ("kl", "kl"), ("completion/len_mean", "len"),
+             ("loss", "loss"), ("time/step", "s/step"))
 
 
 def _fmt(v: Any) -> str:
@@ -32,7 +33,7 @@ class ConsoleLogger(Logger):
         self.console = Console(stderr=True)
         self.console.print(f"[bold]r1gym[/] run folder: {run_dir}" + (f" (resuming at step {start_step})" if start_step else ""))
         self.progress = Progress(
-            TextColumn("[bold blue]GRPO"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn(f"[bold blue]{(config.get('stage') or {}).get('name', 'train')}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TimeRemainingColumn(), TextColumn("{task.description}"), console=self.console,
         )
         self.progress.start()

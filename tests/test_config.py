@@ -16,7 +16,9 @@ from r1gym.core.config import compose
 from r1gym.core.envs import make_envs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+# conf/pipeline holds pipeline files (lists of stages), not options of the run config: tests/test_pipeline.py
+GROUPS = sorted(p.name for p in CONF.iterdir()
+                if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "pipeline")
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 ENV_OPTIONS = [o for g, o in OPTIONS if g == "env"]
 # every config that ends in an env node: the env options and the experiments (which override env kwargs)
@@ -99,7 +101,13 @@ def test_env_config_builds_train_and_eval_envs(override):
             if terminated or truncated:
                 break
         assert terminated or truncated, "the episode never ended"
-        assert set(step_info["rewards"]) == set(cfg.env.kwargs.rewards)  # the configured rewards were used
+        if "envs" in cfg.env.kwargs:  # a mixture: the rewards of the member that ran
+            member = next(m for m in cfg.env.kwargs.envs if m.id.split("/")[-1] == step_info["member"])
+            expected = set((member.kwargs or {}).get("rewards") or env.unwrapped.reward_set and
+                           [c.name for c in env.unwrapped.reward_set.components])
+        else:
+            expected = set(cfg.env.kwargs.rewards)
+        assert set(step_info["rewards"]) == expected  # the configured rewards were used
     if "split" in (cfg.env.eval_kwargs.get("source") or {}):
         assert held_out.unwrapped.source.split != train.unwrapped.source.split
 

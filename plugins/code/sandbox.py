@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -249,7 +249,7 @@ class LocalSandbox:
                    (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0))
         as_root = os.geteuid() == 0
         preexec = None
-        if self._wrappers:  # util-linux's prlimit and setpriv: set limits, drop to nobody, exec the sandbox
+        if self._wrappers:  # util-linux's prlimit and setpriv: set limits, drop to the run's uid, exec the sandbox
             names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_AS: "as", resource.RLIMIT_NPROC: "nproc",
                      resource.RLIMIT_FSIZE: "fsize", resource.RLIMIT_NOFILE: "nofile", resource.RLIMIT_CORE: "core"}
             wrap = [self._wrappers[0], *(f"--{names[r]}={v}" for r, v in rlimits), "--"]
@@ -257,14 +257,7 @@ class LocalSandbox:
                 wrap += [self._wrappers[1], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
             cmd = wrap + cmd
         else:  # the same in Python between fork and exec (slower: it rules out vfork in a large process)
-
-            def preexec() -> None:
-                if as_root:
-                    os.setgid(uid)
-                    os.setgroups([])
-                    os.setuid(uid)
-                for res, value in rlimits:
-                    resource.setrlimit(res, (value, value))
+            preexec = _drop_and_limit(uid if as_root else None, rlimits)
 
         start = time.perf_counter()
         try:
@@ -318,6 +311,20 @@ class LocalSandbox:
         if status == "sandbox_error" and not detail:
             detail = stderr.strip()[-500:]
         return RunResult(status, code, stdout, stderr, wall, cpu_used, detail)
+
+
+def _drop_and_limit(uid: int | None, rlimits: tuple) -> Callable[[], None]:
+    """A ``preexec_fn``: switch to ``uid`` (when given) and set ``rlimits``, in the child before ``exec``."""
+
+    def run() -> None:
+        if uid is not None:
+            os.setgid(uid)
+            os.setgroups([])
+            os.setuid(uid)
+        for res, value in rlimits:
+            resource.setrlimit(res, (value, value))
+
+    return run
 
 
 def _wait(proc: subprocess.Popen, limit_s: float) -> tuple[int | None, resource.struct_rusage | None, bool]:

@@ -1,0 +1,169 @@
+"""``r1gym pipeline``: the DeepSeek-R1 recipe as a sequence of stages, each its own composed config.
+
+A pipeline file (``conf/pipeline/<name>.yaml``, or a path) lists the stages in order::
+
+    name: r1
+    common: [env=arithmetic]            # overrides given to every stage
+    stages:
+      - {name: r1_zero, stage: r1_zero, overrides: [trainer.max_steps=50]}
+      - {name: cold_start, stage: cold_start, inputs: {sample.model: r1_zero.checkpoint}}
+      - {name: sft, stage: sft, inputs: {sft.data: [rejection_sampling.data]}}
+    eval: {after: [r1_zero, sft], overrides: [eval.num_problems=64]}
+
+``inputs`` wire a config key to an earlier stage's output (``<stage>.<output>``: ``checkpoint``, ``data``;
+a list makes a list). Every stage composes ``stage=<stage>`` + ``common`` + its ``overrides`` + the command
+line's overrides + its inputs, and runs in ``<run>/<k>-<name>/`` through :func:`r1gym.core.stages.run_stage`.
+``eval.after`` stages are then evaluated (``stage=eval`` on their checkpoint) in ``<k>-<name>/eval``.
+
+The run folder's ``pipeline.json`` is the manifest: per stage its status (``running``, ``finished``,
+``failed``), folder, config overrides, outputs and metrics. Running the same command with
+``pipeline.run_dir=<run>`` again skips finished stages and resumes an interrupted one (GRPO and SFT from their
+last checkpoint, data generation after its last finished chunk). ``pipeline.stages=[a,b]`` runs a subset
+(their inputs must be finished in the manifest). At the end :func:`r1gym.core.report.write_report` writes
+``report.md`` and its plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "pipeline.json"
+
+
+def load_pipeline(name_or_path: str) -> dict[str, Any]:
+    """The pipeline spec: a file path, or a name in ``conf/pipeline/`` (the error lists the known ones)."""
+    import importlib.resources
+
+    from omegaconf import OmegaConf
+
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        folder = importlib.resources.files("r1gym.conf").joinpath("pipeline")
+        known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+        if name_or_path not in known:
+            raise ValueError(f"unknown pipeline {name_or_path!r}: known ones are {', '.join(known)}, or give a path")
+        path = Path(str(folder.joinpath(f"{name_or_path}.yaml")))
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    names = [s.get("name") for s in spec.get("stages", [])]
+    if not names or any(not n for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"{path}: 'stages' must be a non-empty list of stages with distinct names, got {names}")
+    for s in spec["stages"]:
+        if "stage" not in s:
+            raise ValueError(f"{path}: stage {s['name']!r} needs 'stage' (a conf/stage option, e.g. r1_zero)")
+    return spec
+
+
+def _wire(value: Any, manifest: dict[str, Any], stage: str) -> Any:
+    """``"<stage>.<output>"`` (or a list of them) as the path an earlier stage wrote."""
+    if isinstance(value, list):
+        return [_wire(v, manifest, stage) for v in value]
+    source, _, output = str(value).partition(".")
+    done = manifest["stages"].get(source, {})
+    if done.get("status") != "finished":
+        raise ValueError(f"stage {stage!r} needs {value!r}, but stage {source!r} has not finished in this run "
+                         f"(status: {done.get('status', 'not run')}); run it first or include it in pipeline.stages")
+    outputs = done.get("outputs", {})
+    if outputs.get(output) is None:
+        raise ValueError(f"stage {stage!r} needs {value!r}, but {source!r} has no output {output!r} "
+                         f"(it has: {', '.join(k for k, v in outputs.items() if v) or 'none'})")
+    return outputs[output]
+
+
+def _override(key: str, value: Any) -> str:
+    if isinstance(value, list):
+        return f"{key}=[" + ",".join(json.dumps(str(v)) for v in value) + "]"
+    return f"{key}={json.dumps(str(value))}"
+
+
+def _save(run_dir: Path, manifest: dict[str, Any]) -> None:
+    tmp = run_dir / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.replace(run_dir / MANIFEST)
+
+
+def run_pipeline(overrides: Sequence[str]) -> Path:
+    """Run (or resume) a pipeline; returns its run folder. ``overrides``: ``pipeline=<name>``,
+    ``pipeline.run_dir=...``, ``pipeline.stages=[...]``, and overrides for every stage."""
+    from r1gym.core.cli import load_run_config
+    from r1gym.core.report import write_report
+    from r1gym.core.stages import run_stage
+
+    opts = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.startswith("pipeline")}
+    rest = [o for o in overrides if not o.startswith("pipeline")]
+    unknown = set(opts) - {"pipeline", "pipeline.run_dir", "pipeline.stages"}
+    if unknown:
+        raise ValueError(f"unknown pipeline option(s) {sorted(unknown)}; known: pipeline, pipeline.run_dir, pipeline.stages")
+    spec = load_pipeline(opts.get("pipeline", "r1"))
+    run_dir = Path(opts.get("pipeline.run_dir") or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-pipeline-{spec['name']}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = run_dir / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
+        "pipeline": spec["name"], "created": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": {}}
+    names = [s["name"] for s in spec["stages"]]
+    chosen = names
+    if "pipeline.stages" in opts:
+        chosen = [x.strip() for x in opts["pipeline.stages"].strip("[]").split(",") if x.strip()]
+        bad = [x for x in chosen if x not in names]
+        if bad:
+            raise ValueError(f"pipeline.stages names {bad} that pipeline {spec['name']!r} does not have; it has {', '.join(names)}")
+    evaluate_after = set((spec.get("eval") or {}).get("after", []))
+    for k, st in enumerate(spec["stages"], start=1):
+        name = st["name"]
+        if name not in chosen:
+            continue
+        entry = manifest["stages"].get(name, {})
+        stage_dir = run_dir / f"{k}-{name}"
+        if entry.get("status") != "finished":
+            stage_overrides = [f"stage={st['stage']}", *spec.get("common", []), *st.get("overrides", []), *rest,
+                               *(_override(key, _wire(v, manifest, name)) for key, v in (st.get("inputs") or {}).items())]
+            resuming = (stage_dir / "config.yaml").exists()
+            entry = {"status": "running", "run_dir": str(stage_dir), "stage": st["stage"], "overrides": stage_overrides,
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": resuming}
+            manifest["stages"][name] = entry
+            _save(run_dir, manifest)
+            log.info("pipeline %s: stage %d/%d %s (%s)%s", spec["name"], k, len(names), name, st["stage"],
+                     " resumed" if resuming else "")
+            try:
+                summary = _run_one(stage_dir, stage_overrides, resuming, load_run_config, run_stage)
+            except BaseException as exc:
+                entry.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+                _save(run_dir, manifest)
+                raise
+            entry.update(status="finished", finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+                         outputs=summary.get("outputs", {}),
+                         metrics={k2: v for k2, v in summary.items() if k2 not in ("outputs", "stage", "kind", "run_dir")})
+            _save(run_dir, manifest)
+        if name in evaluate_after and "eval" not in entry and entry.get("outputs", {}).get("checkpoint"):
+            ev_overrides = ["stage=eval", *spec.get("common", []), *st.get("overrides", []), *rest,
+                            *(spec.get("eval") or {}).get("overrides", []),
+                            _override("eval.checkpoint", entry["outputs"]["checkpoint"])]
+            ev_dir = stage_dir / "eval"
+            summary = _run_one(ev_dir, ev_overrides, False, load_run_config, run_stage)
+            entry["eval"] = summary.get("results", {})
+            _save(run_dir, manifest)
+    write_report(run_dir, manifest)
+    return run_dir
+
+
+def _run_one(stage_dir: Path, overrides: list[str], resuming: bool, load_run_config: Any, run_stage: Any) -> dict:
+    """Compose (or reload, to resume) one stage's config and run it in ``stage_dir``."""
+    from omegaconf import OmegaConf
+
+    if resuming:
+        cfg, _, _ = load_run_config([f"resume={stage_dir}"])
+    else:
+        cfg, _, _ = load_run_config([*overrides, _override("run_dir", str(stage_dir))])
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ValueError(f"config values left unset (???): {', '.join(missing)}")
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (stage_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
+    return run_stage(cfg, stage_dir)

@@ -1,0 +1,59 @@
+"""Set-up shared by the trainers (GRPO, SFT): the process, the trainable model, the optimizer, the loggers.
+
+Kept in one place so that both trainers seed, thread, resume and log the same way.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def prepare_process(trainer_cfg: Any) -> None:
+    """Threads, the fp32 matmul library (:mod:`r1gym.core.onednn`) and every RNG seeded from ``trainer.seed``."""
+    from r1gym.core import onednn
+
+    if trainer_cfg.threads:
+        torch.set_num_threads(int(trainer_cfg.threads))
+    onednn.select(trainer_cfg.matmul)
+    random.seed(trainer_cfg.seed)
+    np.random.seed(trainer_cfg.seed)
+    torch.manual_seed(trainer_cfg.seed)
+
+
+def load_trainable(cfg: Any, run_dir: Path) -> tuple[Any, Any, Path | None]:
+    """(model in train mode, tokenizer, the checkpoint resumed from or ``None``): the run folder's latest
+    checkpoint if there is one, else ``model.name_or_path``; fp32 linears routed through oneDNN when chosen;
+    ``model.freeze`` groups frozen (with tied embeddings, freezing either freezes both: it is one tensor)."""
+    from r1gym.core import onednn
+    from r1gym.core.checkpoint import latest_checkpoint
+    from r1gym.core.models import load_policy
+    from r1gym.core.registry import pick
+
+    ckpt = latest_checkpoint(run_dir)
+    model, tokenizer = load_policy(cfg.model, str(ckpt) if ckpt else None)
+    model.train()
+    onednn.patch(model)
+    known = {"embeddings": model.get_input_embeddings(), "lm_head": model.get_output_embeddings()}
+    for group in cfg.model.freeze:
+        pick(known, group, "model.freeze group").requires_grad_(False)
+    return model, tokenizer, ckpt
+
+
+def build_optimizer(model: Any, optim_cfg: Any) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (torch's fused kernel when ``optim.fused``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas),
+                             weight_decay=optim_cfg.weight_decay, fused=bool(optim_cfg.fused) or None)
+
+
+def build_loggers(host: Any, cfg: Any, run_dir: Path) -> Any:
+    """The configured logger plugins (``logger.names``, ``logger.params``) as one :class:`LoggerGroup`."""
+    from r1gym.core.loggers import LoggerGroup
+
+    return LoggerGroup([host.loggers.get(n)(run_dir, **dict(cfg.logger.params.get(n, {}) or {}))
+                        for n in cfg.logger.names])
