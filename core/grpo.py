@@ -34,14 +34,14 @@ from omegaconf import DictConfig, OmegaConf
 from r1gym.core import advantages as adv_mod
 from r1gym.core import evaluation, losses, onednn
 from r1gym.core.batch import PackedBatch, completion_logprobs, pack
-from r1gym.core.checkpoint import load_trainer_state, save_checkpoint, set_rng_state
+from r1gym.core.checkpoint import save_checkpoint
 from r1gym.core.envs import make_envs, primary_reward
 from r1gym.core.models import load_model
 from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
 from r1gym.core.registry import pick
 from r1gym.core.rollout import Episode, RolloutTimings, SamplingParams, collect_episodes
-from r1gym.core.runtime import build_loggers, build_optimizer, load_trainable, prepare_process
+from r1gym.core.runtime import build_loggers, build_optimizer, load_trainable, prepare_process, restore
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +131,7 @@ class GRPOTrainer:
         self.accuracy_key = primary_reward(self.envs[0])
         self.sampler = PromptSampler(len(self.envs[0].unwrapped.source), cfg.trainer.seed)
         self.loggers = build_loggers(self.host, cfg, self.run_dir)
-        start = 0
-        if ckpt is not None:
-            state = load_trainer_state(ckpt)
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.sampler.load_state_dict(state["sampler"])
-            set_rng_state(state["rng"])
-            start = int(state["step"])
-            log.info("resumed from %s at step %d", ckpt, start)
-        return start
+        return restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
 
     # -- the loop --------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:

@@ -57,3 +57,21 @@ def build_loggers(host: Any, cfg: Any, run_dir: Path) -> Any:
 
     return LoggerGroup([host.loggers.get(n)(run_dir, **dict(cfg.logger.params.get(n, {}) or {}))
                         for n in cfg.logger.names])
+
+
+def restore(checkpoint: Path | None, **stateful: Any) -> int:
+    """Load the trainer state saved in ``checkpoint`` into each ``name=object`` (``optimizer``, ``scheduler``,
+    ``sampler``: anything with ``load_state_dict``) and every RNG; return the step to resume after (0 when
+    there is no checkpoint)."""
+    import logging
+
+    from r1gym.core.checkpoint import load_trainer_state, set_rng_state
+
+    if checkpoint is None:
+        return 0
+    state = load_trainer_state(checkpoint)
+    for name, obj in stateful.items():
+        obj.load_state_dict(state[name])
+    set_rng_state(state["rng"])
+    logging.getLogger(__name__).info("resumed from %s at step %d", checkpoint, int(state["step"]))
+    return int(state["step"])

@@ -44,13 +44,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from r1gym.core.batch import _body, _head_logprobs
-from r1gym.core.checkpoint import load_trainer_state, save_checkpoint, set_rng_state
+from r1gym.core.checkpoint import save_checkpoint
 from r1gym.core.grpo import build_scheduler
 from r1gym.core.jsonl import iter_jsonl
 from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
 from r1gym.core.registry import pick
-from r1gym.core.runtime import build_loggers, build_optimizer, load_trainable, prepare_process
+from r1gym.core.runtime import build_loggers, build_optimizer, load_trainable, prepare_process, restore
 
 log = logging.getLogger(__name__)
 
@@ -327,16 +327,7 @@ class SFTTrainer:
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, self.total_steps)
         self.loggers = build_loggers(self.host, cfg, self.run_dir)
-        start = 0
-        if ckpt is not None:
-            state = load_trainer_state(ckpt)
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.sampler.load_state_dict(state["sampler"])
-            set_rng_state(state["rng"])
-            start = int(state["step"])
-            log.info("resumed from %s at step %d", ckpt, start)
-        return start
+        return restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
 
     def _encode(self, conversations: list[tuple[str, list[dict]]]) -> tuple[list[Example], dict[str, int]]:
         s = self.cfg.sft

@@ -102,3 +102,26 @@ def test_a_client_that_goes_away_mid_stream_stops_its_generation_and_the_server_
     assert r.status_code == 200
     # 4,000 tokens take minutes here; the next request would wait behind them had generation gone on
     assert time.monotonic() - started < 60
+
+
+def test_a_run_folder_or_a_checkpoint_is_served_with_its_latest_weights(tiny_model, tiny_model_dir, tmp_path):
+    """What `r1gym serve runs/<run>` loads: the run's latest checkpoint, with the run's model settings."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from r1gym.core.chat import load_chat_model
+    from r1gym.core.checkpoint import save_checkpoint
+    from r1gym.core.config import compose
+
+    model, tok = tiny_model
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(2.0)  # "trained": differs from the base folder
+    run = tmp_path / "run"
+    cfg = compose(["model=hf", f"model.name_or_path={tiny_model_dir}"])
+    run.mkdir()
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    ckpt = save_checkpoint(run, 3, model=model, tokenizer=tok, state={})
+    for path in (run, ckpt):
+        chat = load_chat_model(str(path))
+        assert torch.equal(chat.model.get_input_embeddings().weight, model.get_input_embeddings().weight)
+    assert load_chat_model(str(run)).name == "run" and load_chat_model(str(tiny_model_dir), name="x").name == "x"
