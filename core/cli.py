@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -78,6 +79,8 @@ def cmd_train(overrides: Sequence[str]) -> int:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         (run_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
     summary = run_stage(cfg, run_dir)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return 0
     for when in ("eval_start", "eval_end"):
         if when in summary:
             ev = summary[when]

@@ -157,6 +157,10 @@ class TrainerConfig:
     matmul: str = "auto"
     save_every: int = 10
     keep_checkpoints: int = 2
+    #: data-parallel over the processes torchrun starts (trainer=ddp; r1gym.core.distributed)
+    distributed: bool = False
+    #: the process-group backend: gloo (CPU), nccl (GPU), or null to choose by device
+    backend: str | None = None
     #: completions per step written to samples.jsonl (-1: all)
     log_samples: int = -1
 

@@ -32,10 +32,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from r1gym.core import advantages as adv_mod
-from r1gym.core import evaluation, losses, onednn
+from r1gym.core import distributed, evaluation, losses, onednn
 from r1gym.core.batch import PackedBatch, completion_logprobs, pack
 from r1gym.core.checkpoint import save_checkpoint
 from r1gym.core.envs import make_envs, primary_reward
+from r1gym.core.loggers import LoggerGroup
 from r1gym.core.models import load_model
 from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
@@ -105,6 +106,14 @@ class GRPOTrainer:
         if algo.group_size < 2:
             raise ValueError(f"algo.group_size must be >= 2 for group-relative advantages, got {algo.group_size}")
         self.sampling = SamplingParams.from_config(cfg.rollout)
+        self.dist = distributed.init(cfg.trainer.backend) if cfg.trainer.distributed else distributed.Dist()
+        if self.dist.enabled:
+            if algo.prompts_per_step % self.dist.world:
+                raise ValueError(f"algo.prompts_per_step={algo.prompts_per_step} must be a multiple of the "
+                                 f"{self.dist.world} processes (whole groups stay on one rank)")
+            if algo.dynamic_sampling:
+                raise ValueError("algo.dynamic_sampling is not supported with trainer=ddp yet (ranks would keep "
+                                 "different numbers of groups); turn it off or train in one process")
 
     # -- set-up ----------------------------------------------------------------------------------------
     def setup(self) -> int:
@@ -130,7 +139,7 @@ class GRPOTrainer:
         self.eval_indices: list[int] = []
         self.accuracy_key = primary_reward(self.envs[0])
         self.sampler = PromptSampler(len(self.envs[0].unwrapped.source), cfg.trainer.seed)
-        self.loggers = build_loggers(self.host, cfg, self.run_dir)
+        self.loggers = build_loggers(self.host, cfg, self.run_dir) if self.dist.is_main else LoggerGroup([])
         return restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
 
     # -- the loop --------------------------------------------------------------------------------------
@@ -141,23 +150,29 @@ class GRPOTrainer:
         self.loggers.start(self.run_dir, OmegaConf.to_container(cfg, resolve=True), total_steps=total, start_step=start)
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "status": "failed"}
         try:
-            if start == 0 and cfg.eval.at_start:
-                summary["eval_start"] = self.evaluate(0)
+            if start == 0 and cfg.eval.at_start and (ev := self._main_only(self.evaluate, 0)) is not None:
+                summary["eval_start"] = ev
             for step in range(start + 1, total + 1):
                 metrics, samples = self.train_step()
                 self.loggers.log_metrics(step, metrics)
                 self.loggers.log_samples(step, samples)
                 if cfg.eval.every and step % cfg.eval.every == 0 and step != total:
-                    self.evaluate(step)
+                    self._main_only(self.evaluate, step)
                 if step % cfg.trainer.save_every == 0 or step == total:
-                    self.save(step)
-            if cfg.eval.at_end and total > start:
-                summary["eval_end"] = self.evaluate(total)
+                    self._main_only(self.save, step)
+            if cfg.eval.at_end and total > start and (ev := self._main_only(self.evaluate, total)) is not None:
+                summary["eval_end"] = ev
             summary["status"] = "finished"
             summary["step"] = total
         finally:
             self.loggers.finish(summary)
         return summary
+
+    def _main_only(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` on rank 0 only (evaluation, checkpoints: ranks hold the same weights); the others wait."""
+        out = fn(*args) if self.dist.is_main else None
+        distributed.barrier(self.dist)
+        return out
 
     def save(self, step: int) -> Path:
         state = {
@@ -178,8 +193,8 @@ class GRPOTrainer:
             rounds += 1
             need = want - len(kept) // G
             with self.autocast():
-                eps = collect_episodes(
-                    self.envs, self.sampler.take(need), G, self.backend, self.renderer, self.sampling,
+                eps = collect_episodes(  # every rank draws the same indices and keeps its share
+                    self.envs, self.dist.shard(self.sampler.take(need)), G, self.backend, self.renderer, self.sampling,
                     max_episode_tokens=self.cfg.rollout.max_episode_tokens, first_group=n_groups, timings=timings,
                     reward_workers=self.cfg.rollout.reward_workers,
                 )
@@ -200,13 +215,27 @@ class GRPOTrainer:
         return kept, stats
 
     def train_step(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        cfg, algo = self.cfg, self.cfg.algo
+        """Sample this step's episodes and update the policy on them; (metrics, logged samples)."""
         t_step = time.perf_counter()
         timings = RolloutTimings()
         episodes, metrics = self.rollout(timings)
         t = {"generate": timings.generate, "reward": timings.reward}
-        if not episodes:
+        if not self.dist.enabled and not episodes:
             return {**metrics, "time/step": time.perf_counter() - t_step}, []
+        update_metrics, samples = self.update(episodes, t)
+        metrics.update(update_metrics)
+        metrics.update({f"time/{k}": v for k, v in t.items()})
+        metrics["time/step"] = time.perf_counter() - t_step
+        return distributed.mean_metrics(metrics, self.dist), samples
+
+    def update(self, episodes: list[Episode], t: dict[str, float] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """One policy update on ``episodes`` (this rank's share of the step's, whole groups each): advantages,
+        ``num_iterations`` passes over micro-batches, the optimizer and scheduler steps, the weight sync.
+        Under ``trainer=ddp`` each micro-batch counts for its share of the *global* batch and gradients are
+        summed over ranks, so the update equals a single process's on all the episodes."""
+        cfg, algo = self.cfg, self.cfg.algo
+        t = t if t is not None else {}
+        metrics: dict[str, float] = {}
         rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float64)
         valid = ~torch.isnan(rewards)
         group_ids = torch.tensor([e.group for e in episodes])
@@ -230,11 +259,16 @@ class GRPOTrainer:
         loss_stats: Counter[str] = Counter(dict.fromkeys(("loss", "clip_frac", "ratio_mean", "entropy", "logprob/sampler_abs_diff"), 0.0))
         if ref_lp is not None:
             loss_stats["kl"] = 0.0
+        # this rank's share of the global batch, in the units the loss aggregation counts (1 in one process)
+        units = losses.AGGREGATION_UNITS[algo.loss_aggregation]
+        local_units = float(units(batch.loss_mask)) if len(batch) else 0.0
+        global_units = distributed.global_units(local_units, self.dist)
+        share = local_units / global_units if global_units > 0 else 0.0
         for _ in range(algo.num_iterations):
             t0 = time.perf_counter()
             for rows in self._micro_batches(len(batch)):
                 part = batch.select(rows)
-                weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask)
+                weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask) * share
                 if weight == 0.0:
                     continue
                 with self.autocast():
@@ -257,6 +291,7 @@ class GRPOTrainer:
             t["forward_backward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             params = [p for p in self.model.parameters() if p.requires_grad]
+            distributed.all_reduce_grads(params, self.dist)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, algo.optim.max_grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -267,11 +302,11 @@ class GRPOTrainer:
         self.backend.sync_weights(self.model)
         t["weight_sync"] = time.perf_counter() - t0
         n_iter = algo.num_iterations
-        metrics.update({k: v / n_iter for k, v in loss_stats.items()})
+        # loss figures were weighted by global shares: a rank's sum is its part, the ranks' mean x world the whole
+        metrics.update({k: v / n_iter * self.dist.world for k, v in loss_stats.items()})
         metrics.update(self._episode_metrics(episodes, valid))
-        metrics.update({"grad_norm": float(grad_norm), "lr": lr, "trained_tokens": float(batch.loss_mask.sum())})
-        metrics.update({f"time/{k}": v for k, v in t.items()})
-        metrics["time/step"] = time.perf_counter() - t_step
+        metrics.update({"grad_norm": float(grad_norm), "lr": lr,
+                        "trained_tokens": float(batch.loss_mask.sum()) * self.dist.world})
         return metrics, self._samples(episodes, advantages)
 
     def autocast(self) -> Any:

@@ -66,7 +66,7 @@ def write_report(run_dir: Path, manifest: Mapping[str, Any]) -> Path:
     """Write ``report.md`` (and ``plots/*.png``) for a pipeline run; returns the report's path."""
     run_dir = Path(run_dir)
     lines = [f"# Pipeline `{manifest.get('pipeline')}`", "", f"Run folder: `{run_dir}`", "",
-             "| # | stage | kind of run | status | started | finished | outputs |", "|---|---|---|---|---|---|---|"]
+             "| # | stage | conf/stage | status | started | finished | outputs |", "|---|---|---|---|---|---|---|"]
     stages = manifest.get("stages", {})
     for k, (name, e) in enumerate(stages.items(), start=1):
         outputs = ", ".join(f"{key}: `{Path(str(v)).name}`" for key, v in (e.get("outputs") or {}).items() if v)

@@ -67,11 +67,13 @@ RUNNERS: dict[str, Callable[[Any, Path], dict[str, Any]]] = {
 def run_stage(cfg: Any, run_dir: Path) -> dict[str, Any]:
     """Run the stage ``cfg.stage`` in ``run_dir``; the summary is also written to ``run_dir/manifest.json``."""
     import json
+    import os
 
     from r1gym.core.registry import pick
 
     runner = pick(RUNNERS, cfg.stage.kind, "stage.kind")
     summary = runner(cfg, Path(run_dir))
     manifest = {"stage": cfg.stage.name, "kind": cfg.stage.kind, **summary}
-    (Path(run_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 writes for everyone
+        (Path(run_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return manifest

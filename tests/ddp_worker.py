@@ -1,0 +1,49 @@
+"""Worker for tests/test_distributed.py: one GRPO update on fixed episodes, in one process or as one rank of a
+gloo process group (started with torch.multiprocessing, as torchrun would start it)."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import torch
+
+
+def fixed_episodes(n_groups: int, group_size: int, seed: int = 0) -> list:
+    """The same episodes in every process: random prompts and completions, rewards with variance per group."""
+    from r1gym.core.rollout import Episode
+
+    rng = random.Random(seed)
+    out = []
+    for g in range(n_groups):
+        prompt = [rng.randrange(10, 500) for _ in range(rng.randrange(3, 7))]
+        for _ in range(group_size):
+            n = rng.randrange(2, 9)
+            out.append(Episode(group=g, task_index=g, prompt_ids=prompt,
+                               completion_ids=[rng.randrange(10, 500) for _ in range(n)], completion_mask=[1] * n,
+                               sampler_logprobs=[-1.0] * n, reward=float(rng.random() < 0.5), terminated=True))
+    return out
+
+
+def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregation: str) -> None:
+    from r1gym.core.config import compose
+    from r1gym.core.grpo import GRPOTrainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    cfg = compose(["model=hf", f"model.name_or_path={model_dir}", "trainer=ddp" if world > 1 else "trainer=cpu",
+                   "trainer.threads=1", "trainer.matmul=torch", "logger=jsonl_only", "algo.group_size=2",
+                   "algo.prompts_per_step=4", "algo.micro_batch_size=3", f"algo.loss_aggregation={aggregation}",
+                   "algo.optim.lr=1e-2", "algo.optim.fused=false"])
+    trainer = GRPOTrainer(cfg, Path(out_dir) / f"run-{world}-{rank}")
+    trainer.setup()
+    episodes = fixed_episodes(4, 2)
+    mine = [e for e in episodes if e.group % world == rank]  # whole groups per rank, as Dist.shard deals them
+    metrics, _ = trainer.update(mine)
+    metrics = __import__("r1gym.core.distributed", fromlist=["mean_metrics"]).mean_metrics(metrics, trainer.dist)
+    if rank == 0:
+        torch.save({"state": trainer.model.state_dict(), "metrics": metrics}, Path(out_dir) / f"world{world}.pt")
+    if world > 1:
+        torch.distributed.destroy_process_group()

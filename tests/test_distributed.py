@@ -1,0 +1,80 @@
+"""Data-parallel GRPO (trainer=ddp) on 2 CPU processes with gloo: one update equals the single-process update
+on the same episodes (same loss, same weights), for each loss aggregation."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from r1gym.core.distributed import Dist, mean_metrics
+
+
+def test_whole_groups_are_dealt_round_robin_and_one_process_is_rank_0_of_1():
+    assert Dist(1, 2).shard([10, 11, 12, 13, 14]) == [11, 13] and Dist(0, 2).shard([10, 11, 12]) == [10, 12]
+    single = Dist()
+    assert not single.enabled and single.is_main and single.shard([1, 2]) == [1, 2]
+    assert mean_metrics({"a": 1.0}, single) == {"a": 1.0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"])
+def test_two_process_update_equals_the_single_process_update(tiny_model_dir, tmp_path, aggregation):
+    import torch.multiprocessing as mp
+
+    import ddp_worker
+
+    ddp_worker.run(0, 1, _free_port(), str(tiny_model_dir), str(tmp_path), aggregation)
+    mp.start_processes(ddp_worker.run, args=(2, _free_port(), str(tiny_model_dir), str(tmp_path), aggregation),
+                       nprocs=2, join=True, start_method="spawn")
+    from transformers import AutoModelForCausalLM
+
+    one, two = torch.load(tmp_path / "world1.pt"), torch.load(tmp_path / "world2.pt")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    changed = 0
+    for name, w in one["state"].items():
+        torch.testing.assert_close(two["state"][name], w, rtol=1e-5, atol=1e-6, msg=f"{name} differs")
+        changed += int(not torch.equal(w, base[name]))
+    assert changed > 0  # the update moved the weights
+    assert one["metrics"]["loss"] == pytest.approx(two["metrics"]["loss"], rel=1e-5, abs=1e-7)
+    assert one["metrics"]["grad_norm"] == pytest.approx(two["metrics"]["grad_norm"], rel=1e-5)
+    assert one["metrics"]["grad_norm"] > 0  # there was something to learn
+
+
+def test_a_killed_two_process_run_resumes_where_it_stopped(tiny_model_dir, tmp_path):
+    """torchrun with 2 gloo processes, SIGKILLed after its third checkpoint, resumed with resume=RUN."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    common = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+              "-m", "r1gym.core.cli", "train"]
+    args = ["trainer=ddp", "model=hf", f"model.name_or_path={tiny_model_dir}", "env=arithmetic_fewshot",
+            "algo.group_size=2", "algo.prompts_per_step=2", "rollout.max_new_tokens=8", "trainer.max_steps=40",
+            "trainer.save_every=1", "trainer.keep_checkpoints=100", "trainer.threads=1", "logger=jsonl_only",
+            "eval.at_start=false", "eval.at_end=false", f"run_dir={run}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = subprocess.Popen([sys.executable, *common, *args], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoints" / "step_000003").exists():
+        assert first.poll() is None, first.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    second = subprocess.run([sys.executable, *common, f"resume={run}"], env=env, capture_output=True, timeout=600)
+    assert second.returncode == 0, (second.stdout + second.stderr).decode()[-3000:]
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 40 and set(steps) == set(range(1, 41)) and steps.count(1) == 1
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
