@@ -78,7 +78,10 @@ def cmd_train(overrides: Sequence[str]) -> int:
         cfg.run_dir = str(run_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         (run_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
+    from r1gym.core.distributed import shutdown
+
     summary = run_stage(cfg, run_dir)
+    shutdown()  # ranks leave together (after a failure there is no barrier: the others fail on their own)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return 0
     for when in ("eval_start", "eval_end"):

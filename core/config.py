@@ -161,6 +161,8 @@ class TrainerConfig:
     distributed: bool = False
     #: the process-group backend: gloo (CPU), nccl (GPU), or null to choose by device
     backend: str | None = None
+    #: DeepSpeed ZeRO: ``{stage: 1 | 2, config: {raw DeepSpeed keys}}``; empty: off (r1gym.core.distributed)
+    deepspeed: dict[str, Any] = field(default_factory=dict)
     #: completions per step written to samples.jsonl (-1: all)
     log_samples: int = -1
 

@@ -121,3 +121,51 @@ def broadcast_object(obj: Any, d: Dist) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+# -- DeepSpeed ZeRO (trainer=deepspeed_zero2) ---------------------------------------------------------------
+def deepspeed_config(trainer_cfg: Any, max_grad_norm: float) -> dict[str, Any]:
+    """The DeepSpeed config generated from ours: ZeRO ``trainer.deepspeed.stage``, gradient clipping from the
+    optimizer config, gradient accumulation left to the trainer (``managed_gradient_accumulation: false``: the
+    trainer runs a varying number of micro-batches per step and calls ``step()`` once), then
+    ``trainer.deepspeed.config`` deep-merged over it (raw DeepSpeed keys pass through)."""
+    from omegaconf import OmegaConf
+
+    from r1gym.core.envs import deep_merge
+
+    ds = OmegaConf.to_container(trainer_cfg.deepspeed, resolve=True) if OmegaConf.is_config(trainer_cfg.deepspeed) \
+        else dict(trainer_cfg.deepspeed)
+    stage = int(ds.get("stage", 2))
+    if stage not in (1, 2):
+        raise ValueError(f"trainer.deepspeed.stage={stage}: ZeRO stages 1 and 2 are supported here; stage 3 "
+                         "(partitioned parameters) needs gathered weights for generation and is not built yet")
+    base = {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "managed_gradient_accumulation": False,
+        "gradient_clipping": float(max_grad_norm),
+        "zero_optimization": {"stage": stage},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+    }
+    return deep_merge(base, ds.get("config") or {})
+
+
+def deepspeed_engine(model: Any, optimizer: Any, config: dict[str, Any]) -> Any:
+    """``deepspeed.initialize`` around our model and (client) optimizer; the process group must exist."""
+    try:
+        import deepspeed
+    except ImportError as exc:
+        raise ImportError("trainer.deepspeed needs DeepSpeed: pip install 'r1gym[deepspeed]'") from exc
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine
+
+
+def shutdown() -> None:
+    """Leave the process group together (a last barrier, then destroy it), so that no rank exits while another
+    is still in a collective. A no-op in a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

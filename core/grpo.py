@@ -130,6 +130,10 @@ class GRPOTrainer:
         o = cfg.algo.optim
         self.optimizer = build_optimizer(self.model, o)
         self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, cfg.trainer.max_steps)
+        self.engine = None  # DeepSpeed (trainer.deepspeed.stage): it reduces, clips and steps; we schedule
+        if cfg.trainer.deepspeed:
+            self.engine = distributed.deepspeed_engine(
+                self.model, self.optimizer, distributed.deepspeed_config(cfg.trainer, o.max_grad_norm))
         self.renderer = PromptRenderer(self.tokenizer, cfg.model.prompt_format)
         backend_factory = self.host.rollout_backends.get(cfg.rollout.backend)
         self.backend = backend_factory(self.model, self.tokenizer, **OmegaConf.to_container(cfg.rollout.params))
@@ -140,7 +144,12 @@ class GRPOTrainer:
         self.accuracy_key = primary_reward(self.envs[0])
         self.sampler = PromptSampler(len(self.envs[0].unwrapped.source), cfg.trainer.seed)
         self.loggers = build_loggers(self.host, cfg, self.run_dir) if self.dist.is_main else LoggerGroup([])
-        return restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
+        if self.engine is None:
+            return restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
+        if ckpt is not None:  # the optimizer's partitions are in DeepSpeed's own checkpoint, one per rank
+            self.engine.load_checkpoint(str(ckpt.parent / "deepspeed"), tag=ckpt.name, load_optimizer_states=True,
+                                        load_lr_scheduler_states=False)
+        return restore(ckpt, scheduler=self.scheduler, sampler=self.sampler)
 
     # -- the loop --------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -159,7 +168,7 @@ class GRPOTrainer:
                 if cfg.eval.every and step % cfg.eval.every == 0 and step != total:
                     self._main_only(self.evaluate, step)
                 if step % cfg.trainer.save_every == 0 or step == total:
-                    self._main_only(self.save, step)
+                    self.save_all(step)
             if cfg.eval.at_end and total > start and (ev := self._main_only(self.evaluate, total)) is not None:
                 summary["eval_end"] = ev
             summary["status"] = "finished"
@@ -174,12 +183,28 @@ class GRPOTrainer:
         distributed.barrier(self.dist)
         return out
 
+    def save_all(self, step: int) -> None:
+        """A checkpoint of ``step``: with DeepSpeed every rank writes its optimizer partition first
+        (``checkpoints/deepspeed/step_N``); then rank 0 the weights and trainer state, ``latest`` last."""
+        if self.engine is not None:
+            self.engine.save_checkpoint(str(self.run_dir / "checkpoints" / "deepspeed"), tag=f"step_{step:06d}",
+                                        save_latest=False)
+        self._main_only(self.save, step)
+        if self.engine is not None and self.dist.is_main:  # keep DeepSpeed's parts of the kept checkpoints only
+            import shutil
+
+            kept = {p.name for p in (self.run_dir / "checkpoints").glob("step_*")}
+            for old in (self.run_dir / "checkpoints" / "deepspeed").glob("step_*"):
+                if old.name not in kept:
+                    shutil.rmtree(old, ignore_errors=True)
+
     def save(self, step: int) -> Path:
         state = {
-            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
         }
+        if self.engine is None:
+            state["optimizer"] = self.optimizer.state_dict()
         return save_checkpoint(self.run_dir, step, model=self.model, tokenizer=self.tokenizer, state=state,
                                keep=self.cfg.trainer.keep_checkpoints)
 
@@ -269,7 +294,7 @@ class GRPOTrainer:
             for rows in self._micro_batches(len(batch)):
                 part = batch.select(rows)
                 weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask) * share
-                if weight == 0.0:
+                if weight == 0.0 and self.engine is None:  # (DeepSpeed reduces per backward: ranks keep in step)
                     continue
                 with self.autocast():
                     lp, ent = completion_logprobs(self.model, part, temperature=self.sampling.temperature or 1.0,
@@ -281,7 +306,10 @@ class GRPOTrainer:
                     lp, old, ref, advantages[rows], part.loss_mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
                     beta=algo.beta, aggregation=algo.loss_aggregation, normalizer=float(cfg.rollout.max_episode_tokens or cfg.rollout.max_new_tokens),
                 )
-                (loss * weight).backward()
+                if self.engine is not None:  # DeepSpeed averages gradients over ranks; our weights are shares of a sum
+                    self.engine.backward(loss * weight * self.dist.world, scale_wrt_gas=False)
+                else:
+                    (loss * weight).backward()
                 loss_stats["loss"] += float(loss.detach()) * weight
                 for k, v in m.items():
                     loss_stats[k] += v * weight
@@ -291,10 +319,14 @@ class GRPOTrainer:
             t["forward_backward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             params = [p for p in self.model.parameters() if p.requires_grad]
-            distributed.all_reduce_grads(params, self.dist)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, algo.optim.max_grad_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            if self.engine is not None:
+                self.engine.step()  # reduces, clips (gradient_clipping), steps and zeroes the gradients
+                grad_norm = float(self.engine.get_global_grad_norm() or 0.0)
+            else:
+                distributed.all_reduce_grads(params, self.dist)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, algo.optim.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
             t["optimizer"] += time.perf_counter() - t0
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()

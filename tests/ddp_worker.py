@@ -26,14 +26,15 @@ def fixed_episodes(n_groups: int, group_size: int, seed: int = 0) -> list:
     return out
 
 
-def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregation: str) -> None:
+def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregation: str,
+        trainer_name: str = "ddp") -> None:
     from r1gym.core.config import compose
     from r1gym.core.grpo import GRPOTrainer
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), DS_ACCELERATOR="cpu")
     torch.set_num_threads(1)
-    cfg = compose(["model=hf", f"model.name_or_path={model_dir}", "trainer=ddp" if world > 1 else "trainer=cpu",
+    cfg = compose(["model=hf", f"model.name_or_path={model_dir}", f"trainer={trainer_name}" if world > 1 else "trainer=cpu",
                    "trainer.threads=1", "trainer.matmul=torch", "logger=jsonl_only", "algo.group_size=2",
                    "algo.prompts_per_step=4", "algo.micro_batch_size=3", f"algo.loss_aggregation={aggregation}",
                    "algo.optim.lr=1e-2", "algo.optim.fused=false"])
@@ -44,6 +45,7 @@ def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregat
     metrics, _ = trainer.update(mine)
     metrics = __import__("r1gym.core.distributed", fromlist=["mean_metrics"]).mean_metrics(metrics, trainer.dist)
     if rank == 0:
-        torch.save({"state": trainer.model.state_dict(), "metrics": metrics}, Path(out_dir) / f"world{world}.pt")
+        torch.save({"state": trainer.model.state_dict(), "metrics": metrics},
+                   Path(out_dir) / f"world{world}{'-' + trainer_name if world > 1 else ''}.pt")
     if world > 1:
         torch.distributed.destroy_process_group()

@@ -24,18 +24,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"])
-def test_two_process_update_equals_the_single_process_update(tiny_model_dir, tmp_path, aggregation):
+CASES = [("ddp", "seq_mean_token_mean"), ("ddp", "token_mean"), ("ddp", "seq_mean_token_sum_norm"),
+         ("deepspeed_zero2", "seq_mean_token_mean"), ("deepspeed_zero2", "token_mean")]
+
+
+@pytest.mark.parametrize(("trainer", "aggregation"), CASES)
+def test_two_process_update_equals_the_single_process_update(tiny_model_dir, tmp_path, trainer, aggregation):
     import torch.multiprocessing as mp
 
     import ddp_worker
 
+    if trainer.startswith("deepspeed"):
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed: pip install 'r1gym[deepspeed]'")
     ddp_worker.run(0, 1, _free_port(), str(tiny_model_dir), str(tmp_path), aggregation)
-    mp.start_processes(ddp_worker.run, args=(2, _free_port(), str(tiny_model_dir), str(tmp_path), aggregation),
+    mp.start_processes(ddp_worker.run, args=(2, _free_port(), str(tiny_model_dir), str(tmp_path), aggregation, trainer),
                        nprocs=2, join=True, start_method="spawn")
     from transformers import AutoModelForCausalLM
 
-    one, two = torch.load(tmp_path / "world1.pt"), torch.load(tmp_path / "world2.pt")
+    one, two = torch.load(tmp_path / "world1.pt"), torch.load(tmp_path / f"world2-{trainer}.pt")
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
     changed = 0
     for name, w in one["state"].items():
@@ -47,7 +53,8 @@ def test_two_process_update_equals_the_single_process_update(tiny_model_dir, tmp
     assert one["metrics"]["grad_norm"] > 0  # there was something to learn
 
 
-def test_a_killed_two_process_run_resumes_where_it_stopped(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("trainer", ["ddp", "deepspeed_zero2"])
+def test_a_killed_two_process_run_resumes_where_it_stopped(tiny_model_dir, tmp_path, trainer):
     """torchrun with 2 gloo processes, SIGKILLed after its third checkpoint, resumed with resume=RUN."""
     import json
     import os
@@ -57,24 +64,35 @@ def test_a_killed_two_process_run_resumes_where_it_stopped(tiny_model_dir, tmp_p
     import time
 
     run = tmp_path / "run"
-    common = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-              "-m", "r1gym.core.cli", "train"]
-    args = ["trainer=ddp", "model=hf", f"model.name_or_path={tiny_model_dir}", "env=arithmetic_fewshot",
+    def common() -> list[str]:  # a fresh rendezvous port per launch
+        return ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+                "-m", "r1gym.core.cli", "train"]
+
+    if trainer.startswith("deepspeed"):
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed: pip install 'r1gym[deepspeed]'")
+    args = [f"trainer={trainer}", "model=hf", f"model.name_or_path={tiny_model_dir}", "env=arithmetic_fewshot",
             "algo.group_size=2", "algo.prompts_per_step=2", "rollout.max_new_tokens=8", "trainer.max_steps=40",
             "trainer.save_every=1", "trainer.keep_checkpoints=100", "trainer.threads=1", "logger=jsonl_only",
             "eval.at_start=false", "eval.at_end=false", f"run_dir={run}"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    first = subprocess.Popen([sys.executable, *common, *args], env=env, stdout=subprocess.PIPE,
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}
+    first = subprocess.Popen([sys.executable, *common(), *args], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
     while not (run / "checkpoints" / "step_000003").exists():
         assert first.poll() is None, first.stdout.read().decode()[-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    # torchrun's workers run in sessions of their own: kill the launcher and every worker of this run
     os.killpg(first.pid, signal.SIGKILL)
+    subprocess.run(["pkill", "-9", "-f", f"run_dir={run}"], check=False)
     first.wait()
-    second = subprocess.run([sys.executable, *common, f"resume={run}"], env=env, capture_output=True, timeout=600)
+    while subprocess.run(["pgrep", "-f", f"run_dir={run}"], capture_output=True).returncode == 0:
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, *common(), f"resume={run}"], env=env, capture_output=True, timeout=600)
     assert second.returncode == 0, (second.stdout + second.stderr).decode()[-3000:]
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 40 and set(steps) == set(range(1, 41)) and steps.count(1) == 1
     assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+    if trainer.startswith("deepspeed"):  # DeepSpeed's optimizer partitions were saved, pruned with the rest
+        kept = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+        assert sorted(p.name for p in (run / "checkpoints" / "deepspeed").glob("step_*")) == kept
