@@ -84,6 +84,14 @@ class AlgoConfig:
     beta: float = 0.0
     #: "seq_mean_token_mean" (GRPO), "token_mean" (DAPO), "seq_mean_token_sum_norm" (Dr. GRPO)
     loss_aggregation: str = "seq_mean_token_mean"
+    #: importance correction for sampler/trainer mismatch (r1gym.core.losses.importance_weights): auto (truncate
+    #: when the rollout backend's log-probs are not the trainer's, e.g. bf16 sampler weights or vLLM), none,
+    #: truncate, mask
+    is_correction: str = "auto"
+    #: token or sequence ratios
+    is_level: str = "token"
+    #: truncation cap (truncate) or the band [1/cap, cap] kept (mask)
+    is_cap: float = 2.0
     #: drop completions that hit the token limit from the loss (DAPO's overlong filtering)
     mask_truncated: bool = False
     #: DAPO dynamic sampling: drop groups with equal rewards and sample more prompts to refill

@@ -137,6 +137,11 @@ class GRPOTrainer:
         self.renderer = PromptRenderer(self.tokenizer, cfg.model.prompt_format)
         backend_factory = self.host.rollout_backends.get(cfg.rollout.backend)
         self.backend = backend_factory(self.model, self.tokenizer, **OmegaConf.to_container(cfg.rollout.params))
+        self.is_mode = cfg.algo.is_correction
+        if self.is_mode == "auto":  # correct only what needs it: a sampler whose log-probs are not the trainer's
+            self.is_mode = "none" if getattr(self.backend, "exact_logprobs", False) else "truncate"
+        losses.importance_weights(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), mode=self.is_mode,
+                                  level=cfg.algo.is_level, cap=cfg.algo.is_cap)  # a bad setting fails here
         n_envs = cfg.algo.prompts_per_step * cfg.algo.group_size
         self.envs = make_envs(cfg.env, n_envs)
         self.eval_envs: list[Any] | None = None
@@ -302,9 +307,16 @@ class GRPOTrainer:
                 T = lp.shape[1]
                 old = old_lp[rows, :T] if old_lp is not None else lp.detach()
                 ref = ref_lp[rows, :T] if ref_lp is not None else None
+                token_weights = None
+                if self.is_mode != "none":
+                    token_weights, is_m = losses.importance_weights(
+                        old, part.sampler_logprobs, part.loss_mask, mode=self.is_mode, level=algo.is_level, cap=algo.is_cap)
+                    for k, v in is_m.items():
+                        loss_stats[k] += v * weight
                 loss, m = losses.grpo_loss(
                     lp, old, ref, advantages[rows], part.loss_mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
                     beta=algo.beta, aggregation=algo.loss_aggregation, normalizer=float(cfg.rollout.max_episode_tokens or cfg.rollout.max_new_tokens),
+                    token_weights=token_weights,
                 )
                 if self.engine is not None:  # DeepSpeed averages gradients over ranks; our weights are shares of a sum
                     self.engine.backward(loss * weight * self.dist.world, scale_wrt_gas=False)

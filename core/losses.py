@@ -110,6 +110,55 @@ def get_loss_aggregation(name: str) -> Aggregation:
     return pick(LOSS_AGGREGATIONS, name, "loss aggregation")
 
 
+IS_MODES = ("none", "truncate", "mask")
+IS_LEVELS = ("token", "sequence")
+
+
+def importance_weights(
+    old_logprobs: torch.Tensor,
+    sampler_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    mode: str,
+    level: str,
+    cap: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Correction for sampling with a different numeric path than training (vLLM, bf16 sampler weights).
+
+    The ratio ``rho = pi_train / pi_sampler`` of the tokens' probabilities (per token, or per sequence: the
+    product over its tokens) weighs each token's loss: ``truncate`` uses ``min(rho, cap)`` (truncated importance
+    sampling), ``mask`` drops what has ``rho`` outside ``[1 / cap, cap]`` (masked importance sampling).
+    The weights carry no gradient. Returns (weights per token, metrics).
+
+    >>> w, _ = importance_weights(torch.tensor([[0.0, 0.0]]), torch.tensor([[-1.0, 0.0]]), torch.ones(1, 2),
+    ...                           mode="truncate", level="token", cap=2.0)
+    >>> [round(x, 3) for x in w[0].tolist()]
+    [2.0, 1.0]
+    """
+    if mode not in IS_MODES or level not in IS_LEVELS:
+        raise ValueError(f"importance correction mode must be one of {IS_MODES} and level one of {IS_LEVELS}, "
+                         f"got {mode!r}, {level!r}")
+    if cap <= 1.0:
+        raise ValueError(f"the importance-ratio cap must be > 1, got {cap}")
+    with torch.no_grad():
+        log_rho = (old_logprobs - sampler_logprobs) * mask
+        if level == "sequence":
+            log_rho = log_rho.sum(-1, keepdim=True).expand_as(old_logprobs)
+        rho = torch.exp(log_rho.clamp(max=50.0))
+        if mode == "none":
+            weights = torch.ones_like(rho)
+            off = torch.zeros_like(rho, dtype=torch.bool)
+        elif mode == "truncate":
+            off = rho > cap
+            weights = rho.clamp(max=cap)
+        else:
+            off = (rho > cap) | (rho < 1.0 / cap)
+            weights = (~off).to(rho.dtype)
+        metrics = {"is/ratio_mean": masked_mean(rho, mask).item(),
+                   "is/capped_frac" if mode == "truncate" else "is/masked_frac": masked_mean(off.to(rho.dtype), mask).item()}
+    return weights * mask, metrics
+
+
 def grpo_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -122,12 +171,15 @@ def grpo_loss(
     beta: float,
     aggregation: str,
     normalizer: float | None = None,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Scalar GRPO loss = aggregate(clipped surrogate + beta * k3 KL), plus metrics.
 
     The KL term is added only when ``beta > 0`` (DAPO and Dr. GRPO use
     beta = 0 and need no reference model). Metrics are python floats over
     masked tokens: "clip_frac", "ratio_mean", and "kl" when a reference is given.
+    ``token_weights`` (no gradient), when given, multiply each token's term: the importance correction of
+    :func:`importance_weights`.
     """
     aggregate = get_loss_aggregation(aggregation)
     if beta > 0 and ref_logprobs is None:
@@ -139,6 +191,8 @@ def grpo_loss(
     kl = kl_k3(logprobs, ref_logprobs) if ref_logprobs is not None else None
     if beta > 0 and kl is not None:
         per_token = per_token + beta * kl
+    if token_weights is not None:
+        per_token = per_token * token_weights
     loss = aggregate(per_token, mask, normalizer)
 
     with torch.no_grad():

@@ -246,3 +246,37 @@ def test_entropy_from_logits():
     assert_close(ent, t([math.log(4), 0.0, math.log(2)]))
     # probabilities [.5, .25, .25]: -(.5 ln .5 + 2 * .25 ln .25) = .34657 + .69315 = 1.039721
     assert_close(entropy_from_logits(t([math.log(2.0), 0.0, 0.0])), t(1.5 * math.log(2)))
+
+
+def test_importance_weights_truncate_mask_and_sequence_level_by_hand():
+    from r1gym.core.losses import importance_weights
+
+    old = torch.tensor([[0.0, 0.0, 0.0]])
+    sampler = torch.tensor([[-1.0, 0.5, 0.0]])  # rho = e, e^-0.5, 1 per token
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    w, m = importance_weights(old, sampler, mask, mode="truncate", level="token", cap=2.0)
+    assert torch.allclose(w, torch.tensor([[2.0, math.exp(-0.5), 0.0]]))
+    assert m["is/capped_frac"] == pytest.approx(0.5)
+    w, m = importance_weights(old, sampler, mask, mode="mask", level="token", cap=2.0)
+    assert torch.equal(w, torch.tensor([[0.0, 1.0, 0.0]])) and m["is/masked_frac"] == pytest.approx(0.5)
+    w, _ = importance_weights(old, sampler, mask, mode="truncate", level="sequence", cap=2.0)  # rho = e^0.5 for all
+    assert torch.allclose(w, torch.tensor([[math.exp(0.5), math.exp(0.5), 0.0]]))
+    w, _ = importance_weights(old, sampler, mask, mode="none", level="token", cap=2.0)
+    assert torch.equal(w, mask)
+    with pytest.raises(ValueError, match="truncate"):
+        importance_weights(old, sampler, mask, mode="clip", level="token", cap=2.0)
+    with pytest.raises(ValueError, match="cap must be > 1"):
+        importance_weights(old, sampler, mask, mode="mask", level="token", cap=1.0)
+
+
+def test_token_weights_scale_each_tokens_term_and_ones_change_nothing():
+    from r1gym.core.losses import grpo_loss
+
+    torch.manual_seed(0)
+    lp = torch.randn(3, 4, requires_grad=True)
+    adv, mask = torch.tensor([1.0, -1.0, 0.5]), torch.ones(3, 4)
+    kw = dict(eps_low=0.2, eps_high=0.2, beta=0.0, aggregation="token_mean")
+    plain, _ = grpo_loss(lp, lp.detach(), None, adv, mask, **kw)
+    ones, _ = grpo_loss(lp, lp.detach(), None, adv, mask, token_weights=torch.ones(3, 4), **kw)
+    half, _ = grpo_loss(lp, lp.detach(), None, adv, mask, token_weights=torch.full((3, 4), 0.5), **kw)
+    assert float(ones) == pytest.approx(float(plain)) and float(half) == pytest.approx(0.5 * float(plain))

@@ -245,3 +245,13 @@ def test_bf16_autocast_step_trains_in_fp32_weights(test_plugins, tiny_model_dir,
     assert metrics["logprob/sampler_abs_diff"] < 0.5
     with pytest.raises(ValueError, match="Known trainer.autocast modes: bf16, fp16"):
         GRPOTrainer(_cfg(tiny_model_dir, tmp_path / "y", "trainer.autocast=bf61"), tmp_path / "y").autocast()
+
+
+@pytest.mark.parametrize(("params", "mode"), [([], "none"), (["+rollout.params.dtype=bfloat16"], "truncate"),
+                                              (["algo.is_correction=mask"], "mask")])
+def test_importance_correction_is_on_exactly_when_the_sampler_is_not_the_trainer(tiny_model_dir, tmp_path, params, mode):
+    trainer = GRPOTrainer(_cfg(tiny_model_dir, tmp_path, *params), tmp_path)
+    trainer.setup()
+    assert trainer.is_mode == mode
+    metrics, _ = trainer.train_step()
+    assert ("is/ratio_mean" in metrics) == (mode != "none") and math.isfinite(metrics["loss"])

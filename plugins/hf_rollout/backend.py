@@ -88,6 +88,12 @@ class HFBackend:
         """Which forward pass the loop runs: ``lean`` or ``hf``."""
         return "lean" if self.lean is not None else "hf"
 
+    @property
+    def exact_logprobs(self) -> bool:
+        """Whether the sampler's log-probs are the trainer's (fp32 weights shared with it) or come from another
+        numeric path (bf16 sampler weights), which the trainer's importance correction then accounts for."""
+        return self.dtype is None
+
     def sync_weights(self, model: Any) -> None:
         """The same module object as the trainer's: nothing to copy, except the lean decoder's bf16 copy."""
         self.model = model
