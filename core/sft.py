@@ -43,7 +43,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from r1gym.core import distributed
 from r1gym.core.batch import _body, _head_logprobs
+from r1gym.core.loggers import LoggerGroup
 from r1gym.core.checkpoint import save_checkpoint
 from r1gym.core.grpo import build_scheduler
 from r1gym.core.jsonl import iter_jsonl
@@ -306,6 +308,11 @@ class SFTTrainer:
         for key in ("batch_tokens", "micro_batch_tokens", "max_length"):
             if s[key] <= 0:
                 raise ValueError(f"sft.{key} must be > 0, got {s[key]}")
+        if cfg.trainer.deepspeed:
+            raise ValueError("trainer.deepspeed is supported for GRPO stages only so far; train SFT with trainer=ddp "
+                             "(torchrun) or in one process")
+        # under torchrun (trainer=ddp) every rank takes the same examples per step and trains on its share
+        self.dist = distributed.init(cfg.trainer.backend) if cfg.trainer.distributed else distributed.Dist()
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def setup(self) -> int:
@@ -326,7 +333,7 @@ class SFTTrainer:
         self.optimizer = build_optimizer(self.model, o)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, self.total_steps)
-        self.loggers = build_loggers(self.host, cfg, self.run_dir)
+        self.loggers = build_loggers(self.host, cfg, self.run_dir) if self.dist.is_main else LoggerGroup([])
         return restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
 
     def _encode(self, conversations: list[tuple[str, list[dict]]]) -> tuple[list[Example], dict[str, int]]:
@@ -368,7 +375,9 @@ class SFTTrainer:
                 self.loggers.log_metrics(step, metrics)
                 summary["step"], summary["loss"] = step, metrics["loss"]
                 if step % self.cfg.trainer.save_every == 0 or step == total:
-                    self.save(step)
+                    if self.dist.is_main:
+                        self.save(step)
+                    distributed.barrier(self.dist)
             summary["status"] = "finished"
         finally:
             self.loggers.finish(summary)
@@ -378,11 +387,12 @@ class SFTTrainer:
         s = self.cfg.sft
         t0 = time.perf_counter()
         examples = [self.examples[i] for i in self.sampler.take(s.batch_tokens)]
-        n_loss = sum(sum(e.mask) for e in examples)
+        n_loss = sum(sum(e.mask) for e in examples)  # the whole step's (every rank knows all its examples)
+        mine = self.dist.shard(examples)
         device = next(self.model.parameters()).device
         loss, padded = 0.0, 0
-        micro_batches = layout(examples, packing=s.packing, row_tokens=s.max_length,
-                               micro_batch_tokens=s.micro_batch_tokens)
+        micro_batches = layout(mine, packing=s.packing, row_tokens=s.max_length,
+                               micro_batch_tokens=s.micro_batch_tokens) if mine else []
         for rows in micro_batches:
             mb = collate(rows, self.tokenizer.pad_token_id, packing=s.packing, device=device)
             with self.autocast():
@@ -390,6 +400,9 @@ class SFTTrainer:
             part.backward()
             loss += float(part.detach())
             padded += mb.tokens
+        distributed.all_reduce_grads(self.params, self.dist)  # a sum: each rank's loss is its share of the step's
+        loss = distributed.global_units(loss, self.dist)
+        padded = distributed.global_units(padded, self.dist)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, s.optim.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
