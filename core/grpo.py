@@ -150,11 +150,15 @@ class GRPOTrainer:
         self.sampler = PromptSampler(len(self.envs[0].unwrapped.source), cfg.trainer.seed)
         self.loggers = build_loggers(self.host, cfg, self.run_dir) if self.dist.is_main else LoggerGroup([])
         if self.engine is None:
-            return restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
-        if ckpt is not None:  # the optimizer's partitions are in DeepSpeed's own checkpoint, one per rank
-            self.engine.load_checkpoint(str(ckpt.parent / "deepspeed"), tag=ckpt.name, load_optimizer_states=True,
-                                        load_lr_scheduler_states=False)
-        return restore(ckpt, scheduler=self.scheduler, sampler=self.sampler)
+            start = restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
+        else:
+            if ckpt is not None:  # the optimizer's partitions are in DeepSpeed's own checkpoint, one per rank
+                self.engine.load_checkpoint(str(ckpt.parent / "deepspeed"), tag=ckpt.name, load_optimizer_states=True,
+                                            load_lr_scheduler_states=False)
+            start = restore(ckpt, scheduler=self.scheduler, sampler=self.sampler)
+        if self.dist.rank > 0:  # rank 0's RNG is the checkpointed one; the others sample from streams of their own
+            torch.manual_seed(cfg.trainer.seed + 7919 * self.dist.rank + start)
+        return start
 
     # -- the loop --------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
