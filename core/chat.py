@@ -67,7 +67,18 @@ class ChatModel:
     def option_logprobs(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
         """How likely each of ``options`` is as the whole reply to ``messages`` (summed token log-probs):
         lets a small model choose among fixed answers (a judge's verdicts) without free generation."""
-        return _option_logprobs(self, messages, options)
+        import torch
+
+        prompt = self.prompt_ids(messages)
+        rows = [prompt + self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        with self._lock, torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+        return [float(logp[i, len(prompt) - 1 : len(r) - 1].sum()) for i, r in enumerate(rows)]
 
     def generate(
         self,
@@ -138,25 +149,6 @@ class ChatModel:
                 on_text(row, text[len(sent[row]):])
             results.append(ChatResult(text, len(prompt), len(new), finish))
         return results
-
-
-def _option_logprobs(chat: "ChatModel", messages: Sequence[Message], options: Sequence[str]) -> list[float]:
-    """Sum of the log-probabilities of each option's tokens as the reply to ``messages`` (one forward pass)."""
-    import torch
-
-    prompt = chat.prompt_ids(messages)
-    rows = [prompt + chat.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
-    width = max(len(r) for r in rows)
-    pad = chat.tokenizer.pad_token_id if chat.tokenizer.pad_token_id is not None else 0
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    with chat._lock, torch.inference_mode():
-        logits = chat.model(input_ids=ids, attention_mask=mask).logits.float()
-    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-    out = []
-    for i, r in enumerate(rows):
-        out.append(float(logp[i, len(prompt) - 1 : len(r) - 1].sum()))
-    return out
 
 
 def load_chat_model(name_or_path: str, *, name: str | None = None, dtype: str = "float32") -> ChatModel:

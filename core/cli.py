@@ -62,11 +62,9 @@ def cmd_train(overrides: Sequence[str]) -> int:
     """Run one stage (``stage=...``; GRPO by default) in its run folder."""
     from omegaconf import OmegaConf
 
-    import transformers
-
     from r1gym.core.stages import RUNNERS, run_stage
 
-    transformers.logging.disable_progress_bar()  # our own progress bar is the one to watch
+    transformers_quiet()  # our own progress bar is the one to watch
     cfg, run_dir, resuming = load_run_config(overrides)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:  # before the run folder exists: a config with ??? left in it cannot run
@@ -96,11 +94,9 @@ def cmd_train(overrides: Sequence[str]) -> int:
 def cmd_eval(overrides: Sequence[str]) -> int:
     from omegaconf import OmegaConf
 
-    import transformers
-
     from r1gym.core.stages import run_stage
 
-    transformers.logging.disable_progress_bar()
+    transformers_quiet()
     if not any(o.split("=", 1)[0].lstrip("+~") == "stage" for o in overrides):
         overrides = ["stage=eval", *overrides]
     if any(o.startswith("resume=") for o in overrides):
@@ -135,6 +131,7 @@ def cmd_sandbox_run(path: str, backend: str, language: str | None, timeout: floa
 
 
 def transformers_quiet() -> None:
+    """No transformers progress bars: r1gym's own progress is the one to watch."""
     import transformers
 
     transformers.logging.disable_progress_bar()

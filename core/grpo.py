@@ -18,7 +18,6 @@ training (rewards are plugins).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -42,7 +41,7 @@ from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
 from r1gym.core.registry import pick
 from r1gym.core.rollout import Episode, RolloutTimings, SamplingParams, collect_episodes
-from r1gym.core.runtime import build_loggers, build_optimizer, load_trainable, prepare_process, restore
+from r1gym.core.runtime import autocast, build_loggers, build_optimizer, load_trainable, prepare_process, restore
 
 log = logging.getLogger(__name__)
 
@@ -359,11 +358,7 @@ class GRPOTrainer:
 
     def autocast(self) -> Any:
         """The configured mixed-precision context for forward passes (a no-op for fp32)."""
-        mode = self.cfg.trainer.autocast
-        if mode is None:
-            return contextlib.nullcontext()
-        dtype = pick({"bf16": torch.bfloat16, "fp16": torch.float16}, mode, "trainer.autocast mode")
-        return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=dtype)
+        return autocast(self.cfg.trainer, getattr(self, "model", None))
 
     def _micro_batches(self, n: int) -> list[list[int]]:
         """Row chunks of about ``micro_batch_size`` sequences, whole groups each (rows are group-contiguous),

@@ -75,3 +75,17 @@ def restore(checkpoint: Path | None, **stateful: Any) -> int:
     set_rng_state(state["rng"])
     logging.getLogger(__name__).info("resumed from %s at step %d", checkpoint, int(state["step"]))
     return int(state["step"])
+
+
+def autocast(trainer_cfg: Any, model: Any) -> Any:
+    """The configured mixed-precision context for forward passes (``trainer.autocast``; a no-op for fp32)."""
+    import contextlib
+
+    from r1gym.core.registry import pick
+
+    mode = trainer_cfg.autocast
+    if mode is None:
+        return contextlib.nullcontext()
+    dtype = pick({"bf16": torch.bfloat16, "fp16": torch.float16}, mode, "trainer.autocast mode")
+    device = next(model.parameters()).device.type if model is not None else "cpu"
+    return torch.autocast(device_type=device, dtype=dtype)

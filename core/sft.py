@@ -29,7 +29,6 @@ task; run ``r1gym eval`` on the checkpoint).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
@@ -52,7 +51,7 @@ from r1gym.core.jsonl import iter_jsonl
 from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
 from r1gym.core.registry import pick
-from r1gym.core.runtime import build_loggers, build_optimizer, load_trainable, prepare_process, restore
+from r1gym.core.runtime import autocast, build_loggers, build_optimizer, load_trainable, prepare_process, restore
 
 log = logging.getLogger(__name__)
 
@@ -415,11 +414,7 @@ class SFTTrainer:
 
     def autocast(self) -> Any:
         """The configured mixed-precision context for forward passes (a no-op for fp32)."""
-        mode = self.cfg.trainer.autocast
-        if mode is None:
-            return contextlib.nullcontext()
-        dtype = pick({"bf16": torch.bfloat16, "fp16": torch.float16}, mode, "trainer.autocast mode")
-        return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=dtype)
+        return autocast(self.cfg.trainer, getattr(self, "model", None))
 
     def save(self, step: int) -> Path:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

@@ -141,3 +141,22 @@ class JsonlSource(TaskList):
         meta = {"source": self.path.name, **{m: self._get(record, m, "meta_fields", lineno) for m in self.meta_fields}}
         task_id = str(self._get(record, id_field, "id_field", lineno)) if id_field else f"{self.path.stem}-{lineno}"
         return Task(id=task_id, prompt=prompt, fields=fields, meta=meta)
+
+
+class PromptSource(TaskList):
+    """A task per record's ``prompt_field``, with no answer; ``fields`` (e.g. ``question``) go to rewards
+    (judges and reward models read the prompt as ``question``)."""
+
+    def __init__(self, path: str | Path, prompt_field: str = "prompt", id_field: str | None = None,
+                 limit: int | None = None):
+        name = resolve_path(path).name
+        self.tasks = []
+        for lineno, record in read_records(path):
+            if limit is not None and len(self.tasks) >= limit:
+                break
+            where = f"{name}:{lineno}"
+            prompt = str(field_of(record, prompt_field, "prompt_field", where))
+            task_id = str(field_of(record, id_field, "id_field", where)) if id_field else f"{Path(name).stem}-{lineno}"
+            self.tasks.append(Task(task_id, prompt, {"question": prompt, "prompt": prompt}, {"source": name}))
+        if not self.tasks:
+            raise ValueError(f"{name}: no prompts")

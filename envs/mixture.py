@@ -8,41 +8,18 @@ prompt sampler draws indices of that list uniformly, so members are drawn by wei
 components are the member's own (``info["rewards"]`` has the components of the member that ran), and
 ``info["member"]`` names it.
 
-Also here: :class:`PromptSource`, tasks that are only prompts (general instructions with no reference
-answer), for judges and reward models.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from r1gym.envs.base import Task, task_index
-from r1gym.envs.datasets import TaskList, field_of, read_records, resolve_path
-
-
-class PromptSource(TaskList):
-    """A task per record's ``prompt_field``, with no answer; ``fields`` (e.g. ``question``) go to rewards
-    (judges and reward models read the prompt as ``question``)."""
-
-    def __init__(self, path: str | Path, prompt_field: str = "prompt", id_field: str | None = None,
-                 limit: int | None = None):
-        name = resolve_path(path).name
-        self.tasks = []
-        for lineno, record in read_records(path):
-            if limit is not None and len(self.tasks) >= limit:
-                break
-            where = f"{name}:{lineno}"
-            prompt = str(field_of(record, prompt_field, "prompt_field", where))
-            task_id = str(field_of(record, id_field, "id_field", where)) if id_field else f"{Path(name).stem}-{lineno}"
-            self.tasks.append(Task(task_id, prompt, {"question": prompt, "prompt": prompt}, {"source": name}))
-        if not self.tasks:
-            raise ValueError(f"{name}: no prompts")
 
 
 class MixtureSource:

@@ -22,8 +22,7 @@ GENERAL_REWARDS = {
 
 @hookimpl
 def r1gym_register_task_sources(register) -> None:
-    from r1gym.envs.datasets import JsonlSource
-    from r1gym.envs.mixture import PromptSource
+    from r1gym.envs.datasets import JsonlSource, PromptSource
 
     register("jsonl", JsonlSource, description="one task per line of a JSONL file (prompt + answer fields)")
     register("prompts", PromptSource, description="prompts with no reference answer (for judges and reward models)")

@@ -29,6 +29,7 @@ def fixed_episodes(n_groups: int, group_size: int, seed: int = 0) -> list:
 def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregation: str,
         trainer_name: str = "ddp") -> None:
     from r1gym.core.config import compose
+    from r1gym.core.distributed import mean_metrics
     from r1gym.core.grpo import GRPOTrainer
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
@@ -43,7 +44,7 @@ def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregat
     episodes = fixed_episodes(4, 2)
     mine = [e for e in episodes if e.group % world == rank]  # whole groups per rank, as Dist.shard deals them
     metrics, _ = trainer.update(mine)
-    metrics = __import__("r1gym.core.distributed", fromlist=["mean_metrics"]).mean_metrics(metrics, trainer.dist)
+    metrics = mean_metrics(metrics, trainer.dist)
     if rank == 0:
         torch.save({"state": trainer.model.state_dict(), "metrics": metrics},
                    Path(out_dir) / f"world{world}{'-' + trainer_name if world > 1 else ''}.pt")

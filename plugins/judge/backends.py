@@ -45,13 +45,10 @@ class LocalBackend:
     """A local model through :class:`r1gym.core.chat.ChatModel`, batched across calling threads."""
 
     def __init__(self, model: str = "smollm2-135m", max_batch: int = 8, dtype: str = "float32"):
-        from r1gym.core.microbatch import MicroBatcher
-
         self.model_name, self.max_batch, self.dtype = model, max_batch, dtype
         self.key = f"local:{model}"
-        self._batchers: dict[tuple[int, float], MicroBatcher] = {}
+        self._batchers: dict[tuple[int, float], Any] = {}  # (max_tokens, temperature) -> MicroBatcher
         self._lock = threading.Lock()
-        self._MicroBatcher = MicroBatcher
 
     def _chat_model(self) -> Any:
         with _MODELS_LOCK:
@@ -62,11 +59,13 @@ class LocalBackend:
             return _MODELS[(self.model_name, self.dtype)]
 
     def chat(self, messages: list[Message], *, max_tokens: int, temperature: float) -> str:
+        from r1gym.core.microbatch import MicroBatcher
+
         key = (max_tokens, temperature)
         with self._lock:
             if key not in self._batchers:
                 model = self._chat_model()
-                self._batchers[key] = self._MicroBatcher(
+                self._batchers[key] = MicroBatcher(
                     lambda batch: [r.text for r in model.generate(batch, max_tokens=max_tokens, temperature=temperature)],
                     max_batch=self.max_batch, name="r1gym-judge-local")
             batcher = self._batchers[key]
