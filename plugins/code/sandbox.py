@@ -415,7 +415,9 @@ def classify_exit(code: int | None, stderr: str, timed_out: bool, flooded: bool,
         return "sandbox_error", stderr.strip()[-500:] or f"the sandbox ended with exit code {code} before the program did"
     if code == 0:
         return "ok", ""
-    if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU) or (code in (-signal.SIGKILL, 137) and cpu_used >= cpu_limit - 0.05):
+    # a program that used up its CPU seconds hit the CPU limit, however it was reported (the unshare fallback may
+    # itself fail and exit 1 when the kernel kills its child)
+    if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU) or (code != 0 and cpu_used >= cpu_limit - 0.05):
         return "timeout", f"CPU limit of {cpu_limit} s"
     if "MemoryError" in stderr or "std::bad_alloc" in stderr or "Cannot allocate memory" in stderr:
         return "memory_limit", f"address-space limit of {limits.memory_mb} MB"
