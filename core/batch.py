@@ -139,6 +139,10 @@ def _head_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, temp
     head = model.get_output_embeddings()
     if getattr(head, "bias", None) is not None:
         chunk = 0  # rare; the chunked path handles the common bias-free head
+    if hasattr(head.weight, "ds_id"):
+        # DeepSpeed ZeRO-3: the weight is whole only inside the head's own forward (its hooks gather it), and the
+        # chunked path uses it outside, in its backward too. The head runs in one piece: O(positions x vocab).
+        chunk = 0
     B, T, H = hidden.shape
     flat_h, flat_t = hidden.reshape(B * T, H), targets.reshape(B * T)
     if chunk and B * T > chunk:
@@ -197,6 +201,21 @@ def completion_logprobs(
         ).last_hidden_state
         hidden = torch.cat([hidden, h_c], dim=1)
     return _head_logprobs(model, hidden, batch.completion_ids, temperature, with_entropy, chunk)
+
+
+class CompletionLogprobs(torch.nn.Module):
+    """:func:`completion_logprobs` of ``model`` as one module call, for an engine that must see every forward
+    pass: DeepSpeed does per-micro-batch bookkeeping in its own ``forward`` (ZeRO's gradient-accumulation
+    counter, ZeRO-3's parameter-fetch trace), which calling the model's parts directly would bypass. Its
+    parameters are ``model``'s."""
+
+    def __init__(self, model: Any):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: PackedBatch, temperature: float = 1.0, with_entropy: bool = False,
+                chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return completion_logprobs(self.model, batch, temperature=temperature, with_entropy=with_entropy, chunk=chunk)
 
 
 def reference_completion_logprobs(model: Any, batch: PackedBatch, *, temperature: float = 1.0) -> torch.Tensor:

@@ -16,8 +16,9 @@ CPU runs use the gloo backend, GPU runs NCCL; ``torchrun --nproc_per_node N`` se
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +128,7 @@ def broadcast_object(obj: Any, d: Dist) -> Any:
     return box[0]
 
 
-# -- DeepSpeed ZeRO (trainer=deepspeed_zero2) ---------------------------------------------------------------
+# -- DeepSpeed ZeRO (trainer=deepspeed_zero2 / deepspeed_zero3) ----------------------------------------------
 def deepspeed_config(trainer_cfg: Any, max_grad_norm: float) -> dict[str, Any]:
     """The DeepSpeed config generated from ours: ZeRO ``trainer.deepspeed.stage``, gradient clipping from the
     optimizer config, gradient accumulation left to the trainer (``managed_gradient_accumulation: false``: the
@@ -140,9 +141,8 @@ def deepspeed_config(trainer_cfg: Any, max_grad_norm: float) -> dict[str, Any]:
     ds = OmegaConf.to_container(trainer_cfg.deepspeed, resolve=True) if OmegaConf.is_config(trainer_cfg.deepspeed) \
         else dict(trainer_cfg.deepspeed)
     stage = int(ds.get("stage", 2))
-    if stage not in (1, 2):
-        raise ValueError(f"trainer.deepspeed.stage={stage}: ZeRO stages 1 and 2 are supported here; stage 3 "
-                         "(partitioned parameters) needs gathered weights for generation and is not built yet")
+    if stage not in (1, 2, 3):
+        raise ValueError(f"trainer.deepspeed.stage={stage}: DeepSpeed ZeRO has stages 1, 2 and 3")
     base = {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
@@ -163,6 +163,32 @@ def deepspeed_engine(model: Any, optimizer: Any, config: dict[str, Any]) -> Any:
         raise ImportError("trainer.deepspeed needs DeepSpeed: pip install 'r1gym[deepspeed]'") from exc
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     return engine
+
+
+def is_zero3(engine: Any) -> bool:
+    """Whether ``engine`` partitions the parameters themselves (ZeRO stage 3): outside a forward pass each rank
+    then holds only its shard of every weight."""
+    return engine is not None and engine.zero_optimization_stage() == 3
+
+
+@contextlib.contextmanager
+def gathered(engine: Any) -> Iterator[None]:
+    """Full weights on every rank for the duration, with ZeRO-3's fetch/release hooks removed, so that the
+    model can run outside the engine: generation (thousands of small forward passes, each of which would
+    otherwise all-gather every layer again), weight sync to the sampler, and rank-0-only evaluation and
+    ``save_pretrained``. Collective: every rank must enter. A no-op unless ``engine`` is ZeRO-3.
+
+    Costs one full copy of the weights per rank while open (DeepSpeed's
+    :func:`~deepspeed.runtime.zero.stage3.unwrap_model_for_generation`, as TRL's ``ds3_gather_for_generation``).
+    Nothing may keep references to the gathered tensors past the block: they are the pre-update weights after it.
+    """
+    if not is_zero3(engine):
+        yield
+        return
+    from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation
+
+    with unwrap_model_for_generation(engine):
+        yield
 
 
 def shutdown() -> None:

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from r1gym.core import advantages as adv_mod
 from r1gym.core import distributed, evaluation, losses, onednn
-from r1gym.core.batch import PackedBatch, completion_logprobs, pack
+from r1gym.core.batch import CompletionLogprobs, PackedBatch, completion_logprobs, pack
 from r1gym.core.checkpoint import save_checkpoint
 from r1gym.core.envs import make_envs, primary_reward
 from r1gym.core.loggers import LoggerGroup
@@ -130,9 +130,9 @@ class GRPOTrainer:
         self.optimizer = build_optimizer(self.model, o)
         self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, cfg.trainer.max_steps)
         self.engine = None  # DeepSpeed (trainer.deepspeed.stage): it reduces, clips and steps; we schedule
-        if cfg.trainer.deepspeed:
+        if cfg.trainer.deepspeed:  # the engine runs the policy's log-prob pass (it must see every forward)
             self.engine = distributed.deepspeed_engine(
-                self.model, self.optimizer, distributed.deepspeed_config(cfg.trainer, o.max_grad_norm))
+                CompletionLogprobs(self.model), self.optimizer, distributed.deepspeed_config(cfg.trainer, o.max_grad_norm))
         self.renderer = PromptRenderer(self.tokenizer, cfg.model.prompt_format)
         backend_factory = self.host.rollout_backends.get(cfg.rollout.backend)
         self.backend = backend_factory(self.model, self.tokenizer, **OmegaConf.to_container(cfg.rollout.params))
@@ -186,10 +186,17 @@ class GRPOTrainer:
         return summary
 
     def _main_only(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` on rank 0 only (evaluation, checkpoints: ranks hold the same weights); the others wait."""
-        out = fn(*args) if self.dist.is_main else None
-        distributed.barrier(self.dist)
+        """Run ``fn`` on rank 0 only (evaluation, checkpoints: ranks hold the same weights); the others wait.
+        Under ZeRO-3 every rank gathers the weights first, so rank 0 holds them whole."""
+        with self.gathered():
+            out = fn(*args) if self.dist.is_main else None
+            distributed.barrier(self.dist)
         return out
+
+    def gathered(self) -> Any:
+        """A block in which ``self.model`` holds its full weights on every rank (ZeRO-3 partitions them between
+        forward passes; :func:`~r1gym.core.distributed.gathered`); a no-op otherwise. Collective."""
+        return distributed.gathered(getattr(self, "engine", None))
 
     def save_all(self, step: int) -> None:
         """A checkpoint of ``step``: with DeepSpeed every rank writes its optimizer partition first
@@ -225,7 +232,7 @@ class GRPOTrainer:
         while True:
             rounds += 1
             need = want - len(kept) // G
-            with self.autocast():
+            with self.gathered(), self.autocast():
                 eps = collect_episodes(  # every rank draws the same indices and keeps its share
                     self.envs, self.dist.shard(self.sampler.take(need)), G, self.backend, self.renderer, self.sampling,
                     max_episode_tokens=self.cfg.rollout.max_episode_tokens, first_group=n_groups, timings=timings,
@@ -280,12 +287,12 @@ class GRPOTrainer:
         t0 = time.perf_counter()
         ref_lp = None
         if self.ref_model is not None:
-            ref_lp = self._no_grad_logprobs(self.ref_model, batch)
+            ref_lp = self._no_grad_logprobs(batch, self.ref_model)
         elif algo.beta > 0 and self.lora:
             with self.model.disable_adapter():
-                ref_lp = self._no_grad_logprobs(self.model, batch)
+                ref_lp = self._no_grad_logprobs(batch)
         t["reference"] = time.perf_counter() - t0
-        old_lp = self._no_grad_logprobs(self.model, batch) if algo.num_iterations > 1 else None
+        old_lp = self._no_grad_logprobs(batch) if algo.num_iterations > 1 else None
 
         t["forward_backward"] = t["optimizer"] = 0.0
         # always the same keys, also for a step with nothing to train on
@@ -302,11 +309,11 @@ class GRPOTrainer:
             for rows in self._micro_batches(len(batch)):
                 part = batch.select(rows)
                 weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask) * share
-                if weight == 0.0 and self.engine is None:  # (DeepSpeed reduces per backward: ranks keep in step)
+                if weight == 0.0 and self.engine is None:  # (DeepSpeed reduces per backward, and ZeRO-3 gathers
+                    # weights per forward: every rank runs every micro-batch)
                     continue
                 with self.autocast():
-                    lp, ent = completion_logprobs(self.model, part, temperature=self.sampling.temperature or 1.0,
-                                                  with_entropy=True, chunk=algo.logprob_chunk)
+                    lp, ent = self._logprobs(part, with_entropy=True)
                 T = lp.shape[1]
                 old = old_lp[rows, :T] if old_lp is not None else lp.detach()
                 ref = ref_lp[rows, :T] if ref_lp is not None else None
@@ -346,7 +353,8 @@ class GRPOTrainer:
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         t0 = time.perf_counter()
-        self.backend.sync_weights(self.model)
+        with self.gathered():
+            self.backend.sync_weights(self.model)
         t["weight_sync"] = time.perf_counter() - t0
         n_iter = algo.num_iterations
         # loss figures were weighted by global shares: a rank's sum is its part, the ranks' mean x world the whole
@@ -367,12 +375,20 @@ class GRPOTrainer:
         size = max(G, -(-max(1, self.cfg.algo.micro_batch_size) // G) * G)
         return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
 
-    def _no_grad_logprobs(self, model: Any, batch: PackedBatch) -> torch.Tensor:
+    def _logprobs(self, batch: PackedBatch, model: Any = None, with_entropy: bool = False):
+        """Completion log-probs (and entropy) under ``model`` (default: the policy, through the DeepSpeed engine
+        when there is one)."""
+        kw = {"temperature": self.sampling.temperature or 1.0, "with_entropy": with_entropy,
+              "chunk": self.cfg.algo.logprob_chunk}
+        if model is None and self.engine is not None:
+            return self.engine(batch, **kw)
+        return completion_logprobs(self.model if model is None else model, batch, **kw)
+
+    def _no_grad_logprobs(self, batch: PackedBatch, model: Any = None) -> torch.Tensor:
         out = torch.zeros_like(batch.sampler_logprobs)
         with torch.no_grad(), self.autocast():
             for rows in self._micro_batches(len(batch)):
-                lp, _ = completion_logprobs(model, batch.select(rows), temperature=self.sampling.temperature or 1.0,
-                                            chunk=self.cfg.algo.logprob_chunk)
+                lp, _ = self._logprobs(batch.select(rows), model)
                 out[rows, : lp.shape[1]] = lp
         return out
 

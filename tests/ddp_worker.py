@@ -1,4 +1,4 @@
-"""Worker for tests/test_distributed.py: one GRPO update on fixed episodes, in one process or as one rank of a
+"""Worker for tests/test_distributed.py: two GRPO updates on fixed episodes (two micro-batches per rank), in one process or as one rank of a
 gloo process group (started with torch.multiprocessing, as torchrun would start it)."""
 
 from __future__ import annotations
@@ -26,8 +26,18 @@ def fixed_episodes(n_groups: int, group_size: int, seed: int = 0) -> list:
     return out
 
 
+def sample(trainer) -> tuple[list[int], list[float]]:
+    """One seeded sample through the trainer's rollout backend, as a rollout takes it (weights gathered)."""
+    from r1gym.core.rollout import SamplingParams
+
+    torch.manual_seed(0)
+    with trainer.gathered():
+        (gen,) = trainer.backend.generate([[11, 12, 13, 14]], SamplingParams(temperature=1.0, max_new_tokens=6))
+    return gen.token_ids, gen.logprobs
+
+
 def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregation: str,
-        trainer_name: str = "ddp") -> None:
+        trainer_name: str = "ddp", overrides: tuple[str, ...] = ()) -> None:
     from r1gym.core.config import compose
     from r1gym.core.distributed import mean_metrics
     from r1gym.core.grpo import GRPOTrainer
@@ -37,16 +47,21 @@ def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregat
     torch.set_num_threads(1)
     cfg = compose(["model=hf", f"model.name_or_path={model_dir}", f"trainer={trainer_name}" if world > 1 else "trainer=cpu",
                    "trainer.threads=1", "trainer.matmul=torch", "logger=jsonl_only", "algo.group_size=2",
-                   "algo.prompts_per_step=4", "algo.micro_batch_size=3", f"algo.loss_aggregation={aggregation}",
-                   "algo.optim.lr=1e-2", "algo.optim.fused=false"])
+                   "algo.prompts_per_step=4", "algo.micro_batch_size=2", f"algo.loss_aggregation={aggregation}",
+                   "algo.optim.lr=1e-2", "algo.optim.fused=false", *overrides])
     trainer = GRPOTrainer(cfg, Path(out_dir) / f"run-{world}-{rank}")
     trainer.setup()
     episodes = fixed_episodes(4, 2)
     mine = [e for e in episodes if e.group % world == rank]  # whole groups per rank, as Dist.shard deals them
-    metrics, _ = trainer.update(mine)
+    before = sample(trainer)  # the sampler sees the weights before the update (and may keep views of them) ...
+    trainer.update(mine)
+    metrics, _ = trainer.update(mine)  # a second step: Adam's first moves every weight by +-lr whatever |g| is
+    after = sample(trainer)  # ... and must see the updated ones after it
     metrics = mean_metrics(metrics, trainer.dist)
+    with trainer.gathered():  # ZeRO-3 keeps a shard of each weight per rank: gather them (every rank)
+        state = {name: t.detach().clone() for name, t in trainer.model.state_dict().items()}
     if rank == 0:
-        torch.save({"state": trainer.model.state_dict(), "metrics": metrics},
+        torch.save({"state": state, "metrics": metrics, "sample_before": before, "sample_after": after},
                    Path(out_dir) / f"world{world}{'-' + trainer_name if world > 1 else ''}.pt")
     if world > 1:
         torch.distributed.destroy_process_group()

@@ -37,6 +37,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 COMPACT_SHARE = 0.25
 
 
+def _zero3_partitioned(model: Any) -> bool:
+    """Whether DeepSpeed ZeRO-3 manages the model's parameters (they carry a ``ds_id``)."""
+    return hasattr(next(model.parameters()), "ds_id")
+
+
 class HFBackend:
     """Rollout backend over a transformers causal LM that the trainer shares (weight sync is free or a copy).
 
@@ -114,6 +119,8 @@ class HFBackend:
                     out[i] = gen
         finally:
             self.model.train(was_training)
+            if self.lean is not None and _zero3_partitioned(self.model):
+                self.lean.release()  # the weights were gathered for this rollout only
         return out
 
     # -- the sampling loop -----------------------------------------------------------------------------

@@ -125,13 +125,18 @@ class LeanDecoder:
     # -- weights -----------------------------------------------------------------------------------------
     def sync(self, model: Any) -> None:
         """The trainer changed the weights: rebuild the sampler's copy now, if it has one (so the cost shows
-        as the trainer's ``time/weight_sync``); views of the trainer's own tensors need nothing."""
-        stale = model is not self.model or self._copies
+        as the trainer's ``time/weight_sync``). Views of the trainer's own tensors are dropped and taken again
+        on first use (cheap): an optimizer updates tensors in place, but DeepSpeed ZeRO-3 swaps them."""
         self.model = model
-        if stale:
+        self._weights = None
+        if self._copies:
+            self._build()
+
+    def release(self) -> None:
+        """Drop views of the trainer's tensors (copies stay): under ZeRO-3 the weights are whole only while the
+        trainer gathers them for a rollout, and a view kept past it would hold a full stale copy alive."""
+        if not self._copies:
             self._weights = None
-            if self._copies:
-                self._build()
 
     def _build(self) -> tuple[torch.Tensor, list[_Layer], torch.Tensor, torch.Tensor]:
         base = base_model(self.model)
