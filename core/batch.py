@@ -25,6 +25,13 @@ from r1gym.core.compat import cache_kwargs, output_cache
 from r1gym.core.rollout import Episode
 
 
+#: completion columns a batch has at least (padding beyond the longest completion is masked out): with 2,
+#: :func:`completion_logprobs` always runs the decoder twice (prompts, then completions), so the sequence of
+#: module calls does not depend on the data. DeepSpeed ZeRO-3 gathers each module's weights in lockstep
+#: across ranks, and a micro-batch of one-token completions on one rank would otherwise skip a pass.
+MIN_COLUMNS = 2
+
+
 @dataclass
 class PackedBatch:
     prompt_ids: torch.Tensor  # (P, Lp) distinct prompts, left-padded
@@ -45,7 +52,7 @@ class PackedBatch:
         pm = self.prompt_mask[used]
         lp = int(pm.sum(-1).max())
         ca = self.completion_attn[rows_t]
-        T = max(1, int(ca.sum(-1).max()))
+        T = max(MIN_COLUMNS, int(ca.sum(-1).max()))
         return PackedBatch(
             self.prompt_ids[used][:, -lp:], pm[:, -lp:], new_index,
             self.completion_ids[rows_t, :T], ca[:, :T], self.loss_mask[rows_t, :T], self.sampler_logprobs[rows_t, :T],
@@ -66,7 +73,7 @@ def pack(episodes: Sequence[Episode], pad_id: int, *, include: Sequence[bool] | 
     for p, row in prompts.items():
         prompt_ids[row, Lp - len(p) :] = torch.tensor(p, dtype=torch.long)
         prompt_mask[row, Lp - len(p) :] = 1
-    B, T = len(episodes), max(1, max(len(e.completion_ids) for e in episodes))
+    B, T = len(episodes), max(MIN_COLUMNS, max(len(e.completion_ids) for e in episodes))
     comp = torch.full((B, T), pad_id, dtype=torch.long)
     attn = torch.zeros((B, T), dtype=torch.long)
     mask = torch.zeros((B, T))

@@ -74,6 +74,17 @@ def global_units(local: float, d: Dist) -> float:
     return float(t.item())
 
 
+def global_max(local: int, d: Dist) -> int:
+    """The largest ``local`` over ranks (e.g. the most micro-batches any rank runs this step)."""
+    if not d.enabled:
+        return local
+    import torch.distributed as dist
+
+    t = torch.tensor([int(local)], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def all_reduce_grads(params: Sequence[torch.Tensor], d: Dist) -> None:
     """Sum every parameter's gradient over ranks, in one flat buffer (a missing gradient counts as zero)."""
     if not d.enabled:
@@ -108,6 +119,17 @@ def mean_metrics(metrics: Mapping[str, float], d: Dist) -> dict[str, float]:
         values = [float(m[k]) for m in gathered if k in m and m[k] == m[k]]  # drop NaN
         out[k] = sum(values) / len(values) if values else float("nan")
     return out
+
+
+def gather_lists(items: Sequence[Any], d: Dist) -> list[Any]:
+    """Every rank's ``items``, concatenated in rank order, on every rank (picklable objects; keep them small)."""
+    if not d.enabled:
+        return list(items)
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * d.world
+    dist.all_gather_object(gathered, list(items))
+    return [x for part in gathered for x in part]
 
 
 def barrier(d: Dist) -> None:

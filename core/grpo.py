@@ -18,6 +18,7 @@ training (rewards are plugins).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -110,9 +111,6 @@ class GRPOTrainer:
             if algo.prompts_per_step % self.dist.world:
                 raise ValueError(f"algo.prompts_per_step={algo.prompts_per_step} must be a multiple of the "
                                  f"{self.dist.world} processes (whole groups stay on one rank)")
-            if algo.dynamic_sampling:
-                raise ValueError("algo.dynamic_sampling is not supported with trainer=ddp yet (ranks would keep "
-                                 "different numbers of groups); turn it off or train in one process")
 
     # -- set-up ----------------------------------------------------------------------------------------
     def setup(self) -> int:
@@ -224,14 +222,18 @@ class GRPOTrainer:
                                keep=self.cfg.trainer.keep_checkpoints)
 
     def rollout(self, timings: RolloutTimings) -> tuple[list[Episode], dict[str, float]]:
-        """G episodes for ``prompts_per_step`` prompts; with dynamic sampling, only groups with signal."""
+        """G episodes for ``prompts_per_step`` prompts; with dynamic sampling, only groups with signal.
+
+        Across ranks, every decision is taken on global counts (groups kept and dropped, summed over ranks), so
+        all ranks draw the same prompts in the same rounds, as one process would; each keeps its share, and a
+        rank may end a step with more groups than another, or none (:meth:`update` handles both)."""
         algo = self.cfg.algo
         G, want = algo.group_size, algo.prompts_per_step
         kept: list[Episode] = []
-        rounds, dropped, n_groups = 0, 0, 0
+        rounds, dropped, n_groups, kept_groups = 0, 0, 0, 0
         while True:
             rounds += 1
-            need = want - len(kept) // G
+            need = want - kept_groups
             with self.gathered(), self.autocast():
                 eps = collect_episodes(  # every rank draws the same indices and keeps its share
                     self.envs, self.dist.shard(self.sampler.take(need)), G, self.backend, self.renderer, self.sampling,
@@ -244,13 +246,14 @@ class GRPOTrainer:
                 break
             r = torch.tensor([e.reward for e in eps])
             gid = torch.tensor([e.group for e in eps])
-            flat = adv_mod.zero_variance_groups(r, gid, valid=~torch.isnan(r))
-            dropped += int(flat.sum()) // G
+            flat = adv_mod.zero_variance_groups(r, gid, valid=~torch.isnan(r)) if eps else torch.zeros(0, dtype=torch.bool)
             kept += [e for e, f in zip(eps, flat.tolist()) if not f]
-            if len(kept) // G >= want or rounds >= algo.max_sampling_rounds:
+            dropped += int(distributed.global_units(int(flat.sum()) // G, self.dist))
+            kept_groups = int(distributed.global_units(len(kept) // G, self.dist))
+            if kept_groups >= want or rounds >= algo.max_sampling_rounds:
                 break
         stats = {"sampling/rounds": float(rounds), "sampling/groups_dropped": float(dropped)}
-        if not kept:  # every group was flat in every round: train on nothing, but say so
+        if not kept_groups and algo.dynamic_sampling:  # every group was flat in every round: train on nothing, but say so
             log.warning("dynamic sampling found no group with reward variance in %d rounds", rounds)
         return kept, stats
 
@@ -260,7 +263,7 @@ class GRPOTrainer:
         timings = RolloutTimings()
         episodes, metrics = self.rollout(timings)
         t = {"generate": timings.generate, "reward": timings.reward}
-        if not self.dist.enabled and not episodes:
+        if not distributed.global_units(len(episodes), self.dist):  # nothing to train on anywhere (all ranks agree)
             return {**metrics, "time/step": time.perf_counter() - t_step}, []
         update_metrics, samples = self.update(episodes, t)
         metrics.update(update_metrics)
@@ -278,10 +281,16 @@ class GRPOTrainer:
         metrics: dict[str, float] = {}
         rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float64)
         valid = ~torch.isnan(rewards)
-        group_ids = torch.tensor([e.group for e in episodes])
+        group_ids = torch.tensor([e.group for e in episodes], dtype=torch.long)
         advantages = self.advantage_fn(rewards, group_ids, valid=valid).float()
         include = [bool(v) and not (algo.mask_truncated and e.truncated) for v, e in zip(valid.tolist(), episodes)]
-        batch = pack(episodes, self.tokenizer.pad_token_id, include=include)
+        if episodes:
+            batch = pack(episodes, self.tokenizer.pad_token_id, include=include)
+        else:  # no group on this rank this step (dynamic sampling): one masked-out row keeps it in the collectives
+            pad = self.tokenizer.pad_token_id
+            batch = pack([Episode(group=0, task_index=0, prompt_ids=[pad], completion_ids=[pad], completion_mask=[0],
+                                  sampler_logprobs=[0.0])], pad, include=[False])
+            advantages = torch.zeros(1)
 
         # reference log-probs (only with beta > 0) and old log-probs (only with several iterations)
         t0 = time.perf_counter()
@@ -301,14 +310,15 @@ class GRPOTrainer:
             loss_stats["kl"] = 0.0
         # this rank's share of the global batch, in the units the loss aggregation counts (1 in one process)
         units = losses.AGGREGATION_UNITS[algo.loss_aggregation]
-        local_units = float(units(batch.loss_mask)) if len(batch) else 0.0
+        local_units = float(units(batch.loss_mask)) if episodes else 0.0
         global_units = distributed.global_units(local_units, self.dist)
         share = local_units / global_units if global_units > 0 else 0.0
         for _ in range(algo.num_iterations):
             t0 = time.perf_counter()
-            for rows in self._micro_batches(len(batch)):
+            for rows, counts in self._micro_batches(len(batch)):
                 part = batch.select(rows)
                 weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask) * share
+                weight = weight if counts else 0.0
                 if weight == 0.0 and self.engine is None:  # (DeepSpeed reduces per backward, and ZeRO-3 gathers
                     # weights per forward: every rank runs every micro-batch)
                     continue
@@ -359,7 +369,7 @@ class GRPOTrainer:
         n_iter = algo.num_iterations
         # loss figures were weighted by global shares: a rank's sum is its part, the ranks' mean x world the whole
         metrics.update({k: v / n_iter * self.dist.world for k, v in loss_stats.items()})
-        metrics.update(self._episode_metrics(episodes, valid))
+        metrics.update(self._episode_metrics(episodes))
         metrics.update({"grad_norm": float(grad_norm), "lr": lr,
                         "trained_tokens": float(batch.loss_mask.sum()) * self.dist.world})
         return metrics, self._samples(episodes, advantages)
@@ -368,12 +378,19 @@ class GRPOTrainer:
         """The configured mixed-precision context for forward passes (a no-op for fp32)."""
         return autocast(self.cfg.trainer, getattr(self, "model", None))
 
-    def _micro_batches(self, n: int) -> list[list[int]]:
+    def _micro_batches(self, n: int) -> list[tuple[list[int], bool]]:
         """Row chunks of about ``micro_batch_size`` sequences, whole groups each (rows are group-contiguous),
-        so a group's shared prompt runs once per micro-batch."""
+        so a group's shared prompt runs once per micro-batch; each with whether it counts.
+
+        Under DeepSpeed every rank must run as many forward and backward passes (ZeRO reduces gradients per
+        backward, ZeRO-3 gathers weights per forward): a rank with fewer micro-batches than another (dynamic
+        sampling) repeats its last one, which does not count (weight 0)."""
         G = self.cfg.algo.group_size
         size = max(G, -(-max(1, self.cfg.algo.micro_batch_size) // G) * G)
-        return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+        chunks = [(list(range(s, min(s + size, n))), True) for s in range(0, n, size)]
+        if self.engine is not None and self.dist.enabled:
+            chunks += [(chunks[-1][0], False)] * (distributed.global_max(len(chunks), self.dist) - len(chunks))
+        return chunks
 
     def _logprobs(self, batch: PackedBatch, model: Any = None, with_entropy: bool = False):
         """Completion log-probs (and entropy) under ``model`` (default: the policy, through the DeepSpeed engine
@@ -387,13 +404,18 @@ class GRPOTrainer:
     def _no_grad_logprobs(self, batch: PackedBatch, model: Any = None) -> torch.Tensor:
         out = torch.zeros_like(batch.sampler_logprobs)
         with torch.no_grad(), self.autocast():
-            for rows in self._micro_batches(len(batch)):
+            for rows, _ in self._micro_batches(len(batch)):
                 lp, _ = self._logprobs(batch.select(rows), model)
                 out[rows, : lp.shape[1]] = lp
         return out
 
     # -- metrics ---------------------------------------------------------------------------------------
-    def _episode_metrics(self, episodes: list[Episode], valid: torch.Tensor) -> dict[str, float]:
+    def _episode_metrics(self, episodes: list[Episode]) -> dict[str, float]:
+        """Reward, length and accuracy figures of the step's episodes: of *all* ranks' episodes (gathered
+        without their tokens), so that every rank reports the global figures whatever its share."""
+        episodes = distributed.gather_lists(
+            [dataclasses.replace(e, prompt_ids=[], completion_ids=[], sampler_logprobs=[], messages=[], answers={})
+             for e in episodes] if self.dist.enabled else episodes, self.dist)
         scored = [e for e in episodes if e.scorable]
         m: dict[str, float] = {
             "episodes": float(len(episodes)),

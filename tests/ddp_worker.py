@@ -37,7 +37,8 @@ def sample(trainer) -> tuple[list[int], list[float]]:
 
 
 def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregation: str,
-        trainer_name: str = "ddp", overrides: tuple[str, ...] = ()) -> None:
+        trainer_name: str = "ddp", overrides: tuple[str, ...] = (), uneven: bool = False) -> None:
+    """``uneven``: 3 groups, all on rank 0 and none on rank 1 (as dynamic sampling can leave them)."""
     from r1gym.core.config import compose
     from r1gym.core.distributed import mean_metrics
     from r1gym.core.grpo import GRPOTrainer
@@ -52,7 +53,11 @@ def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregat
     trainer = GRPOTrainer(cfg, Path(out_dir) / f"run-{world}-{rank}")
     trainer.setup()
     episodes = fixed_episodes(4, 2)
-    mine = [e for e in episodes if e.group % world == rank]  # whole groups per rank, as Dist.shard deals them
+    if uneven:
+        episodes = [e for e in episodes if e.group < 3]
+        mine = episodes if rank == 0 else []
+    else:
+        mine = [e for e in episodes if e.group % world == rank]  # whole groups per rank, as Dist.shard deals them
     before = sample(trainer)  # the sampler sees the weights before the update (and may keep views of them) ...
     trainer.update(mine)
     metrics, _ = trainer.update(mine)  # a second step: Adam's first moves every weight by +-lr whatever |g| is
@@ -62,7 +67,7 @@ def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregat
         state = {name: t.detach().clone() for name, t in trainer.model.state_dict().items()}
     if rank == 0:
         torch.save({"state": state, "metrics": metrics, "sample_before": before, "sample_after": after},
-                   Path(out_dir) / f"world{world}{'-' + trainer_name if world > 1 else ''}.pt")
+                   Path(out_dir) / f"world{world}{'-' + trainer_name if world > 1 else ''}{'-uneven' * uneven}.pt")
     if world > 1:
         torch.distributed.destroy_process_group()
 

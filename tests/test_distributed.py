@@ -63,6 +63,27 @@ def test_two_process_update_equals_the_single_process_update(tiny_model_dir, tmp
 
 
 @pytest.mark.parametrize("trainer", ["ddp", "deepspeed_zero2", "deepspeed_zero3"])
+def test_a_rank_with_no_groups_takes_part_and_the_update_is_the_single_process_one(tiny_model_dir, tmp_path, trainer):
+    """Dynamic sampling can leave the ranks uneven: 3 groups on rank 0, none on rank 1. Rank 1 must still join
+    every collective (DeepSpeed: as many forward/backward passes as rank 0) and add nothing to the update."""
+    import torch.multiprocessing as mp
+
+    import ddp_worker
+
+    if trainer.startswith("deepspeed"):
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed: pip install 'r1gym[deepspeed]'")
+    ddp_worker.run(0, 1, _free_port(), str(tiny_model_dir), str(tmp_path), "token_mean", uneven=True)
+    mp.start_processes(ddp_worker.run, args=(2, _free_port(), str(tiny_model_dir), str(tmp_path), "token_mean",
+                                             trainer, (), True), nprocs=2, join=True, start_method="spawn")
+    one, two = torch.load(tmp_path / "world1-uneven.pt"), torch.load(tmp_path / f"world2-{trainer}-uneven.pt")
+    for name, w in one["state"].items():
+        torch.testing.assert_close(two["state"][name], w, rtol=1e-5, atol=2e-5, msg=f"{name} differs")
+    for key in ("loss", "grad_norm", "episodes", "reward/mean", "trained_tokens"):
+        assert one["metrics"][key] == pytest.approx(two["metrics"][key], rel=1e-5, abs=1e-7), key
+    assert one["metrics"]["episodes"] == 6 and one["metrics"]["grad_norm"] > 0
+
+
+@pytest.mark.parametrize("trainer", ["ddp", "deepspeed_zero2", "deepspeed_zero3"])
 def test_a_killed_two_process_run_resumes_where_it_stopped(tiny_model_dir, tmp_path, trainer):
     """torchrun with 2 gloo processes, SIGKILLed after its third checkpoint, resumed with resume=RUN."""
     import json
@@ -126,3 +147,33 @@ def test_two_process_sft_step_equals_the_single_process_step(tiny_model_dir, tmp
         torch.testing.assert_close(two["state"][name], w, rtol=1e-4, atol=2e-5, msg=f"{name} differs")
     assert one["metrics"]["loss"] == pytest.approx(two["metrics"]["loss"], rel=1e-5)
     assert one["metrics"]["examples"] == two["metrics"]["examples"] == 14  # 2 epochs of 7 in one step
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["ddp", "deepspeed_zero3"])
+def test_dapo_dynamic_sampling_runs_under_torchrun(tmp_path, trainer):
+    """algo=dapo with 2 processes (SmolLM2 on the demo task, where some groups are flat and some are not): the
+    ranks decide every sampling round on global counts, so they stay in step, and each step reports the
+    global figures (episodes kept: whole groups, at most prompts_per_step of them)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if trainer.startswith("deepspeed"):
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed: pip install 'r1gym[deepspeed]'")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "r1gym.core.cli", "train", "experiment=demo", "algo=dapo", f"trainer={trainer}", "trainer.threads=1",
+           "trainer.max_steps=2", "trainer.save_every=100", "algo.group_size=4", "algo.prompts_per_step=4",
+           "rollout.max_new_tokens=24", "eval.at_start=false", "eval.at_end=false", "logger=jsonl_only", f"run_dir={run}"]
+    out = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}, capture_output=True,
+                         timeout=900)
+    assert out.returncode == 0, (out.stdout + out.stderr).decode()[-3000:]
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in steps] == [1, 2]
+    for m in steps:
+        assert 1 <= m["sampling/rounds"] <= 3
+        if "episodes" in m:  # a step that kept groups
+            assert m["episodes"] % 4 == 0 and 0 < m["episodes"] <= 16
+    assert any("episodes" in m for m in steps), steps  # some group had reward variance
