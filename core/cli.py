@@ -295,6 +295,8 @@ def cmd_score(reward: str, input_path: str, output_path: str | None, params: Seq
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="r1gym", description="GRPO training of reasoning LLMs, the DeepSeek-R1 way.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # the `deepspeed` launcher passes --local_rank=N to every process; the rank is read from the environment
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="run GRPO training (Hydra overrides as arguments)")
     p.add_argument("overrides", nargs="*", help="e.g. experiment=demo trainer.max_steps=5")

@@ -107,6 +107,8 @@ class GRPOTrainer:
             raise ValueError(f"algo.group_size must be >= 2 for group-relative advantages, got {algo.group_size}")
         self.sampling = SamplingParams.from_config(cfg.rollout)
         self.dist = distributed.init(cfg.trainer.backend) if cfg.trainer.distributed else distributed.Dist()
+        if self.dist.enabled and self.dist.is_main:
+            log.info("data-parallel training on %d processes", self.dist.world)
         if self.dist.enabled:
             if algo.prompts_per_step % self.dist.world:
                 raise ValueError(f"algo.prompts_per_step={algo.prompts_per_step} must be a multiple of the "
@@ -163,7 +165,7 @@ class GRPOTrainer:
         cfg = self.cfg
         total = cfg.trainer.max_steps
         self.loggers.start(self.run_dir, OmegaConf.to_container(cfg, resolve=True), total_steps=total, start_step=start)
-        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "status": "failed"}
+        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "status": "failed", "processes": self.dist.world}
         try:
             if start == 0 and cfg.eval.at_start and (ev := self._main_only(self.evaluate, 0)) is not None:
                 summary["eval_start"] = ev

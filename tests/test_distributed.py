@@ -177,3 +177,36 @@ def test_dapo_dynamic_sampling_runs_under_torchrun(tmp_path, trainer):
         if "episodes" in m:  # a step that kept groups
             assert m["episodes"] % 4 == 0 and 0 < m["episodes"] <= 16
     assert any("episodes" in m for m in steps), steps  # some group had reward variance
+
+
+@pytest.mark.parametrize("launcher", ["accelerate", "deepspeed"])
+def test_accelerate_launch_and_the_deepspeed_launcher_start_two_ranks(tiny_model_dir, tmp_path, launcher):
+    """The other standard launchers set the same environment as torchrun (RANK, WORLD_SIZE, MASTER_ADDR...):
+    on this CPU, `accelerate launch --multi_gpu` (its torchrun path; `--cpu` would need mpirun) and
+    `deepspeed --num_gpus 2 --module` (which passes --local_rank=N, accepted and ignored by the CLI)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    bindir = os.path.dirname(sys.executable)
+    if launcher == "deepspeed":
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed: pip install 'r1gym[deepspeed]'")
+        cmd = [os.path.join(bindir, "deepspeed"), "--num_gpus", "2", "--master_port", str(_free_port()), "--module",
+               "r1gym.core.cli", "train", "trainer=deepspeed_zero2"]
+    else:
+        cmd = [os.path.join(bindir, "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+               "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+               "-m", "r1gym.core.cli", "train", "trainer=ddp"]
+    if not shutil.which(cmd[0]):
+        pytest.skip(f"{cmd[0]} is not installed")
+    run = tmp_path / "run"
+    cmd += ["model=hf", f"model.name_or_path={tiny_model_dir}", "env=arithmetic_fewshot", "algo.group_size=2",
+            "algo.prompts_per_step=2", "rollout.max_new_tokens=8", "trainer.max_steps=2", "trainer.threads=1",
+            "logger=jsonl_only", "eval.at_start=false", "eval.at_end=false", f"run_dir={run}"]
+    out = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}, capture_output=True,
+                         timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr).decode()[-3000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["processes"] == 2
