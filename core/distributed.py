@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -185,6 +186,29 @@ def deepspeed_engine(model: Any, optimizer: Any, config: dict[str, Any]) -> Any:
         raise ImportError("trainer.deepspeed needs DeepSpeed: pip install 'r1gym[deepspeed]'") from exc
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     return engine
+
+
+def save_engine_state(engine: Any, run_dir: Any, step: int) -> None:
+    """Every rank writes its partitions (optimizer states; ZeRO-3 also parameters) to
+    ``checkpoints/deepspeed/step_N``, DeepSpeed's own format. Collective; call before the weights are saved."""
+    engine.save_checkpoint(str(Path(run_dir) / "checkpoints" / "deepspeed"), tag=f"step_{step:06d}", save_latest=False)
+
+
+def prune_engine_states(run_dir: Any) -> None:
+    """Drop DeepSpeed's parts of the checkpoints that ``keep_checkpoints`` dropped (rank 0, after saving)."""
+    import shutil
+
+    kept = {p.name for p in (Path(run_dir) / "checkpoints").glob("step_*")}
+    for old in (Path(run_dir) / "checkpoints" / "deepspeed").glob("step_*"):
+        if old.name not in kept:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_engine_state(engine: Any, checkpoint: Any) -> None:
+    """Every rank loads its partitions of ``checkpoint`` (a ``checkpoints/step_N`` folder) from DeepSpeed's part."""
+    checkpoint = Path(checkpoint)
+    engine.load_checkpoint(str(checkpoint.parent / "deepspeed"), tag=checkpoint.name, load_optimizer_states=True,
+                           load_lr_scheduler_states=False)
 
 
 def is_zero3(engine: Any) -> bool:

@@ -152,8 +152,7 @@ class GRPOTrainer:
             start = restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
         else:
             if ckpt is not None:  # the optimizer's partitions are in DeepSpeed's own checkpoint, one per rank
-                self.engine.load_checkpoint(str(ckpt.parent / "deepspeed"), tag=ckpt.name, load_optimizer_states=True,
-                                            load_lr_scheduler_states=False)
+                distributed.load_engine_state(self.engine, ckpt)
             start = restore(ckpt, scheduler=self.scheduler, sampler=self.sampler)
         if self.dist.rank > 0:  # rank 0's RNG is the checkpointed one; the others sample from streams of their own
             torch.manual_seed(cfg.trainer.seed + 7919 * self.dist.rank + start)
@@ -202,16 +201,10 @@ class GRPOTrainer:
         """A checkpoint of ``step``: with DeepSpeed every rank writes its optimizer partition first
         (``checkpoints/deepspeed/step_N``); then rank 0 the weights and trainer state, ``latest`` last."""
         if self.engine is not None:
-            self.engine.save_checkpoint(str(self.run_dir / "checkpoints" / "deepspeed"), tag=f"step_{step:06d}",
-                                        save_latest=False)
+            distributed.save_engine_state(self.engine, self.run_dir, step)
         self._main_only(self.save, step)
-        if self.engine is not None and self.dist.is_main:  # keep DeepSpeed's parts of the kept checkpoints only
-            import shutil
-
-            kept = {p.name for p in (self.run_dir / "checkpoints").glob("step_*")}
-            for old in (self.run_dir / "checkpoints" / "deepspeed").glob("step_*"):
-                if old.name not in kept:
-                    shutil.rmtree(old, ignore_errors=True)
+        if self.engine is not None and self.dist.is_main:
+            distributed.prune_engine_states(self.run_dir)
 
     def save(self, step: int) -> Path:
         state = {

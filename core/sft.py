@@ -276,6 +276,18 @@ def nll_sum(model: Any, mb: MicroBatch, chunk: int = LOGPROB_CHUNK) -> torch.Ten
     return -lp.sum()
 
 
+class NLLSum(torch.nn.Module):
+    """:func:`nll_sum` of ``model`` as one module call, for DeepSpeed's engine (which must see every forward:
+    see :class:`r1gym.core.batch.CompletionLogprobs`)."""
+
+    def __init__(self, model: Any):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mb: MicroBatch) -> torch.Tensor:
+        return nll_sum(self.model, mb)
+
+
 def check_packing(model: Any) -> None:
     """Two examples packed in one row must give the hidden states each gives alone; transformers builds the
     block-diagonal mask from restarting position ids (its masking_utils for sdpa/eager, varlen for flash
@@ -307,10 +319,7 @@ class SFTTrainer:
         for key in ("batch_tokens", "micro_batch_tokens", "max_length"):
             if s[key] <= 0:
                 raise ValueError(f"sft.{key} must be > 0, got {s[key]}")
-        if cfg.trainer.deepspeed:
-            raise ValueError("trainer.deepspeed is supported for GRPO stages only so far; train SFT with trainer=ddp "
-                             "(torchrun) or in one process")
-        # under torchrun (trainer=ddp) every rank takes the same examples per step and trains on its share
+        # under torchrun (trainer=ddp, deepspeed_*) every rank takes the same examples per step and trains on its share
         self.dist = distributed.init(cfg.trainer.backend) if cfg.trainer.distributed else distributed.Dist()
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -333,6 +342,13 @@ class SFTTrainer:
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, self.total_steps)
         self.loggers = build_loggers(self.host, cfg, self.run_dir) if self.dist.is_main else LoggerGroup([])
+        self.engine = None  # DeepSpeed (trainer.deepspeed): it reduces, clips and steps; we schedule
+        if cfg.trainer.deepspeed:
+            self.engine = distributed.deepspeed_engine(NLLSum(self.model), self.optimizer,
+                                                       distributed.deepspeed_config(cfg.trainer, o.max_grad_norm))
+            if ckpt is not None:
+                distributed.load_engine_state(self.engine, ckpt)
+            return restore(ckpt, scheduler=self.scheduler, sampler=self.sampler)
         return restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
 
     def _encode(self, conversations: list[tuple[str, list[dict]]]) -> tuple[list[Example], dict[str, int]]:
@@ -374,9 +390,7 @@ class SFTTrainer:
                 self.loggers.log_metrics(step, metrics)
                 summary["step"], summary["loss"] = step, metrics["loss"]
                 if step % self.cfg.trainer.save_every == 0 or step == total:
-                    if self.dist.is_main:
-                        self.save(step)
-                    distributed.barrier(self.dist)
+                    self.save_all(step)
             summary["status"] = "finished"
         finally:
             self.loggers.finish(summary)
@@ -390,21 +404,35 @@ class SFTTrainer:
         mine = self.dist.shard(examples)
         device = next(self.model.parameters()).device
         loss, padded = 0.0, 0
-        micro_batches = layout(mine, packing=s.packing, row_tokens=s.max_length,
-                               micro_batch_tokens=s.micro_batch_tokens) if mine else []
-        for rows in micro_batches:
+        shape = {"packing": s.packing, "row_tokens": s.max_length, "micro_batch_tokens": s.micro_batch_tokens}
+        micro_batches = [(rows, True) for rows in (layout(mine, **shape) if mine else [])]
+        if self.engine is not None and self.dist.enabled:
+            # DeepSpeed: every rank runs as many forward/backward passes (ZeRO reduces per backward, ZeRO-3
+            # gathers per forward); a rank short of micro-batches runs the step's first example at weight 0
+            extra = distributed.global_max(len(micro_batches), self.dist) - len(micro_batches)
+            micro_batches += [(layout(examples[:1], **shape)[0], False)] * extra
+        for rows, counts in micro_batches:
             mb = collate(rows, self.tokenizer.pad_token_id, packing=s.packing, device=device)
             with self.autocast():
-                part = nll_sum(self.model, mb) / n_loss
-            part.backward()
+                part = (self.engine(mb) if self.engine is not None else nll_sum(self.model, mb)) / n_loss
+            if not counts:
+                part = part * 0.0
+            if self.engine is not None:  # DeepSpeed averages gradients over ranks; each rank's loss is a share
+                self.engine.backward(part * self.dist.world, scale_wrt_gas=False)
+            else:
+                part.backward()
             loss += float(part.detach())
-            padded += mb.tokens
-        distributed.all_reduce_grads(self.params, self.dist)  # a sum: each rank's loss is its share of the step's
+            padded += mb.tokens if counts else 0
         loss = distributed.global_units(loss, self.dist)
         padded = distributed.global_units(padded, self.dist)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, s.optim.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.engine is not None:
+            self.engine.step()  # reduces, clips (gradient_clipping), steps and zeroes the gradients
+            grad_norm = float(self.engine.get_global_grad_norm() or 0.0)
+        else:
+            distributed.all_reduce_grads(self.params, self.dist)  # a sum: each rank's loss is its share of the step's
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, s.optim.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         tokens, dt = sum(map(len, examples)), time.perf_counter() - t0
@@ -416,8 +444,25 @@ class SFTTrainer:
         """The configured mixed-precision context for forward passes (a no-op for fp32)."""
         return autocast(self.cfg.trainer, getattr(self, "model", None))
 
+    def gathered(self) -> Any:
+        """Full weights on every rank for the block under ZeRO-3 (:func:`r1gym.core.distributed.gathered`)."""
+        return distributed.gathered(getattr(self, "engine", None))
+
+    def save_all(self, step: int) -> None:
+        """A checkpoint of ``step``: DeepSpeed's partitions from every rank first, then rank 0 the weights (gathered
+        under ZeRO-3) and the trainer state; the others wait."""
+        if self.engine is not None:
+            distributed.save_engine_state(self.engine, self.run_dir, step)
+        with self.gathered():
+            if self.dist.is_main:
+                self.save(step)
+                if self.engine is not None:
+                    distributed.prune_engine_states(self.run_dir)
+            distributed.barrier(self.dist)
+
     def save(self, step: int) -> Path:
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "sampler": self.sampler.state_dict()}
+        state = {"scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict()}
+        if self.engine is None:
+            state["optimizer"] = self.optimizer.state_dict()
         return save_checkpoint(self.run_dir, step, model=self.model, tokenizer=self.tokenizer, state=state,
                                keep=self.cfg.trainer.keep_checkpoints)

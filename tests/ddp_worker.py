@@ -72,22 +72,25 @@ def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregat
         torch.distributed.destroy_process_group()
 
 
-def run_sft(rank: int, world: int, port: int, model_dir: str, out_dir: str, data: str) -> None:
-    """One SFT step on ``data``: in one process, or as one rank of 2 (trainer=ddp)."""
+def run_sft(rank: int, world: int, port: int, model_dir: str, out_dir: str, data: str, trainer_name: str = "ddp") -> None:
+    """One SFT step on ``data``: in one process, or as one rank of 2 (``trainer_name``)."""
     from r1gym.core.config import compose
     from r1gym.core.sft import SFTTrainer
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), DS_ACCELERATOR="cpu")
     torch.set_num_threads(1)
     cfg = compose(["stage=sft", "model=hf", f"model.name_or_path={model_dir}", f"sft.data=[{data}]",
-                   "trainer=ddp" if world > 1 else "trainer=cpu", "trainer.threads=1", "trainer.matmul=torch",
+                   f"trainer={trainer_name}" if world > 1 else "trainer=cpu", "trainer.threads=1", "trainer.matmul=torch",
                    "logger=jsonl_only", "sft.batch_tokens=100000", "sft.micro_batch_tokens=64", "sft.max_steps=1",
                    "sft.optim.lr=1e-2", "sft.optim.fused=false"])
     trainer = SFTTrainer(cfg, Path(out_dir) / f"sft-{world}-{rank}")
     trainer.setup()
     metrics = trainer.train_step()
+    with trainer.gathered():
+        state = {name: t.detach().clone() for name, t in trainer.model.state_dict().items()}
     if rank == 0:
-        torch.save({"state": trainer.model.state_dict(), "metrics": metrics}, Path(out_dir) / f"sft-world{world}.pt")
+        torch.save({"state": state, "metrics": metrics},
+                   Path(out_dir) / f"sft-world{world}{'-' + trainer_name if world > 1 else ''}.pt")
     if world > 1:
         torch.distributed.destroy_process_group()
