@@ -135,7 +135,8 @@ class GRPOTrainer:
                 CompletionLogprobs(self.model), self.optimizer, distributed.deepspeed_config(cfg.trainer, o.max_grad_norm))
         self.renderer = PromptRenderer(self.tokenizer, cfg.model.prompt_format)
         backend_factory = self.host.rollout_backends.get(cfg.rollout.backend)
-        self.backend = backend_factory(self.model, self.tokenizer, **OmegaConf.to_container(cfg.rollout.params))
+        with self.gathered():  # a backend may read or push the weights when it starts (vllm_server does)
+            self.backend = backend_factory(self.model, self.tokenizer, **OmegaConf.to_container(cfg.rollout.params))
         self.is_mode = cfg.algo.is_correction
         if self.is_mode == "auto":  # correct only what needs it: a sampler whose log-probs are not the trainer's
             self.is_mode = "none" if getattr(self.backend, "exact_logprobs", False) else "truncate"

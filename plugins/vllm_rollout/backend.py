@@ -8,11 +8,12 @@ the trainer's weights are reloaded into it in place.
   weight update.
 * **Weight sync**: every rank's vLLM workers run ``reload_weights`` on the trainer's named tensors through
   ``LLM.collective_rpc`` with ``sync_timeout_s``: a worker that does not answer raises instead of hanging the
-  run. (0.42 s for 135M parameters on this CPU.) LoRA adapters are merged first.
+  run. (0.42 s for 135M parameters on this CPU.) LoRA adapters are merged into the pushed copy
+  (:func:`.weights.trainer_weights`): vLLM loads the base model's names, the trainer's model is not modified.
 * **Memory**: ``gpu_memory_utilization`` is vLLM's share of the GPU; ``enable_sleep_mode`` frees its weights and
   KV cache between rollouts (``LLM.sleep`` / ``LLM.wake_up``) for the optimizer's use.
 
-Not built yet: server mode (a separate ``vllm serve`` with weights pushed over a collective).
+Server mode (a separate ``vllm serve``) is the ``vllm_server`` backend: :mod:`.server`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from r1gym.core.rollout import Generation, SamplingParams
+from r1gym.plugins.vllm_rollout.weights import trainer_weights
 
 
 def _reload(worker: Any, named: list) -> bool:
@@ -79,10 +81,9 @@ class VLLMBackend:
         return gens
 
     def sync_weights(self, model: Any) -> None:
-        """Reload the trainer's current weights into vLLM, or raise if its workers do not answer in time."""
-        if hasattr(model, "merge_and_unload"):  # LoRA: vLLM gets the merged weights
-            raise NotImplementedError("the vllm backend does not sync LoRA adapters yet; train without model.lora")
-        named = [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
+        """Reload the trainer's current weights (LoRA adapters merged) into vLLM, or raise if its workers do not
+        answer in time."""
+        named = trainer_weights(model)
         if self.sleep:
             self.llm.wake_up()
         try:
