@@ -45,9 +45,15 @@ class PackedBatch:
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
 
+    def to(self, device: Any) -> PackedBatch:
+        """The same batch on ``device`` (the model's)."""
+        return PackedBatch(*(t.to(device) for t in (self.prompt_ids, self.prompt_mask, self.prompt_index,
+                                                   self.completion_ids, self.completion_attn, self.loss_mask,
+                                                   self.sampler_logprobs)))
+
     def select(self, rows: Sequence[int]) -> PackedBatch:
         """Sequences ``rows`` with only the prompts they use, and no all-padding columns."""
-        rows_t = torch.as_tensor(list(rows), dtype=torch.long)
+        rows_t = torch.as_tensor(list(rows), dtype=torch.long, device=self.prompt_index.device)
         used, new_index = torch.unique(self.prompt_index[rows_t], return_inverse=True)
         pm = self.prompt_mask[used]
         lp = int(pm.sum(-1).max())
@@ -198,7 +204,7 @@ def completion_logprobs(
     h_last = out.last_hidden_state[batch.prompt_index, -1]  # left padding: the last column is real
     plen = pmask.sum(-1)[batch.prompt_index]
     T = batch.completion_ids.shape[1]
-    cpos = plen.unsqueeze(1) + torch.arange(T).unsqueeze(0)
+    cpos = plen.unsqueeze(1) + torch.arange(T, device=plen.device).unsqueeze(0)
     full_mask = torch.cat([pmask[batch.prompt_index], batch.completion_attn], dim=1)
     hidden = h_last.unsqueeze(1)
     if T > 1:

@@ -169,7 +169,10 @@ class TrainerConfig:
     distributed: bool = False
     #: the process-group backend: gloo (CPU), nccl (GPU), or null to choose by device
     backend: str | None = None
-    #: DeepSpeed ZeRO: ``{stage: 1 | 2, config: {raw DeepSpeed keys}}``; empty: off (r1gym.core.distributed)
+    #: where the model trains: auto (this process's GPU, cuda:LOCAL_RANK, when torch sees one; else cpu), cpu,
+    #: cuda, cuda:N
+    device: str = "auto"
+    #: DeepSpeed ZeRO: ``{stage: 1 | 2 | 3, config: {raw DeepSpeed keys}}``; empty: off (r1gym.core.distributed)
     deepspeed: dict[str, Any] = field(default_factory=dict)
     #: completions per step written to samples.jsonl (-1: all)
     log_samples: int = -1

@@ -125,6 +125,7 @@ class GRPOTrainer:
         if cfg.algo.beta > 0 and not self.lora:  # beta = 0 loads no reference model at all; with LoRA the
             # reference is the policy with its adapters switched off
             self.ref_model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype).eval().requires_grad_(False)
+            self.ref_model.to(next(self.model.parameters()).device)
             onednn.patch(self.ref_model)
         o = cfg.algo.optim
         self.optimizer = build_optimizer(self.model, o)
@@ -280,13 +281,15 @@ class GRPOTrainer:
         group_ids = torch.tensor([e.group for e in episodes], dtype=torch.long)
         advantages = self.advantage_fn(rewards, group_ids, valid=valid).float()
         include = [bool(v) and not (algo.mask_truncated and e.truncated) for v, e in zip(valid.tolist(), episodes)]
+        device = next(self.model.parameters()).device
         if episodes:
-            batch = pack(episodes, self.tokenizer.pad_token_id, include=include)
+            batch = pack(episodes, self.tokenizer.pad_token_id, include=include).to(device)
         else:  # no group on this rank this step (dynamic sampling): one masked-out row keeps it in the collectives
             pad = self.tokenizer.pad_token_id
             batch = pack([Episode(group=0, task_index=0, prompt_ids=[pad], completion_ids=[pad], completion_mask=[0],
-                                  sampler_logprobs=[0.0])], pad, include=[False])
+                                  sampler_logprobs=[0.0])], pad, include=[False]).to(device)
             advantages = torch.zeros(1)
+        advantages = advantages.to(device)
 
         # reference log-probs (only with beta > 0) and old log-probs (only with several iterations)
         t0 = time.perf_counter()

@@ -25,10 +25,30 @@ def prepare_process(trainer_cfg: Any) -> None:
     torch.manual_seed(trainer_cfg.seed)
 
 
+def training_device(trainer_cfg: Any) -> torch.device:
+    """``trainer.device``: ``auto`` is this process's GPU (``cuda:LOCAL_RANK``, as torchrun numbers them) when
+    torch sees one, else the CPU."""
+    import os
+
+    choice = str(getattr(trainer_cfg, "device", "auto") or "auto")
+    if choice == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        choice = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+    device = torch.device(choice)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"trainer.device={choice}, but torch sees no CUDA GPU (torch {torch.__version__}); "
+                             "use trainer.device=cpu or auto")
+        torch.cuda.set_device(device)
+    return device
+
+
 def load_trainable(cfg: Any, run_dir: Path) -> tuple[Any, Any, Path | None]:
-    """(model in train mode, tokenizer, the checkpoint resumed from or ``None``): the run folder's latest
-    checkpoint if there is one, else ``model.name_or_path``; fp32 linears routed through oneDNN when chosen;
-    ``model.freeze`` groups frozen (with tied embeddings, freezing either freezes both: it is one tensor)."""
+    """(model in train mode on ``trainer.device``, tokenizer, the checkpoint resumed from or ``None``): the run
+    folder's latest checkpoint if there is one, else ``model.name_or_path``; fp32 linears routed through oneDNN
+    when chosen (CPU only); ``model.freeze`` groups frozen (with tied embeddings, freezing either freezes both:
+    it is one tensor)."""
     from r1gym.core import onednn
     from r1gym.core.checkpoint import latest_checkpoint
     from r1gym.core.models import load_policy
@@ -36,7 +56,7 @@ def load_trainable(cfg: Any, run_dir: Path) -> tuple[Any, Any, Path | None]:
 
     ckpt = latest_checkpoint(run_dir)
     model, tokenizer = load_policy(cfg.model, str(ckpt) if ckpt else None)
-    model.train()
+    model.to(training_device(cfg.trainer)).train()
     onednn.patch(model)
     known = {"embeddings": model.get_input_embeddings(), "lm_head": model.get_output_embeddings()}
     for group in cfg.model.freeze:

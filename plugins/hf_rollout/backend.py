@@ -133,18 +133,20 @@ class HFBackend:
         for p, row in uniq.items():
             ids[row, width - len(p) :] = torch.tensor(p)
             mask[row, width - len(p) :] = 1
+        dev = next(self.model.parameters()).device  # the trainer's device (a GPU, or under ZeRO-3 gathered)
+        fan_out, ids, mask = fan_out.to(dev), ids.to(dev), mask.to(dev)
         B, steps = len(prompts), params.max_new_tokens
-        out_tok = torch.full((B, steps), self.pad_id, dtype=torch.long)
-        out_lp = torch.zeros(B, steps)
-        length = torch.full((B,), steps, dtype=torch.long)
-        stopped = torch.zeros(B, dtype=torch.bool)
-        eos = torch.tensor(sorted(self.eos_ids))
+        out_tok = torch.full((B, steps), self.pad_id, dtype=torch.long, device=dev)
+        out_lp = torch.zeros(B, steps, device=dev)
+        length = torch.full((B,), steps, dtype=torch.long, device=dev)
+        stopped = torch.zeros(B, dtype=torch.bool, device=dev)
+        eos = torch.tensor(sorted(self.eos_ids), device=dev)
         stepper = _LeanStepper(self.lean) if self.lean is not None else _HFStepper(self.model)
         with torch.no_grad():
             logits = stepper.prefill(ids, mask, fan_out, steps)
             pos = mask.sum(-1)[fan_out]  # the next token's position, per row in the stepper
-            rows = torch.arange(B)  # stepper row -> output row
-            live = torch.ones(B, dtype=torch.bool)  # stepper rows still sampling
+            rows = torch.arange(B, device=dev)  # stepper row -> output row
+            live = torch.ones(B, dtype=torch.bool, device=dev)  # stepper rows still sampling
             for step in range(steps):
                 early = step < params.min_new_tokens
                 tok, lp = sample_next(logits, params.temperature, params.top_k, params.top_p, eos if early else None)
@@ -199,6 +201,8 @@ class HFBackend:
             eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
             stop_strings=list(params.stop) or None, return_dict_in_generate=True, output_logits=True,
         )
+        dev = next(self.model.parameters()).device
+        input_ids, attention = input_ids.to(dev), attention.to(dev)
         with torch.no_grad():
             res = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=gen_cfg,
                                       tokenizer=self.tokenizer if params.stop else None)

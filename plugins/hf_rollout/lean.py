@@ -180,8 +180,9 @@ class LeanDecoder:
     # -- forward -----------------------------------------------------------------------------------------
     def _rope_table(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         base = base_model(self.model)
-        pos = torch.arange(length)[None]
-        probe = torch.zeros(1, length, self.head_dim, dtype=torch.float32)
+        device = base.model.embed_tokens.weight.device
+        pos = torch.arange(length, device=device)[None]
+        probe = torch.zeros(1, length, self.head_dim, dtype=torch.float32, device=device)
         cos, sin = base.model.rotary_emb(probe, pos)
         return cos[0].to(self.dtype), sin[0].to(self.dtype)
 
@@ -221,8 +222,8 @@ class LeanDecoder:
         cos, sin = rope[0][pos][:, None], rope[1][pos][:, None]  # (P, 1, W, D)
         real = mask.bool()
         # causal, no attention to padding; a padding query attends to itself so its row stays finite
-        allowed = torch.ones(W, W, dtype=torch.bool).tril()[None] & real[:, None, :]
-        allowed = (allowed | torch.eye(W, dtype=torch.bool)[None])[:, None]  # (P, 1, W, W)
+        allowed = torch.ones(W, W, dtype=torch.bool, device=ids.device).tril()[None] & real[:, None, :]
+        allowed = (allowed | torch.eye(W, dtype=torch.bool, device=ids.device)[None])[:, None]  # (P, 1, W, W)
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
         keys, values = [], []
         x = F.embedding(ids, embed)
@@ -241,7 +242,7 @@ class LeanDecoder:
             x = x + onednn.linear(a.transpose(1, 2).reshape(P, W, H * D), *layer.o)
             x = x + self._mlp(self._norm(x, layer.ln2), layer)
         last = self._norm(x[:, -1], norm)
-        bias = torch.zeros(P, cap)
+        bias = torch.zeros(P, cap, device=ids.device)
         bias[:, :W].masked_fill_(~real, float("-inf"))
         return onednn.linear(last, head).float(), KVCache(keys, values, bias, W, rope)
 

@@ -44,7 +44,7 @@ def sample_next(logits: Any, temperature: float, top_k: int, top_p: float, banne
     if threshold is not None:
         probs = probs * (probs >= threshold)
     cdf = probs.double().cumsum(-1)
-    u = torch.rand(probs.shape[0], 1, dtype=torch.float64) * cdf[:, -1:]
+    u = torch.rand(probs.shape[0], 1, dtype=torch.float64, device=probs.device) * cdf[:, -1:]
     tok = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=vocab - 1)
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
