@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -29,6 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # a script: its siblin
 
 import report  # noqa: E402
 
+#: runs a command and prints the largest RSS of its descendants (KiB) last: a fresh process per run, because
+#: RUSAGE_CHILDREN's maximum only ever grows within one process
+PEAK_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
+                "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
 PHASES = ("time/step", "time/generate", "time/reward", "time/forward_backward", "time/optimizer", "time/weight_sync")
 
 
@@ -47,16 +50,14 @@ def run_one(trainer: str, procs: int, steps: int, overrides: Sequence[str], run_
            f"trainer.save_every={10**6}", "eval.at_start=false", "eval.at_end=false", "logger=jsonl_only",
            f"run_dir={run_dir}", *overrides]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu")}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *cmd], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"{trainer}: the run failed\n{(out.stdout + out.stderr)[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_kb = next(int(line.split()[1]) for line in reversed(out.stdout.splitlines()) if line.startswith("PEAK_RSS_KB"))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {"rows": rows, "wall": wall, "peak_mb": peak / 1024 if peak > before else float("nan"),
-            "command": " ".join(cmd)}
+    return {"rows": rows, "wall": wall, "peak_mb": peak_kb / 1024, "command": " ".join(cmd)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
