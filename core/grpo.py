@@ -107,9 +107,9 @@ class GRPOTrainer:
             raise ValueError(f"algo.group_size must be >= 2 for group-relative advantages, got {algo.group_size}")
         self.sampling = SamplingParams.from_config(cfg.rollout)
         self.dist = distributed.init(cfg.trainer.backend) if cfg.trainer.distributed else distributed.Dist()
-        if self.dist.enabled and self.dist.is_main:
-            log.info("data-parallel training on %d processes", self.dist.world)
         if self.dist.enabled:
+            if self.dist.is_main:
+                log.info("data-parallel training on %d processes", self.dist.world)
             if algo.prompts_per_step % self.dist.world:
                 raise ValueError(f"algo.prompts_per_step={algo.prompts_per_step} must be a multiple of the "
                                  f"{self.dist.world} processes (whole groups stay on one rank)")
