@@ -14,13 +14,14 @@ fast path against it, values and gradients.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from r1gym.core import onednn
+from r1gym.core import distributed, onednn
 from r1gym.core.compat import cache_kwargs, output_cache
 from r1gym.core.rollout import Episode
 
@@ -47,9 +48,7 @@ class PackedBatch:
 
     def to(self, device: Any) -> PackedBatch:
         """The same batch on ``device`` (the model's)."""
-        return PackedBatch(*(t.to(device) for t in (self.prompt_ids, self.prompt_mask, self.prompt_index,
-                                                   self.completion_ids, self.completion_attn, self.loss_mask,
-                                                   self.sampler_logprobs)))
+        return PackedBatch(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
     def select(self, rows: Sequence[int]) -> PackedBatch:
         """Sequences ``rows`` with only the prompts they use, and no all-padding columns."""
@@ -152,7 +151,7 @@ def _head_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, temp
     head = model.get_output_embeddings()
     if getattr(head, "bias", None) is not None:
         chunk = 0  # rare; the chunked path handles the common bias-free head
-    if hasattr(head.weight, "ds_id"):
+    if distributed.zero3_partitioned(head):
         # DeepSpeed ZeRO-3: the weight is whole only inside the head's own forward (its hooks gather it), and the
         # chunked path uses it outside, in its backward too. The head runs in one piece: O(positions x vocab).
         chunk = 0

@@ -211,6 +211,22 @@ def load_engine_state(engine: Any, checkpoint: Any) -> None:
                            load_lr_scheduler_states=False)
 
 
+def zero3_partitioned(model: Any) -> bool:
+    """Whether DeepSpeed ZeRO-3 manages ``model``'s parameters (they carry a ``ds_id``): code that only sees the
+    model (the LM head, a rollout backend) cannot see the engine."""
+    return hasattr(next(model.parameters()), "ds_id")
+
+
+def lockstep(chunks: Sequence[Any], filler: Any, engine: Any, d: Dist) -> list[tuple[Any, bool]]:
+    """``(chunk, counts)`` for this rank's micro-batches; under DeepSpeed padded with ``(filler, False)`` to the
+    busiest rank's count, because every rank must run as many forward and backward passes (ZeRO reduces
+    gradients per backward, ZeRO-3 gathers weights per forward). A pass that does not count weighs 0."""
+    out = [(c, True) for c in chunks]
+    if engine is not None and d.enabled:
+        out += [(filler, False)] * (global_max(len(out), d) - len(out))
+    return out
+
+
 def is_zero3(engine: Any) -> bool:
     """Whether ``engine`` partitions the parameters themselves (ZeRO stage 3): outside a forward pass each rank
     then holds only its shard of every weight."""

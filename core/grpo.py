@@ -42,7 +42,8 @@ from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
 from r1gym.core.registry import pick
 from r1gym.core.rollout import Episode, RolloutTimings, SamplingParams, collect_episodes
-from r1gym.core.runtime import autocast, build_loggers, build_optimizer, load_trainable, prepare_process, restore
+from r1gym.core.runtime import (autocast, backward, build_loggers, build_optimizer, load_trainable, optimizer_step,
+                                prepare_process, restore, save_all)
 
 log = logging.getLogger(__name__)
 
@@ -200,13 +201,8 @@ class GRPOTrainer:
         return distributed.gathered(getattr(self, "engine", None))
 
     def save_all(self, step: int) -> None:
-        """A checkpoint of ``step``: with DeepSpeed every rank writes its optimizer partition first
-        (``checkpoints/deepspeed/step_N``); then rank 0 the weights and trainer state, ``latest`` last."""
-        if self.engine is not None:
-            distributed.save_engine_state(self.engine, self.run_dir, step)
-        self._main_only(self.save, step)
-        if self.engine is not None and self.dist.is_main:
-            distributed.prune_engine_states(self.run_dir)
+        """A checkpoint of ``step`` from every rank (:func:`r1gym.core.runtime.save_all`)."""
+        save_all(self.engine, self.dist, self.run_dir, step, self.save)
 
     def save(self, step: int) -> Path:
         state = {
@@ -337,10 +333,7 @@ class GRPOTrainer:
                     beta=algo.beta, aggregation=algo.loss_aggregation, normalizer=float(cfg.rollout.max_episode_tokens or cfg.rollout.max_new_tokens),
                     token_weights=token_weights,
                 )
-                if self.engine is not None:  # DeepSpeed averages gradients over ranks; our weights are shares of a sum
-                    self.engine.backward(loss * weight * self.dist.world, scale_wrt_gas=False)
-                else:
-                    (loss * weight).backward()
+                backward(loss * weight, self.engine, self.dist.world)
                 loss_stats["loss"] += float(loss.detach()) * weight
                 for k, v in m.items():
                     loss_stats[k] += v * weight
@@ -349,15 +342,7 @@ class GRPOTrainer:
                     losses.masked_mean((lp.detach() - part.sampler_logprobs).abs(), part.loss_mask)) * weight
             t["forward_backward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            if self.engine is not None:
-                self.engine.step()  # reduces, clips (gradient_clipping), steps and zeroes the gradients
-                grad_norm = float(self.engine.get_global_grad_norm() or 0.0)
-            else:
-                distributed.all_reduce_grads(params, self.dist)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, algo.optim.max_grad_norm)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+            grad_norm = optimizer_step(self.engine, self.optimizer, algo.optim.max_grad_norm, self.dist)
             t["optimizer"] += time.perf_counter() - t0
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
@@ -379,17 +364,12 @@ class GRPOTrainer:
 
     def _micro_batches(self, n: int) -> list[tuple[list[int], bool]]:
         """Row chunks of about ``micro_batch_size`` sequences, whole groups each (rows are group-contiguous),
-        so a group's shared prompt runs once per micro-batch; each with whether it counts.
-
-        Under DeepSpeed every rank must run as many forward and backward passes (ZeRO reduces gradients per
-        backward, ZeRO-3 gathers weights per forward): a rank with fewer micro-batches than another (dynamic
-        sampling) repeats its last one, which does not count (weight 0)."""
+        so a group's shared prompt runs once per micro-batch; each with whether it counts (under DeepSpeed a rank
+        with fewer micro-batches than another repeats its last one at weight 0: :func:`distributed.lockstep`)."""
         G = self.cfg.algo.group_size
         size = max(G, -(-max(1, self.cfg.algo.micro_batch_size) // G) * G)
-        chunks = [(list(range(s, min(s + size, n))), True) for s in range(0, n, size)]
-        if self.engine is not None and self.dist.enabled:
-            chunks += [(chunks[-1][0], False)] * (distributed.global_max(len(chunks), self.dist) - len(chunks))
-        return chunks
+        chunks = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+        return distributed.lockstep(chunks, chunks[-1], self.engine, self.dist)
 
     def _logprobs(self, batch: PackedBatch, model: Any = None, with_entropy: bool = False):
         """Completion log-probs (and entropy) under ``model`` (default: the policy, through the DeepSpeed engine

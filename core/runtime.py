@@ -97,6 +97,47 @@ def restore(checkpoint: Path | None, **stateful: Any) -> int:
     return int(state["step"])
 
 
+def backward(loss: torch.Tensor, engine: Any, world: int) -> None:
+    """Backward of this rank's ``loss``, a share of a sum over ranks. DeepSpeed averages gradients over ranks,
+    so its loss is scaled by ``world``; without it the gradients are summed by :func:`optimizer_step`."""
+    if engine is not None:
+        engine.backward(loss * world, scale_wrt_gas=False)
+    else:
+        loss.backward()
+
+
+def optimizer_step(engine: Any, optimizer: torch.optim.Optimizer, max_grad_norm: float, d: Any) -> float:
+    """Sum the gradients over ranks, clip them, step and zero them; return the gradient norm before clipping.
+    DeepSpeed's ``engine.step()`` does all of it (clipping from its ``gradient_clipping``)."""
+    from r1gym.core import distributed
+
+    if engine is not None:
+        engine.step()
+        return float(engine.get_global_grad_norm() or 0.0)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    distributed.all_reduce_grads(params, d)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
+
+
+def save_all(engine: Any, d: Any, run_dir: Path, step: int, save: Any) -> None:
+    """A checkpoint of ``step`` from every rank: DeepSpeed's partitions first (``checkpoints/deepspeed/step_N``,
+    collective), then ``save(step)`` on rank 0 alone (weights and trainer state, ``latest`` last; under ZeRO-3
+    with the weights gathered), then DeepSpeed's parts of the checkpoints ``save`` dropped; the others wait."""
+    from r1gym.core import distributed
+
+    if engine is not None:
+        distributed.save_engine_state(engine, run_dir, step)
+    with distributed.gathered(engine):
+        if d.is_main:
+            save(step)
+            if engine is not None:
+                distributed.prune_engine_states(run_dir)
+        distributed.barrier(d)
+
+
 def autocast(trainer_cfg: Any, model: Any) -> Any:
     """The configured mixed-precision context for forward passes (``trainer.autocast``; a no-op for fp32)."""
     import contextlib

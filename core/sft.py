@@ -51,7 +51,8 @@ from r1gym.core.jsonl import iter_jsonl
 from r1gym.core.plugins import PluginHost, default_host
 from r1gym.core.prompts import PromptRenderer
 from r1gym.core.registry import pick
-from r1gym.core.runtime import autocast, build_loggers, build_optimizer, load_trainable, prepare_process, restore
+from r1gym.core.runtime import (autocast, backward, build_loggers, build_optimizer, load_trainable, optimizer_step,
+                                prepare_process, restore, save_all)
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,6 @@ class SFTTrainer:
             self.total_steps = min(self.total_steps, s.max_steps)
         o = s.optim
         self.optimizer = build_optimizer(self.model, o)
-        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, self.total_steps)
         self.loggers = build_loggers(self.host, cfg, self.run_dir) if self.dist.is_main else LoggerGroup([])
         self.engine = None  # DeepSpeed (trainer.deepspeed): it reduces, clips and steps; we schedule
@@ -405,34 +405,21 @@ class SFTTrainer:
         device = next(self.model.parameters()).device
         loss, padded = 0.0, 0
         shape = {"packing": s.packing, "row_tokens": s.max_length, "micro_batch_tokens": s.micro_batch_tokens}
-        micro_batches = [(rows, True) for rows in (layout(mine, **shape) if mine else [])]
-        if self.engine is not None and self.dist.enabled:
-            # DeepSpeed: every rank runs as many forward/backward passes (ZeRO reduces per backward, ZeRO-3
-            # gathers per forward); a rank short of micro-batches runs the step's first example at weight 0
-            extra = distributed.global_max(len(micro_batches), self.dist) - len(micro_batches)
-            micro_batches += [(layout(examples[:1], **shape)[0], False)] * extra
+        # under DeepSpeed a rank short of micro-batches runs the step's first example at weight 0 (lockstep)
+        micro_batches = distributed.lockstep(layout(mine, **shape) if mine else [], layout(examples[:1], **shape)[0],
+                                             self.engine, self.dist)
         for rows, counts in micro_batches:
             mb = collate(rows, self.tokenizer.pad_token_id, packing=s.packing, device=device)
             with self.autocast():
                 part = (self.engine(mb) if self.engine is not None else nll_sum(self.model, mb)) / n_loss
             if not counts:
                 part = part * 0.0
-            if self.engine is not None:  # DeepSpeed averages gradients over ranks; each rank's loss is a share
-                self.engine.backward(part * self.dist.world, scale_wrt_gas=False)
-            else:
-                part.backward()
+            backward(part, self.engine, self.dist.world)
             loss += float(part.detach())
             padded += mb.tokens if counts else 0
         loss = distributed.global_units(loss, self.dist)
         padded = distributed.global_units(padded, self.dist)
-        if self.engine is not None:
-            self.engine.step()  # reduces, clips (gradient_clipping), steps and zeroes the gradients
-            grad_norm = float(self.engine.get_global_grad_norm() or 0.0)
-        else:
-            distributed.all_reduce_grads(self.params, self.dist)  # a sum: each rank's loss is its share of the step's
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, s.optim.max_grad_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = optimizer_step(self.engine, self.optimizer, s.optim.max_grad_norm, self.dist)
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         tokens, dt = sum(map(len, examples)), time.perf_counter() - t0
@@ -449,16 +436,8 @@ class SFTTrainer:
         return distributed.gathered(getattr(self, "engine", None))
 
     def save_all(self, step: int) -> None:
-        """A checkpoint of ``step``: DeepSpeed's partitions from every rank first, then rank 0 the weights (gathered
-        under ZeRO-3) and the trainer state; the others wait."""
-        if self.engine is not None:
-            distributed.save_engine_state(self.engine, self.run_dir, step)
-        with self.gathered():
-            if self.dist.is_main:
-                self.save(step)
-                if self.engine is not None:
-                    distributed.prune_engine_states(self.run_dir)
-            distributed.barrier(self.dist)
+        """A checkpoint of ``step`` from every rank (:func:`r1gym.core.runtime.save_all`)."""
+        save_all(self.engine, self.dist, self.run_dir, step, self.save)
 
     def save(self, step: int) -> Path:
         state = {"scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict()}

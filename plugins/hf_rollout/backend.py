@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from r1gym.core.distributed import zero3_partitioned
 from r1gym.core.registry import pick
 from r1gym.plugins.hf_rollout.sampling import sample_next
 
@@ -35,11 +36,6 @@ DECODERS = ("auto", "lean", "hf")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: finished rows are dropped from the KV cache once they are at least this share of the rows in it
 COMPACT_SHARE = 0.25
-
-
-def _zero3_partitioned(model: Any) -> bool:
-    """Whether DeepSpeed ZeRO-3 manages the model's parameters (they carry a ``ds_id``)."""
-    return hasattr(next(model.parameters()), "ds_id")
 
 
 class HFBackend:
@@ -119,7 +115,7 @@ class HFBackend:
                     out[i] = gen
         finally:
             self.model.train(was_training)
-            if self.lean is not None and _zero3_partitioned(self.model):
+            if self.lean is not None and zero3_partitioned(self.model):
                 self.lean.release()  # the weights were gathered for this rollout only
         return out
 
