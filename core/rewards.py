@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,21 +27,27 @@ UNSCORABLE_POLICIES = ("mask", "score")
 
 
 class Graded(float):
-    """A reward value plus the final answer it graded, in a canonical form (``None``: no answer found).
+    """A reward value plus the final answer it graded, in a canonical form (``None``: no answer found),
+    and the flags its grader raised.
 
     Two completions with equal ``answer`` got the same verdict against the same reference, so majority
-    voting (cons@k) can count answers instead of re-checking them.
+    voting (cons@k) can count answers instead of re-checking them. ``flags`` are short names of what a
+    team watching for reward hacking wants counted per step and shown per sample, whatever the value:
+    ``ended_early`` (the program stopped before the harness finished), ``hack_pattern`` (the code tried a
+    known reward-hacking trick), ``fallback`` (the verdict came from a fallback path, not the main check).
 
-    >>> g = Graded(1.0, answer="1/2")
-    >>> g + 0, g.answer
-    (1.0, '1/2')
+    >>> g = Graded(1.0, answer="1/2", flags=("fallback",))
+    >>> g + 0, g.answer, g.flags
+    (1.0, '1/2', ('fallback',))
     """
 
     answer: Any
+    flags: tuple[str, ...]
 
-    def __new__(cls, value: float, answer: Any = None) -> Graded:
+    def __new__(cls, value: float, answer: Any = None, flags: Sequence[str] = ()) -> Graded:
         obj = super().__new__(cls, value)
         obj.answer = answer
+        obj.flags = tuple(dict.fromkeys(flags))
         return obj
 
 
@@ -92,6 +98,8 @@ class RewardOutcome:
     unscorable: dict[str, str]
     #: the graded answer of each component that returned :class:`Graded`
     answers: dict[str, Any] = field(default_factory=dict)
+    #: the flags (``ended_early``, ``hack_pattern``, ``fallback``, ...) of each component that raised any
+    flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def scorable(self) -> bool:
@@ -108,11 +116,14 @@ class RewardSet:
         values: dict[str, float | None] = {}
         reasons: dict[str, str] = {}
         answers: dict[str, Any] = {}
+        flags: dict[str, tuple[str, ...]] = {}
         for comp in self.components:
             try:
                 value = comp(completion, fields)
                 if isinstance(value, Graded):
                     answers[comp.name] = value.answer
+                    if value.flags:
+                        flags[comp.name] = value.flags
                 if value is None:
                     reasons[comp.name] = "returned None"
                 elif isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
@@ -128,7 +139,7 @@ class RewardSet:
             values[comp.name] = value
         blocking = [c for c in self.components if c.name in reasons and c.weight != 0]
         total = None if blocking else sum(c.weight * (values[c.name] or 0.0) for c in self.components)
-        return RewardOutcome(total, values, reasons, answers)
+        return RewardOutcome(total, values, reasons, answers, flags)
 
 
 def build_reward_set(spec: Mapping[str, Any], lookup: Callable[[str], RewardFn]) -> RewardSet:
