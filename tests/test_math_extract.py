@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from r1gym.plugins.math.extract import METHODS, extract_answer, extract_reference, find_boxed, last_boxed
+from r1gym.plugins.math.extract import MAX_SCAN_CHARS, METHODS, extract_answer, extract_reference, find_boxed, last_boxed
 
 CASES = [
     # (completion, expected text, expected method)
@@ -85,3 +85,33 @@ def test_docstring_examples(module):
     mod = importlib.import_module(f"r1gym.plugins.math.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- bounded work on whatever the policy wrote ------------------------------------------------------------------
+DEGENERATE = ["\\boxed{", "\\boxed-", "<answer> 1 ", "{", "\\boxed{1}, ", "\\boxed 5 and "]
+
+
+@pytest.mark.parametrize("unit", DEGENERATE)
+def test_degenerate_completions_are_scanned_in_linear_time(unit):
+    """140 KB of a repeated prefix: quadratic scans never finished on these; here they return at all.
+    (How fast is measured in bench/math_load.py, not asserted here.)"""
+    text = "We compute. " + unit * (140_000 // len(unit))
+    extract_answer(text)
+    find_boxed(text)
+    extract_reference(text)
+
+
+def test_only_the_tail_of_a_completion_is_searched():
+    answer_first = "\\boxed{7} " + "x" * MAX_SCAN_CHARS
+    assert extract_answer(answer_first, methods=["boxed"]) is None  # the box lies before the scanned tail
+    assert extract_answer("x" * 10 * MAX_SCAN_CHARS + " so \\boxed{7}").text == "7"
+
+
+def test_answer_tag_takes_the_last_closed_tag():
+    assert extract_answer("<answer> 1 <answer> 2 </answer> <answer> 3").text == "2"
+    assert extract_answer("<ANSWER> 5 </Answer>").text == "5"
+
+
+def test_box_groups_never_overlap():
+    # a bare "\boxed-" swallows the next box command; such boxes are not joined into one answer
+    assert last_boxed("\\boxed-\\boxed-\\boxed-") == "-"

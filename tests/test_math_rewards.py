@@ -106,3 +106,19 @@ def test_cosine_length_keeps_unscorable():
         cosine_length("<answer> 1 </answer>", answer="\\frac{1}{")
     outcome = rewards({"cosine_length": 1.0}).score("<answer> 1 </answer>", {"answer": "\\frac{1}{"})
     assert outcome.total is None
+
+
+def test_flags_fallback_and_hedging():
+    stated = math_accuracy("<answer> 7 </answer>", answer="7")
+    assert stated == 1.0 and stated.flags == ()
+    guessed = math_accuracy("I think it's 3 + 4 = 7", answer="7")  # found as the last number only
+    assert guessed == 1.0 and guessed.flags == ("fallback",)
+    hedge = math_accuracy("</think> \\boxed{5}, or \\boxed{6}, or \\boxed{7}", answer="7")
+    assert hedge == 0.0 and "hack_pattern" in hedge.flags  # the joined "5, 6, 7" is not 7
+    again = math_accuracy("\\boxed{7} ... checking: \\boxed{7}, so \\boxed{ 7 }", answer="7")
+    assert again == 1.0 and again.flags == ()  # the same answer boxed three times is not hedging
+
+
+def test_too_long_answer_is_wrong_not_unscorable():
+    outcome = rewards({"math_accuracy": 1.0}).score("<answer>" + "1+" * 2000 + "1</answer>", {"answer": "4001"})
+    assert outcome.total == 0.0 and outcome.components["math_accuracy"] == 0.0

@@ -13,6 +13,14 @@ A completion is searched for, in this order of trust:
 
 When the completion closes a ``</think>`` section, methods 2-6 look after it first and only then at the
 whole text. Nothing here parses mathematics: :mod:`r1gym.plugins.math.verify` normalises what is found.
+
+Cost: this runs in the trainer's thread, on text the policy wrote, so every scan is linear in its input and
+the input is bounded. Only the last :data:`MAX_SCAN_CHARS` characters of a completion are searched (a final
+answer sits at the end; a 1 MB completion costs what a 16 KB one does), braces are matched in one pass over
+the text (not one scan per ``\\boxed{``: 35 KB of repeated ``\\boxed{`` took 7.5 s that way), and an
+answer longer than :data:`MAX_ANSWER_CHARS` is never parsed: the checker grades it wrong (counted as
+``too_long``; see :mod:`r1gym.plugins.math.pool`). Wrong, not unscorable: a masked sample teaches nothing,
+so a policy unsure of its answer could otherwise escape the penalty by boxing its whole derivation.
 A reference answer goes through :func:`extract_reference`: a bare answer stays whole; a ``\\boxed{}`` or
 ``#### n`` inside it is taken out (so a MATH solution or a GSM8K answer works as a reference too).
 """
@@ -24,10 +32,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 METHODS = ("answer_tag", "boxed", "gsm8k", "answer_is", "bold", "last_number")
+#: methods that find an answer nobody stated as the answer: a verdict on it is flagged ``fallback``
+FALLBACK_METHODS = ("bold", "last_number")
+#: only this many characters at the end of a completion are searched for its answer
+MAX_SCAN_CHARS = 16_384
+#: an extracted answer longer than this is graded wrong without being parsed (MATH-500's longest is 53)
+MAX_ANSWER_CHARS = 1_024
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_ANSWER_TAG = re.compile(r"<(/?)answer>", re.IGNORECASE)
 _BOX_CMD = re.compile(r"\\(?:boxed|fbox)\b")
-_BOX_JOIN = re.compile(r"^[\s$,;]*(?:(?:and|or|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad)[\s$,;]*)?$")
+_BRACE = re.compile(r"\\.|[{}]", re.DOTALL)  # an escaped brace \{ does not count
+_BARE_BOX = re.compile(r"[^\s$.,]{1,100}")  # \boxed 5: a short word
+_BOX_JOIN = re.compile(r"[\s$,;]*(?:(?:and|or|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad)[\s$,;]*)?$")
 _GSM8K = re.compile(r"####\s*([^\n]+)")
 _ANSWER_IS = re.compile(
     r"\banswers?\b(?:\*\*)?\s*(?:is|are|=|:|would be|will be|should be)\s*[:=]?(?:\*\*)?\s*(?P<rest>[^\n]+)",
@@ -47,37 +63,42 @@ class Extraction:
     method: str
 
 
+def _brace_pairs(text: str) -> dict[int, int]:
+    """The index of the matching ``}`` for every ``{`` that has one, in one pass (escaped braces skipped)."""
+    pairs, stack = {}, []
+    for m in _BRACE.finditer(text):
+        ch = m.group()
+        if ch == "{":
+            stack.append(m.start())
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = m.start()
+    return pairs
+
+
 def find_boxed(text: str) -> list[tuple[int, int, str]]:
     """Every ``\\boxed{…}`` / ``\\fbox{…}`` in ``text`` as ``(start, end, content)``, braces balanced.
+
+    Linear in ``len(text)``: the braces are matched once for the whole text.
 
     >>> [c for _, _, c in find_boxed(r"\\boxed{\\frac{1}{2}} and \\fbox{3}")]
     ['\\\\frac{1}{2}', '3']
     """
-    out = []
+    out: list[tuple[int, int, str]] = []
+    pairs: dict[int, int] | None = None
     for match in _BOX_CMD.finditer(text):
         i = match.end()
         while i < len(text) and text[i] == " ":
             i += 1
         if i < len(text) and text[i] == "{":
-            depth, j = 0, i
-            while j < len(text):
-                ch = text[j]
-                if ch == "\\":  # an escaped brace \{ does not count
-                    j += 2
-                    continue
-                if ch == "{":
-                    depth += 1
-                elif ch == "}":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                j += 1
-            if depth == 0 and j < len(text):
+            if pairs is None:
+                pairs = _brace_pairs(text)
+            j = pairs.get(i)
+            if j is not None:
                 out.append((match.start(), j + 1, text[i + 1 : j].strip()))
         elif i > match.end() or (i < len(text) and text[i] in "0123456789-"):  # \boxed 5
-            word = re.match(r"[^\s$.,]+", text[i:])
+            word = _BARE_BOX.match(text, i)
             if word:
-                out.append((match.start(), i + word.end(), word.group()))
+                out.append((match.start(), word.end(), word.group()))
     return out
 
 
@@ -94,10 +115,10 @@ def last_boxed(text: str) -> str | None:
         return None
     group = [boxes[-1]]
     for box in reversed(boxes[:-1]):
-        if not _BOX_JOIN.match(text[box[1] : group[0][0]]):
+        if box[1] > group[-1][0] or not _BOX_JOIN.match(text, box[1], group[-1][0]):
             break
-        group.insert(0, box)
-    contents = [c for _, _, c in group]
+        group.append(box)
+    contents = [c for _, _, c in reversed(group)]
     return ", ".join(dict.fromkeys(contents)) if len(contents) > 1 else contents[0]
 
 
@@ -151,6 +172,17 @@ def _inner(content: str) -> str:
     return content.strip()
 
 
+def _last_answer_tag(text: str) -> str | None:
+    """The content of the last closed ``<answer>…</answer>`` (from the nearest ``<answer>`` before its end)."""
+    found, start = None, None
+    for m in _ANSWER_TAG.finditer(text):
+        if not m.group(1):
+            start = m.end()
+        elif start is not None:
+            found, start = text[start : m.start()], None
+    return found
+
+
 _FINDERS = {
     "boxed": last_boxed,
     "gsm8k": lambda t: (m[-1].strip() if (m := _GSM8K.findall(t)) else None),
@@ -176,10 +208,11 @@ def extract_answer(completion: str, methods: Sequence[str] | None = None) -> Ext
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown extraction method(s) {sorted(unknown)}; known: {', '.join(METHODS)}")
+    completion = completion[-MAX_SCAN_CHARS:]
     if "answer_tag" in methods:
-        tags = _ANSWER_TAG.findall(completion)
-        if tags:
-            inner = _inner(tags[-1])
+        tag = _last_answer_tag(completion)
+        if tag is not None:
+            inner = _inner(tag)
             return Extraction(inner, "answer_tag") if inner else None
     close = completion.rfind("</think>")
     regions = [completion[close + len("</think>") :], completion] if close >= 0 else [completion]

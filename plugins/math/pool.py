@@ -5,16 +5,25 @@ or cannot be scored with a reason). Numbers, multiple-choice letters and text ar
 thread (:mod:`r1gym.plugins.math.normalize`: no sympy, microseconds). Anything that needs computer algebra
 goes to a :class:`WorkerPool` process running :func:`r1gym.plugins.math.verify.symbolic_verdict`.
 
-Time limit: every check has a wall-clock limit (``timeout`` seconds, default 5) counted from the call,
-including the wait for a free worker. A worker that overruns is killed (SIGKILL) and reaped, and a fresh one
-is started in its place; the check returns "cannot be scored: timeout ...". Nothing here uses SIGALRM, so it
-works from any thread, from asyncio (:meth:`MathChecker.acheck`) and inside process pools (also daemonic
-``multiprocessing.Pool`` workers: the workers are plain subprocesses, not ``multiprocessing`` children).
-The one thing not counted against the limit is a worker's own start-up (Python + sympy imports, ~0.5 s; on
-the first check after the pool was made or a worker was replaced), which has its own limit
-(``startup_timeout``). A check that waited for a free worker until less than a tenth of its limit was left
-times out without running (it could hardly finish, and running it would cost a worker). Workers also run under an address-space limit (``memory_limit_mb``), so an input
-that tries to build a gigantic integer fails with "out of memory" instead of swapping.
+Time limit: every check has a wall-clock limit (``timeout`` seconds, default 5) that starts when a worker
+picks the check up, so it measures the check itself, never the wait for a free worker: in a burst (a GRPO
+step's completions, ``r1gym score`` with several jobs) a legitimate answer queued behind slow neighbours still
+gets its verdict. A worker that overruns is killed (SIGKILL) and reaped, and a fresh one is started in its
+place; the check returns "cannot be scored: timeout ...". The wait for a free worker has its own, generous
+bound (``max_wait``, default 600 s), there only so that nothing waits forever (a wedged machine, a pool
+starved by a caller that never returns): a check that waited that long returns "cannot be scored: busy ..."
+without running (counted as ``busy``). Nothing here uses SIGALRM, so it works from any thread, from asyncio
+(:meth:`MathChecker.acheck`) and inside process pools (also daemonic ``multiprocessing.Pool`` workers: the
+workers are plain subprocesses, not ``multiprocessing`` children). A worker's own start-up (Python + sympy
+imports, ~0.5 s; on the first check after the pool was made or a worker was replaced) is not the check's
+time either; it has its own limit (``startup_timeout``). Workers also run under an address-space limit
+(``memory_limit_mb``), so an input that tries to build a gigantic integer fails with "out of memory" instead
+of swapping.
+
+Length: a prediction longer than :data:`~r1gym.plugins.math.extract.MAX_ANSWER_CHARS` is graded wrong
+without being normalised or parsed (reason "answer too long", counted as ``too_long``), so the calling
+thread's work on an answer is bounded whatever the policy wrote (see :mod:`r1gym.plugins.math.extract` for
+why wrong and not unscorable).
 
 Cache: verdicts are kept per ``(reference, prediction, approx_digits)`` (LRU, ``cache_size`` entries); a
 GRPO group's samples often share an answer, and references repeat every epoch. Timeouts and worker failures
@@ -40,18 +49,18 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from r1gym.plugins.math.extract import extract_answer, extract_reference
+from r1gym.plugins.math.extract import MAX_ANSWER_CHARS, extract_answer, extract_reference
 from r1gym.plugins.math.normalize import DEFAULT_APPROX_DIGITS, classify, quick_verdict
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
+#: the most a check waits for a free worker (not a time limit on the check: see the module docstring)
+DEFAULT_MAX_WAIT = 600.0
 DEFAULT_STARTUP_TIMEOUT = 60.0
 DEFAULT_MEMORY_LIMIT_MB = 2048
 WORKERS_ENV = "R1GYM_MATH_WORKERS"
 OUT_OF_MEMORY = "out of memory"
-#: a request that gets a worker with less than this share of its time limit left times out without running
-MIN_SHARE_LEFT = 0.1
 
 
 @dataclass(frozen=True)
@@ -178,7 +187,8 @@ def _kill_all(workers: set[_Worker]) -> None:
 
 
 class WorkerPool:
-    """``size`` worker processes; :meth:`call` runs one request on a free worker within a deadline."""
+    """``size`` worker processes; :meth:`call` runs one request on a free worker within a deadline that starts
+    when the worker picks it up (``max_wait`` bounds the wait for a free worker)."""
 
     def __init__(
         self,
@@ -186,9 +196,10 @@ class WorkerPool:
         *,
         memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        max_wait: float = DEFAULT_MAX_WAIT,
     ):
         self.size = size or default_workers()
-        self.memory_limit_mb, self.startup_timeout = memory_limit_mb, startup_timeout
+        self.memory_limit_mb, self.startup_timeout, self.max_wait = memory_limit_mb, startup_timeout, max_wait
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -234,31 +245,35 @@ class WorkerPool:
         code = w.proc.poll()
         return f"verifier worker failed to start (exit code {code}; see its stderr)"
 
-    def call(self, op: str, args: Sequence[Any], timeout: float) -> tuple[str, Any]:
-        """Run ``op(*args)`` in a worker: ``("ok", result)``, ``("timeout", reason)`` or ``("error", reason)``."""
+    def call(self, op: str, args: Sequence[Any], timeout: float, *, max_wait: float | None = None) -> tuple[str, Any]:
+        """Run ``op(*args)`` in a worker: ``("ok", result)``, ``("timeout", reason)``, ``("busy", reason)`` or
+        ``("error", reason)``.
+
+        ``timeout`` counts from the moment a worker takes the request (a worker's start-up excluded), so a
+        request queued behind slow ones is not charged for their time. ``max_wait`` (default: the pool's) bounds
+        the wait for a free worker; past it the request is ``"busy"`` and never runs.
+        """
         if self._closed:
             raise RuntimeError("the math verifier pool is closed")
         if os.getpid() != self._owner:
             raise RuntimeError("a math verifier pool cannot be used from a forked child; make a new one there")
-        start = time.monotonic()
+        max_wait = self.max_wait if max_wait is None else max_wait
+        give_up = time.monotonic() + max_wait
         while True:
             try:
-                w = self._idle.get(timeout=max(start + timeout - time.monotonic(), 0.0))
+                w = self._idle.get(timeout=max(give_up - time.monotonic(), 0.0))
             except queue.Empty:
-                return "timeout", f"timeout: no free verifier worker within {timeout:g} s"
+                return "busy", f"busy: no free verifier worker within {max_wait:g} s"
             if w.proc.poll() is None:
                 break
             self._retire(w)  # it exited while idle (out of memory on its last request): replace it
         healthy = True  # until work is sent: a worker that got no request goes back to the idle queue
         try:
-            left = start + timeout - time.monotonic()
-            if left < MIN_SHARE_LEFT * timeout:  # it could hardly finish: do not run (and kill) it for nothing
-                return "timeout", f"timeout: no free verifier worker within {timeout:g} s"
             failed = self._await_ready(w)
             if failed:
                 healthy = False
                 return "error", failed
-            deadline = time.monotonic() + left  # a worker's start-up is not the check's time
+            deadline = time.monotonic() + timeout  # the check's own time starts now
             req_id = next(self._ids)
             healthy = False
             w.conn.send((req_id, op, tuple(args)))
@@ -316,9 +331,10 @@ class MathChecker:
         timeout: float = DEFAULT_TIMEOUT,
         cache_size: int = 100_000,
         memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
+        max_wait: float = DEFAULT_MAX_WAIT,
     ):
         self.workers, self.timeout, self.cache_size = workers, float(timeout), int(cache_size)
-        self.memory_limit_mb = memory_limit_mb
+        self.memory_limit_mb, self.max_wait = memory_limit_mb, float(max_wait)
         self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()
         self._cache: collections.OrderedDict[tuple, Verdict] = collections.OrderedDict()
@@ -330,7 +346,7 @@ class MathChecker:
         """The worker pool, started on first use (a checker that only sees numbers never starts one)."""
         with self._pool_lock:
             if self._pool is None:
-                self._pool = WorkerPool(self.workers, memory_limit_mb=self.memory_limit_mb)
+                self._pool = WorkerPool(self.workers, memory_limit_mb=self.memory_limit_mb, max_wait=self.max_wait)
             return self._pool
 
     def _cached(self, key: tuple) -> Verdict | None:
@@ -357,6 +373,9 @@ class MathChecker:
         (Verdict(correct=True, reason='number'), 'reference answer is empty')
         """
         reference = "" if reference is None else str(reference)
+        if len(prediction) > MAX_ANSWER_CHARS:  # never normalised or parsed: bounded work in this thread
+            self.stats["too_long"] += 1
+            return Verdict(False, f"answer too long ({len(prediction)} > {MAX_ANSWER_CHARS} characters)")
         key = (reference, prediction, approx_digits)
         cached = self._cached(key)
         if cached is not None:
@@ -374,7 +393,7 @@ class MathChecker:
                 verdict = Verdict(*value)
             else:
                 self.stats[kind] += 1
-                return Verdict(None, value if kind == "timeout" else f"verifier error: {value}")
+                return Verdict(None, value if kind in ("timeout", "busy") else f"verifier error: {value}")
         self._remember(key, verdict)
         return verdict
 

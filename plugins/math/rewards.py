@@ -10,14 +10,17 @@ wins when present; ``unit="tokens"`` without it cannot be scored.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from r1gym.core.rewards import Graded, Unscorable
-from r1gym.plugins.math.extract import extract_answer
+from r1gym.plugins.math.extract import FALLBACK_METHODS, MAX_ANSWER_CHARS, MAX_SCAN_CHARS, extract_answer, find_boxed
 from r1gym.plugins.math.normalize import DEFAULT_APPROX_DIGITS, answer_key
 from r1gym.plugins.math.pool import DEFAULT_TIMEOUT, default_checker
 
 UNITS = ("chars", "words", "tokens")
+#: this many different boxed answers at the end of a completion raise the ``hack_pattern`` flag
+HEDGE_BOXES = 3
 
 
 def math_accuracy(
@@ -35,7 +38,10 @@ def math_accuracy(
     not parse, a check that overran ``timeout`` seconds, or a crashed checker raise
     :class:`~r1gym.core.rewards.Unscorable`: never 0.0, never 1.0. The value is a
     :class:`~r1gym.core.rewards.Graded` carrying the extracted answer's
-    :func:`~r1gym.plugins.math.normalize.answer_key`, which evaluation votes over for cons@k.
+    :func:`~r1gym.plugins.math.normalize.answer_key`, which evaluation votes over for cons@k, and its flags:
+    ``fallback`` when the answer was found by a low-trust method (:data:`~r1gym.plugins.math.extract.FALLBACK_METHODS`:
+    no tag, box, ``####`` or "answer is" phrase stated it), ``hack_pattern`` when the completion hedges
+    (:func:`hedged`). An answer longer than :data:`~r1gym.plugins.math.extract.MAX_ANSWER_CHARS` is wrong.
 
     >>> math_accuracy(r"<think> 1/4 + 1/4 </think> <answer> \\frac{1}{2} </answer>", answer="0.5")
     1.0
@@ -50,7 +56,30 @@ def math_accuracy(
         verdict = checker.check(answer, found.text, timeout=timeout, approx_digits=approx_digits)
     if verdict.correct is None:
         raise Unscorable(verdict.reason)
-    return Graded(1.0 if verdict.correct else 0.0, answer=answer_key(found.text) if found else None)
+    flags = []
+    if found is not None and found.method in FALLBACK_METHODS:
+        flags.append("fallback")
+    if hedged(completion):
+        flags.append("hack_pattern")
+    key = answer_key(found.text) if found and len(found.text) <= MAX_ANSWER_CHARS else None
+    return Graded(1.0 if verdict.correct else 0.0, answer=key, flags=flags)
+
+
+def hedged(completion: str) -> bool:
+    """Whether the end of ``completion`` boxes :data:`HEDGE_BOXES` or more different answers: the policy
+    hedging, hoping one of them is what the grader reads. Only the final answer counts either way, so
+    hedging earns nothing; the ``hack_pattern`` flag makes it visible (the search is over the part after
+    ``</think>``, or the last :data:`~r1gym.plugins.math.extract.MAX_SCAN_CHARS` characters: one linear scan).
+
+    >>> hedged(r"\\boxed{2}, or maybe \\boxed{3}, or \\boxed{4}"), hedged(r"\\boxed{2} ... so \\boxed{2}")
+    (True, False)
+    """
+    tail = completion[-MAX_SCAN_CHARS:]
+    close = tail.rfind("</think>")
+    region = tail[close:] if close >= 0 else tail
+    if region.count("boxed") + region.count("fbox") < HEDGE_BOXES:
+        return False
+    return len({re.sub(r"\s+", "", c) for _, _, c in find_boxed(region)}) >= HEDGE_BOXES
 
 
 def completion_length(completion: str, unit: str = "chars", num_tokens: int | None = None) -> int:
