@@ -32,6 +32,7 @@ from typing import Any
 
 from r1gym.envs.base import Task
 from r1gym.envs.datasets import TaskList, field_of, read_records, resolve_path, split_of
+from r1gym.plugins.code.compare import parse_comparison
 
 FORMATS = ("auto", "r1gym", "humaneval", "mbpp", "code_contests")
 SPLITS = ("all", "train", "test")
@@ -73,6 +74,21 @@ def _test_list(value: Any) -> list[dict[str, str]]:
         out.append({"stdin": str(stdin.get("stdin", "") if isinstance(stdin, dict) else stdin),
                     "stdout": str(stdout.get("stdout", "") if isinstance(stdout, dict) else stdout)})
     return out
+
+
+def _comparison_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's ``comparison`` (validated, kept as written), or a ``checker`` field's Python source as a
+    ``checker`` comparison; ``{}`` when it has neither (the reward's ``default_comparison`` applies)."""
+    if record.get("checker") and record.get("comparison") is not None:
+        raise ValueError("a record has a 'checker' and a 'comparison'; give one (comparison: {mode: checker, checker: ...})")
+    if record.get("checker"):
+        spec = {"mode": "checker", "checker": str(record["checker"])}
+    elif record.get("comparison") is not None:
+        spec = record["comparison"]
+    else:
+        return {}
+    parse_comparison(spec)
+    return {"comparison": spec}
 
 
 class CodeSource(TaskList):
@@ -117,6 +133,8 @@ class CodeSource(TaskList):
                 problem, fields, meta = getattr(self, f"_{fmt}")(record)
             except KeyError as exc:
                 raise ValueError(f"{where}: a {fmt} record needs the field {exc}; its fields are {sorted(record)}") from None
+            except ValueError as exc:  # a bad comparison or checker
+                raise ValueError(f"{where}: {exc}") from None
             if not fields["tests"]:
                 raise ValueError(f"{where}: the record has no test cases, so it cannot be scored")
             if max_tests is not None:
@@ -136,7 +154,8 @@ class CodeSource(TaskList):
     def _r1gym(r: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
         tests = list(r["tests"])
         fields = {"answer": r.get("solution", ""), "tests": tests, "language": r.get("language", "python"),
-                  "setup": r.get("setup", ""), "public_tests": list(r.get("public_tests") or tests[:1])}
+                  "setup": r.get("setup", ""), "public_tests": list(r.get("public_tests") or tests[:1]),
+                  **_comparison_of(r)}
         return str(r["prompt"]), fields, {}
 
     @staticmethod
@@ -176,5 +195,6 @@ class CodeSource(TaskList):
             meta["difficulty"] = labels["difficulty"]
         elif "difficulty" in r:
             meta["difficulty"] = r["difficulty"]
-        fields = {"answer": "", "tests": tests, "language": "python", "setup": "", "public_tests": public or tests[:1]}
+        fields = {"answer": str(r.get("solution") or ""), "tests": tests, "language": "python", "setup": "",
+                  "public_tests": public or tests[:1], **_comparison_of(r)}
         return f"{statement}\n\n{STDIO_AS}", fields, meta

@@ -24,7 +24,7 @@ from typing import Any
 
 from r1gym.core.rewards import Unscorable
 from r1gym.envs.base import MultiTurnEnv, Task
-from r1gym.plugins.code.rewards import _pool, extract_code, run_tests
+from r1gym.plugins.code.rewards import _pool, code_tests, extract_code, run_tests
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,13 @@ class CodeExecEnv(MultiTurnEnv):
                         "(%d such failures in this env so far)", task.id, exc, self.sandbox_errors)
             return None
 
+    def _comparison(self, task: Task) -> Any:
+        """The task's ``comparison``, else the ``default_comparison`` of the env's ``code_tests`` reward."""
+        if task.fields.get("comparison") is not None:
+            return task.fields["comparison"]
+        scorer = next((c for c in self.reward_set.components if c.fn is code_tests), None)
+        return scorer.params.get("default_comparison") if scorer is not None else None
+
     def _show_run(self, code: str, language: str) -> str:
         from r1gym.plugins.code.sandbox import Limits, Program
 
@@ -113,12 +120,11 @@ class CodeExecEnv(MultiTurnEnv):
             return None
         s = self.sandbox_settings
         runs = run_tests(code, public, language=language, setup=task.fields.get("setup", ""),
-                         stop_at_first_failure=True, **s)
+                         stop_at_first_failure=True, comparison=self._comparison(task), **s)
         failed = next((r for r in runs if not r.passed), None)
         if failed is None:
             return None
-        status = failed.result.status
-        why = "wrong output" if status == "ok" else (f"{status} ({failed.result.detail})" if failed.result.detail else status)
+        why = f"wrong output ({failed.message})" if failed.result.status == "ok" else failed.message
         if "assert" in failed.test:
             parts = ["Your solution failed this test:", f"```{language}\n{failed.test['assert'].strip()}\n```",
                      f"Result: {why}."]

@@ -2,8 +2,21 @@
 
 Test cases come with the task (its ``tests`` field), in either of two shapes:
 
-* ``{"stdin": "...", "stdout": "..."}``: the program reads stdin; its stdout must equal the expected one,
-  compared line by line after stripping trailing whitespace, numbers within ``float_tolerance``;
+* ``{"stdin": "...", "stdout": "..."}``: the program reads stdin; its stdout is judged against the expected
+  one by the task's ``comparison`` (default: the reward's ``default_comparison``, ``"tokens"``), see
+  :mod:`r1gym.plugins.code.compare`:
+
+  - ``tokens``: Codeforces' default (testlib's ``wcmp``): the same whitespace-separated tokens, line breaks
+    counting as whitespace (``1\\n2\\n3`` matches ``1 2 3``);
+  - ``lines``: the same tokens line by line, trailing blank lines ignored;
+  - ``exact``: the same lines, character for character (CRLF as LF, the final line break optional);
+  - ``{"mode": "tokens", "float_abs": 1e-6, "float_rel": 1e-6}`` (or ``"tokens float_abs=1e-6
+    float_rel=1e-6"``): numbers match within an absolute or a relative error (testlib's ``rcmp``);
+  - ``{"mode": "checker", "checker": "<python source>"}``: a special judge for problems with several correct
+    outputs, run in its own sandbox run as ``checker.py input.txt output.txt answer.txt`` (testlib's order:
+    test input, program output, expected answer); exit 0 passes, 1 (wrong answer) and 2 (presentation
+    error) fail, any other ending (3, an exception, a timeout) makes the completion *cannot be scored*;
+
 * ``{"assert": "assert f(2) == 4"}``: the assert statement is appended to the program, followed by a line
   that prints a random per-run token; the test passes only if the program exits 0 *and* its last output
   line is that token (the HumanEval/MBPP style; a ``setup`` field of the task, if any, goes first). Exit
@@ -18,7 +31,6 @@ timeout, crash, memory or output overrun is the program's failure.
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 import threading
@@ -27,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from r1gym.core.rewards import Unscorable
+from r1gym.plugins.code.compare import Comparison, Verdict, checker_program, checker_verdict, compare_outputs, parse_comparison
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+#-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _ALIASES = {"python": ("python", "py", "python3"), "cpp": ("cpp", "c++", "cc", "cxx")}
@@ -39,26 +52,11 @@ def extract_code(completion: str, language: str = "python") -> str | None:
     return blocks[-1] if blocks else None
 
 
-def outputs_match(got: str, expected: str, float_tolerance: float = 1e-6) -> bool:
-    """Line-by-line, token-by-token comparison; trailing whitespace and blank trailing lines are ignored,
-    and tokens that are both numbers compare within ``float_tolerance`` (absolute or relative)."""
-    g, e = got.rstrip().splitlines(), expected.rstrip().splitlines()
-    if len(g) != len(e):
-        return False
-    for gl, el in zip(g, e):
-        gt, et = gl.split(), el.split()
-        if len(gt) != len(et):
-            return False
-        for a, b in zip(gt, et):
-            if a == b:
-                continue
-            try:
-                x, y = float(a), float(b)
-            except ValueError:
-                return False
-            if not math.isclose(x, y, rel_tol=float_tolerance, abs_tol=float_tolerance):
-                return False
-    return True
+def outputs_match(got: str, expected: str, comparison: Any = "lines float_abs=1e-6 float_rel=1e-6") -> bool:
+    """Whether ``got`` passes against ``expected`` under ``comparison`` (see :mod:`r1gym.plugins.code.compare`;
+    the default is the line-by-line comparison with numbers within 1e-6 that ``code_tests`` used before
+    ``tokens`` became its default)."""
+    return compare_outputs(got, expected, comparison).ok
 
 
 _POOLS: dict[tuple[str, int, str], Any] = {}
@@ -80,13 +78,15 @@ def _pool(name: str, workers: int, options: Mapping[str, Any] | None = None) -> 
 
 @dataclass
 class CaseResult:
-    """One test case run: the test, what the sandbox returned, whether it passed. ``output`` is what the
-    program printed (for an assert test, without our end-of-run token line)."""
+    """One test case run: the test, what the sandbox returned, whether it passed and why (``message``: the
+    comparison's or the checker's words, or the run's status). ``output`` is what the program printed (for
+    an assert test, without our end-of-run token line)."""
 
     test: dict[str, Any]
     result: Any
     passed: bool
     token: str | None = None
+    message: str = ""
 
     @property
     def output(self) -> str:
@@ -105,16 +105,20 @@ def run_tests(
     stop_at_first_failure: bool = False,
     time_limit: float = 5.0,
     memory_mb: int = 512,
-    float_tolerance: float = 1e-6,
+    comparison: Any = None,
     sandbox: str = "local",
     sandbox_options: Mapping[str, Any] | None = None,
     workers: int = 4,
 ) -> list[CaseResult]:
     """Run ``code`` against ``tests`` on the sandbox pool; one :class:`CaseResult` per test run (fewer with
-    ``stop_at_first_failure``, which runs them one after another). Raises :class:`Unscorable` when there are
-    no tests, a test has neither shape, or the sandbox could not run one."""
+    ``stop_at_first_failure``, which runs them one after another). ``comparison`` judges the stdin/stdout
+    tests (anything :func:`~r1gym.plugins.code.compare.parse_comparison` takes; ``None`` is ``tokens``); a
+    checker runs in a sandbox run of its own, after the program's, under the same limits. Raises
+    :class:`Unscorable` when there are no tests, a test has neither shape, the sandbox could not run one, or
+    a checker failed."""
     from r1gym.plugins.code.sandbox import Limits, Program
 
+    comparison = parse_comparison(comparison)
     if not tests:
         raise Unscorable("the task has no test cases")
     programs, tokens = [], []
@@ -132,19 +136,47 @@ def run_tests(
             raise Unscorable(f"a test case needs 'assert' or 'stdout', got keys {sorted(t)}")
     limits = Limits(time_s=time_limit, memory_mb=memory_mb)
     pool = _pool(sandbox, workers, sandbox_options)
+    judge = _Judge(comparison, pool, limits)
     if stop_at_first_failure:
-        results = []
+        cases = []
         for k, prog in enumerate(programs):
-            results.append(pool.submit(prog, limits).result())
-            if results[-1].status == "sandbox_error" or not _passed(results[-1], tests[k], tokens[k], float_tolerance):
+            cases.append(judge(tests[k], pool.submit(prog, limits).result(), tokens[k]))
+            if not cases[-1].passed:
                 break
-    else:
-        results = pool.map(programs, limits)
+        return cases
+    results = pool.map(programs, limits)
+    _raise_if_broken(results)
+    checks = [judge.submit_checker(t, r, token) for t, r, token in zip(tests, results, tokens)]
+    return [judge(t, r, token, checked) for t, r, token, checked in zip(tests, results, tokens, checks)]
+
+
+def _raise_if_broken(results: Sequence[Any]) -> None:
     broken = [r for r in results if r.status == "sandbox_error"]
     if broken:
         raise Unscorable(f"sandbox error: {broken[0].detail or broken[0].stderr[-200:]}")
-    return [CaseResult(dict(t), r, _passed(r, t, token, float_tolerance), token)
-            for r, t, token in zip(results, tests, tokens)]
+
+
+@dataclass
+class _Judge:
+    """Judges one test's run: the comparison, or the checker's own sandbox run (started by
+    :meth:`submit_checker` so that the checkers of many tests run at once)."""
+
+    comparison: Comparison
+    pool: Any
+    limits: Any
+
+    def submit_checker(self, test: Mapping[str, Any], result: Any, token: str | None) -> Any:
+        if self.comparison.mode != "checker" or token is not None or result.status != "ok":
+            return None
+        program = checker_program(self.comparison, str(test.get("stdin", "")), str(test["stdout"]), result.stdout)
+        return self.pool.submit(program, self.limits)
+
+    def __call__(self, test: Mapping[str, Any], result: Any, token: str | None, checked: Any = None) -> CaseResult:
+        _raise_if_broken([result])
+        if checked is None:
+            checked = self.submit_checker(test, result, token)
+        verdict = _passed(result, test, token, self.comparison, checked.result() if checked is not None else None)
+        return CaseResult(dict(test), result, verdict.ok, token, verdict.message)
 
 
 def code_tests(
@@ -157,7 +189,8 @@ def code_tests(
     stop_at_first_failure: bool = False,
     time_limit: float = 5.0,
     memory_mb: int = 512,
-    float_tolerance: float = 1e-6,
+    comparison: Any = None,
+    default_comparison: Any = "tokens",
     sandbox: str = "local",
     sandbox_options: Mapping[str, Any] | None = None,
     workers: int = 4,
@@ -169,6 +202,12 @@ def code_tests(
     not run raises :class:`Unscorable`. With ``stop_at_first_failure`` the tests run one after another and
     stop at the first failure (cheaper for all-or-nothing scoring); otherwise they run concurrently on the
     sandbox pool.
+
+    ``comparison`` is the task's own way of judging stdin/stdout outputs (its ``comparison`` field);
+    without one, ``default_comparison`` (the reward's config) applies: ``tokens``, ``lines``, ``exact``,
+    ``"tokens float_abs=1e-6 float_rel=1e-6"``, ``{"mode": "checker", "checker": ...}`` (see the module
+    docstring). A program that prints ``1``, ``2`` and ``3`` on three lines passes a test expecting
+    ``1 2 3`` under ``tokens``, not under ``lines``.
     """
     if mode not in ("fraction", "all"):
         raise ValueError(f"mode must be 'fraction' or 'all', got {mode!r}")
@@ -178,7 +217,8 @@ def code_tests(
     if code is None:
         return 0.0
     runs = run_tests(code, tests, language=language, setup=setup, stop_at_first_failure=stop_at_first_failure,
-                     time_limit=time_limit, memory_mb=memory_mb, float_tolerance=float_tolerance, sandbox=sandbox,
+                     time_limit=time_limit, memory_mb=memory_mb,
+                     comparison=default_comparison if comparison is None else comparison, sandbox=sandbox,
                      sandbox_options=sandbox_options, workers=workers)
     passed = sum(run.passed for run in runs)
     if mode == "all":
@@ -186,13 +226,18 @@ def code_tests(
     return passed / len(tests)
 
 
-def _passed(result: Any, test: Mapping[str, Any], token: str | None, float_tolerance: float) -> bool:
+def _passed(result: Any, test: Mapping[str, Any], token: str | None, comparison: Comparison,
+            checked: Any = None) -> Verdict:
+    """The verdict on one run: ``checked`` is the checker's run for ``comparison`` mode ``checker``."""
     if result.status != "ok":
-        return False
+        return Verdict(False, result.status + (f" ({result.detail})" if result.detail else ""))
     if token is not None:  # an assert test: every assert ran and the program reached its last line
         lines = result.stdout.rstrip("\n").split("\n")
-        return lines[-1] == token
-    return outputs_match(result.stdout, str(test["stdout"]), float_tolerance)
+        ok = lines[-1] == token
+        return Verdict(ok, "" if ok else "an assert failed, or the program ended before the last one")
+    if comparison.mode == "checker":
+        return checker_verdict(checked)
+    return compare_outputs(result.stdout, str(test["stdout"]), comparison)
 
 
 def code_format(completion: str, *, language: str = "python") -> float:
