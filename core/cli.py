@@ -6,7 +6,7 @@
     r1gym plugins                         every plugin, its version, what it registers (or why it failed)
     r1gym envs                            registered environment ids
     r1gym env check ID [--episodes N]     gymnasium's env checker + a few episodes with a random policy
-    r1gym data check [OVERRIDES ...]      score every reference answer of the env's data against itself
+    r1gym data check [OVERRIDES ...]      check every reference answer (or solution) of the env's data
     r1gym score REWARD --input IN.jsonl   apply a reward to records (completion + task fields), e.g.
           [--output OUT.jsonl] [--param k=v ...]   r1gym score math_accuracy --input samples.jsonl
 """
@@ -205,12 +205,19 @@ def cmd_env_check(env_id: str, episodes: int, seed: int) -> int:
 
 
 def cmd_data_check(overrides: Sequence[str], eval_split: bool, jobs: int | None) -> int:
-    """Score each task's reference answer, written as a completion, with the env's first reward (its accuracy
-    reward): a reference that cannot be scored, or that does not match itself, is listed. Exit 1 if any."""
+    """Check each task's reference answer with the env's first reward (its accuracy reward): a reference that
+    cannot be scored, or that does not score 1.0, is listed with the reason. Exit 1 if any.
+
+    By default the reference is scored as the completion ``<answer>{reference}</answer>``. A reward function
+    can check references its own way by carrying ``check_reference(reference, **kwargs)`` (called with the
+    keyword arguments the reward itself would get: the task's fields and the reward's parameters),
+    which returns ``None`` for a reference that passes and otherwise the reason (``code_tests`` runs the
+    reference program against every test and names the first failing test, its verdict and stderr)."""
+    import inspect
     from concurrent.futures import ThreadPoolExecutor
 
     from r1gym.core.envs import env_kwargs
-    from r1gym.core.rewards import RewardSet
+    from r1gym.core.rewards import RewardSet, Unscorable
     from r1gym.envs.base import resolve_rewards, resolve_source
 
     cfg, _, _ = load_run_config(overrides)
@@ -218,6 +225,8 @@ def cmd_data_check(overrides: Sequence[str], eval_split: bool, jobs: int | None)
     source = resolve_source(kwargs["source"])
     first = resolve_rewards(kwargs["rewards"]).components[0]
     check = RewardSet([first])
+    explain = getattr(first.fn, "check_reference", None)
+    takes = set(inspect.signature(first.fn).parameters) - {"completion"}  # the reward's own keyword arguments
 
     def one(index: int) -> tuple[str, Any, str] | None:
         task = source[index]
@@ -225,6 +234,14 @@ def cmd_data_check(overrides: Sequence[str], eval_split: bool, jobs: int | None)
             raise ValueError(f"task {task.id!r} has no 'answer' field (fields: {sorted(task.fields)}); "
                              "`r1gym data check` checks reference answers")
         gold = task.fields["answer"]
+        if explain is not None:
+            given = {k: v for k, v in {**task.fields, **first.params}.items() if k in takes}
+            try:
+                reason = explain(gold, **given)
+            except Unscorable as exc:
+                reason = f"cannot be scored: {exc}"
+            name = task.meta.get("name")
+            return None if reason is None else (f"{task.id} ({name})" if name else task.id, None, reason)
         outcome = check.score(f"<think> check </think> <answer> {gold} </answer>", task.fields)
         value = outcome.components[first.name]
         if value is None:
@@ -236,10 +253,11 @@ def cmd_data_check(overrides: Sequence[str], eval_split: bool, jobs: int | None)
     with ThreadPoolExecutor(max_workers=jobs or 4) as ex:
         bad = [r for r in ex.map(one, range(len(source))) if r is not None]
     split = "eval" if eval_split else "train"
-    print(f"{cfg.env.id} ({split} data, {len(source)} problems): reference answers checked with {first.name!r}: "
+    what = "reference solutions run against their tests" if explain is not None else "reference answers checked"
+    print(f"{cfg.env.id} ({split} data, {len(source)} problems): {what} with {first.name!r}: "
           f"{len(source) - len(bad)} ok, {len(bad)} with a problem")
     for task_id, gold, reason in bad:
-        print(f"  {task_id}: {gold!r}: {reason}")
+        print(f"  {task_id}: {reason}" if gold is None else f"  {task_id}: {gold!r}: {reason}")
     return 1 if bad else 0
 
 
@@ -331,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    c = data_sub.add_parser("check", help="score every reference answer against itself; list the ones that fail")
+    c = data_sub.add_parser("check", help="check every reference answer (code: run each reference solution on its tests); list the ones that fail")
     c.add_argument("overrides", nargs="*", help="e.g. env=math env.kwargs.source.path=data/train.jsonl")
     c.add_argument("--eval", action="store_true", help="check the held-out data (env.eval_kwargs) instead")
     c.add_argument("--jobs", type=int, default=None, help="checks in flight at once (default 4)")

@@ -91,6 +91,27 @@ def _comparison_of(record: dict[str, Any]) -> dict[str, Any]:
     return {"comparison": spec}
 
 
+def read_references(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Reference solutions kept apart from a data file (CodeContests' public samples come without): a JSONL of
+    ``{"name": <the problem's name>, "solution": <python source>}``, optionally with a ``comparison`` or a
+    ``checker`` (as in a task record) and a free-text ``note``. ``CodeSource(references=...)`` matches them to
+    records by name (CodeContests' ``name``, or ``labels.name``; else ``task_id``) and sets the task's
+    ``answer`` (and its comparison) from them. Returns ``{name: reward fields}``."""
+    refs: dict[str, dict[str, Any]] = {}
+    where = resolve_path(path).name
+    for lineno, r in read_records(path):
+        if not isinstance(r, dict) or not r.get("name") or not isinstance(r.get("solution"), str):
+            raise ValueError(f"{where}:{lineno}: a reference needs 'name' and 'solution' (a string); got "
+                             f"{sorted(r) if isinstance(r, dict) else type(r).__name__}")
+        if str(r["name"]).strip() in refs:
+            raise ValueError(f"{where}:{lineno}: a second reference for {r['name']!r}")
+        try:
+            refs[str(r["name"]).strip()] = {"answer": r["solution"], **_comparison_of(r)}
+        except ValueError as exc:
+            raise ValueError(f"{where}:{lineno}: {exc}") from None
+    return refs
+
+
 class CodeSource(TaskList):
     """A task per programming problem (see the module docstring)."""
 
@@ -105,8 +126,10 @@ class CodeSource(TaskList):
         test_fraction: float = 0.1,
         limit: int | None = None,
         max_tests: int | None = None,
+        references: str | Path | None = None,
     ):
-        """``max_tests`` keeps the first that many tests of each task (contest problems can have hundreds)."""
+        """``max_tests`` keeps the first that many tests of each task (contest problems can have hundreds).
+        ``references``: a JSONL of reference solutions for files that have none (see :func:`read_references`)."""
         if format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
         if split not in SPLITS:
@@ -119,6 +142,7 @@ class CodeSource(TaskList):
         self.meta_fields = tuple(meta_fields)
         self.tasks: list[Task] = []
         name = resolve_path(path).name
+        refs = read_references(references) if references else {}
         for lineno, record in read_records(path):
             if limit is not None and len(self.tasks) >= limit:
                 break
@@ -139,6 +163,9 @@ class CodeSource(TaskList):
                 raise ValueError(f"{where}: the record has no test cases, so it cannot be scored")
             if max_tests is not None:
                 fields["tests"] = fields["tests"][:max_tests]
+            ref = refs.get(str(meta.get("name", ""))) or refs.get(str(record.get("name", record.get("task_id", ""))))
+            if ref is not None:
+                fields.update(ref)
             if split != "all" and split_of(problem, test_fraction) != split:
                 continue
             task_id = str(field_of(record, id_field, "id_field", where)) if id_field else str(
@@ -195,6 +222,9 @@ class CodeSource(TaskList):
             meta["difficulty"] = labels["difficulty"]
         elif "difficulty" in r:
             meta["difficulty"] = r["difficulty"]
+        name = labels.get("name") if isinstance(labels, dict) and labels.get("name") else r.get("name")
+        if name:
+            meta["name"] = str(name).strip()
         fields = {"answer": str(r.get("solution") or ""), "tests": tests, "language": "python", "setup": "",
                   "public_tests": public or tests[:1], **_comparison_of(r)}
         return f"{statement}\n\n{STDIO_AS}", fields, meta

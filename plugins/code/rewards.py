@@ -240,6 +240,38 @@ def _passed(result: Any, test: Mapping[str, Any], token: str | None, comparison:
     return compare_outputs(result.stdout, str(test["stdout"]), comparison)
 
 
+def check_reference(
+    reference: str,
+    *,
+    tests: Sequence[dict[str, Any]],
+    comparison: Any = None,
+    default_comparison: Any = "tokens",
+    mode: str = "fraction",
+    stop_at_first_failure: bool = False,
+    **settings: Any,
+) -> str | None:
+    """Why a task's reference solution (plain code, not a completion) does not pass all its ``tests`` with
+    the settings ``code_tests`` would use (its keyword arguments; ``mode`` and ``stop_at_first_failure`` are
+    ignored: every test runs), or ``None`` when it does: the first failing test's index, its verdict and the
+    tail of its stderr, and how many fail. ``r1gym data check`` calls this (as ``code_tests.check_reference``);
+    raises :class:`Unscorable` as ``code_tests`` does."""
+    if not str(reference).strip():
+        return "the task has no reference solution"
+    runs = run_tests(str(reference), tests, comparison=default_comparison if comparison is None else comparison,
+                     **settings)
+    failed = [k for k, run in enumerate(runs) if not run.passed]
+    if not failed:
+        return None
+    first = runs[failed[0]]
+    verdict = f"wrong answer: {first.message}" if first.result.status == "ok" else first.message
+    stderr = " | ".join(first.result.stderr.strip().splitlines()[-3:])[-300:]
+    return (f"{len(failed)} of {len(runs)} tests fail; first: test {failed[0]}: {verdict}"
+            + (f"; stderr: {stderr}" if stderr else ""))
+
+
+code_tests.check_reference = check_reference  # type: ignore[attr-defined]
+
+
 def code_format(completion: str, *, language: str = "python") -> float:
     """1.0 if the completion has a fenced code block of ``language`` (or untagged) with something in it."""
     code = extract_code(completion, language)
