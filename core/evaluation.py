@@ -269,7 +269,7 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
                     "completion": tokenizer.decode(e.completion_ids, skip_special_tokens=True),
                     "correct": e.rewards.get(accuracy_key), "answer": e.answers.get(accuracy_key),
                     "reward": e.reward if e.scorable else None, "rewards": e.rewards, "unscorable": e.unscorable,
-                    "truncated": e.truncated, "tokens": e.num_generated,
+                    "flags": e.flags, "truncated": e.truncated, "tokens": e.num_generated,
                 }, default=str) + "\n")
     (run_dir / "eval.json").write_text(json.dumps(results, indent=2))
 

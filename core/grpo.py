@@ -412,6 +412,7 @@ class GRPOTrainer:
         for e in episodes:
             for comp in e.unscorable:
                 m[f"unscorable/{comp}"] = m.get(f"unscorable/{comp}", 0.0) + 1.0
+        m.update(flag_counts(episodes))
         return m
 
     def _samples(self, episodes: list[Episode], advantages: torch.Tensor) -> list[dict[str, Any]]:
@@ -420,7 +421,8 @@ class GRPOTrainer:
         return [
             {
                 "group": e.group, "task_index": e.task_index, "reward": e.reward, "rewards": e.rewards,
-                "unscorable": e.unscorable, "advantage": float(a), "truncated": e.truncated, "turns": e.turns,
+                "unscorable": e.unscorable, "flags": e.flags, "advantage": float(a), "truncated": e.truncated,
+                "turns": e.turns,
                 "completion": self.tokenizer.decode(e.completion_ids, skip_special_tokens=True),
             }
             for e, a in zip(chosen, advantages.tolist())
@@ -458,6 +460,23 @@ class GRPOTrainer:
         metrics.update({f"eval/{key}": v for key, v in component_means(eps).items()})
         self.loggers.log_eval(step, metrics)
         return metrics
+
+
+#: flags reported every step, 0 until they happen, so a hack shows as a line leaving zero (see ``Graded``)
+WATCHED_FLAGS = ("ended_early", "hack_pattern", "fallback")
+
+
+def flag_counts(episodes: list[Episode]) -> dict[str, float]:
+    """``flags/<flag>``: how many episodes any reward component flagged so, and ``flags/<component>/<flag>``
+    per component; the :data:`WATCHED_FLAGS` always appear."""
+    m = {f"flags/{f}": 0.0 for f in WATCHED_FLAGS}
+    for e in episodes:
+        for flag in {f for fs in e.flags.values() for f in fs}:
+            m[f"flags/{flag}"] = m.get(f"flags/{flag}", 0.0) + 1.0
+        for comp, fs in e.flags.items():
+            for flag in fs:
+                m[f"flags/{comp}/{flag}"] = m.get(f"flags/{comp}/{flag}", 0.0) + 1.0
+    return m
 
 
 def component_means(episodes: list[Episode]) -> dict[str, float]:

@@ -95,6 +95,8 @@ class Episode:
     unscorable: dict[str, str] = field(default_factory=dict)
     #: the final answer each answer-grading reward component saw (see :class:`r1gym.core.rewards.Graded`)
     answers: dict[str, Any] = field(default_factory=dict)
+    #: what each reward component flagged (``ended_early``, ``hack_pattern``, ``fallback``; see ``Graded``)
+    flags: dict[str, list[str]] = field(default_factory=dict)
     terminated: bool = False
     truncated: bool = False
     turns: int = 0
@@ -171,6 +173,7 @@ def collect_episodes(
                 ep.reward, ep.terminated, ep.truncated = float(reward), bool(terminated), bool(truncated)
                 ep.rewards, ep.unscorable = dict(info.get("rewards", {})), dict(info.get("unscorable", {}))
                 ep.answers = dict(info.get("answers", {}))
+                ep.flags = dict(info.get("flags", {}))
                 continue
             cont = renderer.continuation(obs, next_obs, gen.token_ids)
             ep.completion_ids += cont

@@ -176,6 +176,7 @@ class SingleTurnEnv(gym.Env[list, str]):
             "scorable": outcome.scorable,
             "unscorable": dict(outcome.unscorable),
             "answers": dict(outcome.answers),
+            "flags": {name: list(f) for name, f in outcome.flags.items()},
             "turn": self.turn,
         }
         return [dict(m) for m in self.messages], reward, terminated, truncated, info

@@ -75,6 +75,8 @@ def test_expected_names():
     assert expected_names(["def check(c):\n    assert c(1) == helper(1)\n\ncheck(f)"], "def helper(x): return x") == (["f"], [])
     assert expected_names(["assert sorted(xs(3)) == list(range(3))"], "") == (["xs"], [])
     assert expected_names(["check(f)"], "", entry_point="f") == (["f"], [])
+    humaneval_38 = 'def encode(s):\n    return s[::-1]\n\ndef decode(s):\n    """Undo encode."""\n'
+    assert expected_names(["assert decode(encode('ab')) == 'ab'"], humaneval_38) == (["decode"], [])
 
 
 def test_hack_patterns_name_what_they_saw():
@@ -235,3 +237,22 @@ def test_what_the_harness_cannot_judge_is_unscorable_with_the_reason(pool):
 def test_a_solution_that_does_not_load_fails_every_test(pool):
     verdict = _judge("def f(x)\n    return x\n", ["assert f(1) == 1", "assert True"], pool)
     assert verdict.passed == [False, False] and "SyntaxError" in verdict.reasons[0]
+
+
+# -- through the reward ------------------------------------------------------------------------------------------
+@needs_bwrap
+def test_code_tests_on_humaneval_records_gives_graded_values_with_flags():
+    from r1gym.plugins.code.data import CodeSource
+    from r1gym.plugins.code.rewards import code_tests
+
+    task = next(t for t in CodeSource(Path(__file__).parent / "data" / "humaneval_sample.jsonl") if t.id == "HumanEval/38")
+    f = task.fields
+    kw = {"tests": f["tests"], "setup": f["setup"], "entry_point": f["entry_point"]}
+    right = code_tests(f"```python\n{f['answer']}\n```", **kw)
+    assert right == 1.0 and right.flags == ()
+    # decode_cyclic that re-encodes and hopes the test compares the wrong way round; and a copy of the
+    # reference helper that lies: the judge checks with the task's own encode_cyclic
+    liar = ("def encode_cyclic(s):\n    return s\n\ndef decode_cyclic(s):\n    return s\n")
+    assert code_tests(f"```python\n{liar}\n```", **kw) == 0.0
+    early = code_tests(f"```python\n{f['answer']}\nimport os\nos._exit(0)\n```", **kw)
+    assert early == 0.0 and set(early.flags) == {"ended_early", "hack_pattern"}

@@ -51,6 +51,18 @@ def test_unscorable_samples_are_counted_and_masked(test_plugins, tiny_model_dir,
     assert math.isfinite(metrics["loss"]) and math.isfinite(metrics["reward/mean"])
 
 
+def test_reward_flags_are_counted_per_step_and_shown_per_sample(test_plugins, tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.flags_even=0.0", "trainer.log_samples=-1")
+    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer.setup()
+    metrics, samples = trainer.train_step()
+    flagged = [s for s in samples if s["flags"]]
+    assert all(s["flags"] == {"flags_even": ["hack_pattern"]} for s in flagged)
+    assert sorted(len(s["completion"]) % 2 for s in flagged) == [0] * len(flagged)
+    assert metrics["flags/hack_pattern"] == metrics["flags/flags_even/hack_pattern"] == len(flagged)
+    assert metrics["flags/ended_early"] == metrics["flags/fallback"] == 0.0  # watched flags show from step 1
+
+
 def test_unscorable_score_policy_uses_the_configured_value(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.flaky_parity=1.0",
                "env.kwargs.unscorable=score", "+env.kwargs.unscorable_score=-1.0")

@@ -6,11 +6,12 @@ of ``tests`` or examples from the statement), ``language``, ``setup`` (code run 
 ``answer`` (a reference solution, ``""`` when the format has none). Formats, chosen per record by
 ``format=auto`` from the fields the record has:
 
-* ``r1gym``: ``prompt``, ``tests``, optional ``solution``, ``language``, ``setup``, ``public_tests`` (our
+* ``r1gym``: ``prompt``, ``tests``, optional ``solution``, ``language``, ``setup``, ``entry_point``, ``public_tests`` (our
   own format, ``plugins/code/data/sample_code.jsonl``);
 * ``humaneval`` (``task_id``, ``prompt``, ``entry_point``, ``canonical_solution``, ``test``): the test
-  defines ``check(candidate)``; it runs as one assert test, ``check(<entry_point>)``. The prompt asks for
-  the complete function whose signature and docstring the record gives;
+  defines ``check(candidate)``; it runs as one assert test, ``check(<entry_point>)``, with the record's
+  prompt as ``setup`` and its ``entry_point`` as the function under test. The prompt asks for the complete
+  function whose signature and docstring the record gives;
 * ``mbpp`` (``text``, ``code``, ``test_list``, optional ``test_setup_code``): one assert test per entry
   of ``test_list``; the first is shown in the prompt (as MBPP's paper prompt does) and is the public test;
 * ``code_contests``: a statement (``description`` or ``content``) and stdin/stdout tests, either
@@ -182,7 +183,7 @@ class CodeSource(TaskList):
         tests = list(r["tests"])
         fields = {"answer": r.get("solution", ""), "tests": tests, "language": r.get("language", "python"),
                   "setup": r.get("setup", ""), "public_tests": list(r.get("public_tests") or tests[:1]),
-                  **_comparison_of(r)}
+                  **({"entry_point": r["entry_point"]} if r.get("entry_point") else {}), **_comparison_of(r)}
         return str(r["prompt"]), fields, {}
 
     @staticmethod
@@ -191,8 +192,11 @@ class CodeSource(TaskList):
         test = {"assert": f"{r['test']}\n\ncheck({r['entry_point']})"}
         problem = (f"Complete the Python function `{r['entry_point']}` below. Write the whole function (with the "
                    f"imports it needs) as one ```python code block.\n\n```python\n{signature.rstrip()}\n```")
+        # the prompt is the setup, as in HumanEval's own harness (prompt + completion + test): its imports and
+        # helpers (poly, encode_cyclic) are there for the candidate, and the judge checks with the reference ones
         fields = {"answer": signature + str(r.get("canonical_solution", "")), "tests": [test], "language": "python",
-                  "setup": "", "public_tests": []}  # HumanEval's examples are in the docstring already
+                  "setup": signature, "entry_point": str(r["entry_point"]),
+                  "public_tests": []}  # HumanEval's examples are in the docstring already
         return problem, fields, {}
 
     @staticmethod

@@ -120,6 +120,7 @@ class CodeExecEnv(MultiTurnEnv):
             return None
         s = self.sandbox_settings
         runs = run_tests(code, public, language=language, setup=task.fields.get("setup", ""),
+                         entry_point=task.fields.get("entry_point"),
                          stop_at_first_failure=True, comparison=self._comparison(task), **s)
         failed = next((r for r in runs if not r.passed), None)
         if failed is None:

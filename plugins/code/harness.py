@@ -23,8 +23,8 @@ and the pass/fail decision is made by a judge process that never ran candidate c
 the sandbox but under a memory cap and a time limit counted from when a worker picks the job up.
 
 Which names a test expects from the candidate: the task's ``entry_point`` (HumanEval), else the names the
-test code uses but neither it nor ``setup`` defines and that are not builtins or standard-library modules
-(MBPP's ``remove_Occ``). The task's ``setup`` (HumanEval's prompt, MBPP's ``test_setup_code``) is public:
+test code uses but does not define and that are not builtins or standard-library modules (MBPP's
+``remove_Occ``), less those ``setup`` defines in full (a stub with only a docstring is still the candidate's). The task's ``setup`` (HumanEval's prompt, MBPP's ``test_setup_code``) is public:
 it runs before the candidate's code, and before the test in the judge, so helpers the test uses
 (HumanEval's ``poly``, ``encode_cyclic``) are the reference ones, never the candidate's.
 
@@ -35,6 +35,7 @@ code uses something from :data:`HACK_PATTERNS`: frame walking, ``excepthook``, e
 
 from __future__ import annotations
 
+import ast
 import atexit
 import builtins
 import hashlib
@@ -90,6 +91,17 @@ def _bound_at_top(source: str) -> set[str]:
     return {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
 
 
+def _stubs(source: str) -> set[str]:
+    """Functions ``source`` defines with no body (a docstring, ``pass`` or ``...``): HumanEval's prompt
+    declares the function to write this way, beside helpers it defines in full."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    empty = lambda n: isinstance(n, ast.Pass) or isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)  # noqa: E731
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and all(map(empty, n.body))}
+
+
 def _used_globals(source: str) -> set[str]:
     """Names the code reads as globals (at the top level or, undeclared, inside functions)."""
     table = symtable.symtable(source, "<test>", "exec")
@@ -120,7 +132,7 @@ def expected_names(tests: Sequence[str], setup: str, entry_point: str | Sequence
     if entry_point:
         names = [entry_point] if isinstance(entry_point, str) else list(entry_point)
     else:
-        names = sorted(used - _bound_at_top(setup) - set(dir(builtins)) - set(modules))
+        names = sorted((used - _bound_at_top(setup) | used & _stubs(setup)) - set(dir(builtins)) - set(modules))
     return names, modules
 
 

@@ -17,13 +17,18 @@ Test cases come with the task (its ``tests`` field), in either of two shapes:
     test input, program output, expected answer); exit 0 passes, 1 (wrong answer) and 2 (presentation
     error) fail, any other ending (3, an exception, a timeout) makes the completion *cannot be scored*;
 
-* ``{"assert": "assert f(2) == 4"}``: the assert statement is appended to the program, followed by a line
-  that prints a random per-run token; the test passes only if the program exits 0 *and* its last output
-  line is that token (the HumanEval/MBPP style; a ``setup`` field of the task, if any, goes first). Exit
-  status alone is not enough: a solution that registers ``atexit(os._exit(0))`` or exits early would pass
-  every assert (a known reward hack, caught by ``test_an_exit_0_wrapper_cannot_pass_assert_tests``). Code
-  that reads its own source file or the interpreter's frames could still find the token; the sandbox
-  keeps that inside one run.
+* ``{"assert": "assert f(2) == 4"}`` (any test code: HumanEval's ``check(f)``, MBPP's asserts): a
+  function-call test, judged by :mod:`r1gym.plugins.code.harness` so that the candidate never shares a
+  process or a file with the test: the test's calls are recorded without the candidate, only their
+  arguments go to the sandbox, the return values come back as plain data and the test runs on them in a
+  judge process that never ran candidate code. The task's ``entry_point`` (HumanEval) names the function
+  under test; without one, the names the test uses and does not define. ``setup`` (HumanEval's prompt,
+  MBPP's ``test_setup_code``) runs before the candidate's code and before the test. All the assert tests
+  of a task share one sandbox run.
+
+``code_tests`` returns a :class:`~r1gym.core.rewards.Graded` with ``flags``: ``ended_early`` (the program
+exited cleanly before answering every call) and ``hack_pattern`` (the code uses a trick from
+:data:`r1gym.plugins.code.harness.HACK_PATTERNS`), counted per step by the trainer.
 
 A sandbox that could not run a test (``sandbox_error``) makes the completion *cannot be scored*, never 0; a
 timeout, crash, memory or output overrun is the program's failure.
@@ -32,13 +37,12 @@ timeout, crash, memory or output overrun is the program's failure.
 from __future__ import annotations
 
 import re
-import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from r1gym.core.rewards import Unscorable
+from r1gym.core.rewards import Graded, Unscorable
 from r1gym.plugins.code.compare import Comparison, Verdict, checker_program, checker_verdict, compare_outputs, parse_comparison
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+#-]*)[^\n]*\n(.*?)```", re.DOTALL)
@@ -79,21 +83,20 @@ def _pool(name: str, workers: int, options: Mapping[str, Any] | None = None) -> 
 @dataclass
 class CaseResult:
     """One test case run: the test, what the sandbox returned, whether it passed and why (``message``: the
-    comparison's or the checker's words, or the run's status). ``output`` is what the program printed (for
-    an assert test, without our end-of-run token line)."""
+    comparison's, the checker's or the judge's words, or the run's status), and the harness's ``flags``.
+    For an assert test, ``result`` is the sandbox run of the candidate that all the task's assert tests
+    share."""
 
     test: dict[str, Any]
     result: Any
     passed: bool
-    token: str | None = None
     message: str = ""
+    flags: tuple[str, ...] = ()
 
     @property
     def output(self) -> str:
-        out = self.result.stdout
-        if self.token is not None and out.rstrip("\n").endswith(self.token):
-            out = out.rstrip("\n")[: -len(self.token)]
-        return out
+        """What the program printed (a stdin/stdout test's output)."""
+        return self.result.stdout
 
 
 def run_tests(
@@ -102,6 +105,7 @@ def run_tests(
     *,
     language: str = "python",
     setup: str = "",
+    entry_point: str | Sequence[str] | None = None,
     stop_at_first_failure: bool = False,
     time_limit: float = 5.0,
     memory_mb: int = 512,
@@ -113,41 +117,47 @@ def run_tests(
     """Run ``code`` against ``tests`` on the sandbox pool; one :class:`CaseResult` per test run (fewer with
     ``stop_at_first_failure``, which runs them one after another). ``comparison`` judges the stdin/stdout
     tests (anything :func:`~r1gym.plugins.code.compare.parse_comparison` takes; ``None`` is ``tokens``); a
-    checker runs in a sandbox run of its own, after the program's, under the same limits. Raises
-    :class:`Unscorable` when there are no tests, a test has neither shape, the sandbox could not run one, or
-    a checker failed."""
+    checker runs in a sandbox run of its own, after the program's, under the same limits. The assert tests
+    are judged together by :func:`r1gym.plugins.code.harness.run_call_tests` (``setup``, ``entry_point``).
+    Raises :class:`Unscorable` when there are no tests, a test has neither shape, the sandbox could not run
+    one, or a checker or the judge failed."""
+    from r1gym.plugins.code.harness import run_call_tests
     from r1gym.plugins.code.sandbox import Limits, Program
 
     comparison = parse_comparison(comparison)
     if not tests:
         raise Unscorable("the task has no test cases")
-    programs, tokens = [], []
     for t in tests:
-        if "assert" in t:
-            if language != "python":
-                raise Unscorable(f"assert-style tests need language python, got {language!r}")
-            token = secrets.token_hex(16)
-            tokens.append(token)
-            programs.append(Program(language, f"{setup}\n{code}\n\n{t['assert']}\nprint({token!r})\n"))
-        elif "stdout" in t:
-            tokens.append(None)
-            programs.append(Program(language, code, stdin=str(t.get("stdin", ""))))
-        else:
+        if "assert" not in t and "stdout" not in t:
             raise Unscorable(f"a test case needs 'assert' or 'stdout', got keys {sorted(t)}")
     limits = Limits(time_s=time_limit, memory_mb=memory_mb)
     pool = _pool(sandbox, workers, sandbox_options)
+    cases: dict[int, CaseResult] = {}
+    calls = [k for k, t in enumerate(tests) if "assert" in t]
+    if calls:
+        if language != "python":
+            raise Unscorable(f"assert-style tests need language python, got {language!r}")
+        verdicts = run_call_tests(code, [str(tests[k]["assert"]) for k in calls], setup=setup, entry_point=entry_point,
+                                  time_limit=time_limit, memory_mb=memory_mb, pool=pool)
+        for k, passed, reason in zip(calls, verdicts.passed, verdicts.reasons):
+            cases[k] = CaseResult(dict(tests[k]), verdicts.run, passed, reason, tuple(verdicts.flags))
+    io = [k for k, t in enumerate(tests) if "assert" not in t]
     judge = _Judge(comparison, pool, limits)
+    programs = {k: Program(language, code, stdin=str(tests[k].get("stdin", ""))) for k in io}
     if stop_at_first_failure:
-        cases = []
-        for k, prog in enumerate(programs):
-            cases.append(judge(tests[k], pool.submit(prog, limits).result(), tokens[k]))
-            if not cases[-1].passed:
+        ordered = []
+        for k in range(len(tests)):
+            if k not in cases:
+                cases[k] = judge(tests[k], pool.submit(programs[k], limits).result())
+            ordered.append(cases[k])
+            if not cases[k].passed:
                 break
-        return cases
-    results = pool.map(programs, limits)
-    _raise_if_broken(results)
-    checks = [judge.submit_checker(t, r, token) for t, r, token in zip(tests, results, tokens)]
-    return [judge(t, r, token, checked) for t, r, token, checked in zip(tests, results, tokens, checks)]
+        return ordered
+    results = dict(zip(io, pool.map([programs[k] for k in io], limits)))
+    _raise_if_broken(list(results.values()))
+    checks = {k: judge.submit_checker(tests[k], results[k]) for k in io}
+    cases.update({k: judge(tests[k], results[k], checks[k]) for k in io})
+    return [cases[k] for k in range(len(tests))]
 
 
 def _raise_if_broken(results: Sequence[Any]) -> None:
@@ -165,18 +175,18 @@ class _Judge:
     pool: Any
     limits: Any
 
-    def submit_checker(self, test: Mapping[str, Any], result: Any, token: str | None) -> Any:
-        if self.comparison.mode != "checker" or token is not None or result.status != "ok":
+    def submit_checker(self, test: Mapping[str, Any], result: Any) -> Any:
+        if self.comparison.mode != "checker" or result.status != "ok":
             return None
         program = checker_program(self.comparison, str(test.get("stdin", "")), str(test["stdout"]), result.stdout)
         return self.pool.submit(program, self.limits)
 
-    def __call__(self, test: Mapping[str, Any], result: Any, token: str | None, checked: Any = None) -> CaseResult:
+    def __call__(self, test: Mapping[str, Any], result: Any, checked: Any = None) -> CaseResult:
         _raise_if_broken([result])
         if checked is None:
-            checked = self.submit_checker(test, result, token)
-        verdict = _passed(result, test, token, self.comparison, checked.result() if checked is not None else None)
-        return CaseResult(dict(test), result, verdict.ok, token, verdict.message)
+            checked = self.submit_checker(test, result)
+        verdict = _passed(result, test, self.comparison, checked.result() if checked is not None else None)
+        return CaseResult(dict(test), result, verdict.ok, verdict.message)
 
 
 def code_tests(
@@ -185,6 +195,7 @@ def code_tests(
     tests: Sequence[dict[str, Any]],
     language: str = "python",
     setup: str = "",
+    entry_point: str | Sequence[str] | None = None,
     mode: str = "fraction",
     stop_at_first_failure: bool = False,
     time_limit: float = 5.0,
@@ -208,6 +219,9 @@ def code_tests(
     ``"tokens float_abs=1e-6 float_rel=1e-6"``, ``{"mode": "checker", "checker": ...}`` (see the module
     docstring). A program that prints ``1``, ``2`` and ``3`` on three lines passes a test expecting
     ``1 2 3`` under ``tokens``, not under ``lines``.
+
+    Assert tests (``entry_point``: the function under test, HumanEval's field) are judged without the
+    candidate seeing them (see the module docstring); the value's ``flags`` say what the harness noticed.
     """
     if mode not in ("fraction", "all"):
         raise ValueError(f"mode must be 'fraction' or 'all', got {mode!r}")
@@ -216,25 +230,21 @@ def code_tests(
     code = extract_code(completion, language)
     if code is None:
         return 0.0
-    runs = run_tests(code, tests, language=language, setup=setup, stop_at_first_failure=stop_at_first_failure,
-                     time_limit=time_limit, memory_mb=memory_mb,
+    runs = run_tests(code, tests, language=language, setup=setup, entry_point=entry_point,
+                     stop_at_first_failure=stop_at_first_failure, time_limit=time_limit, memory_mb=memory_mb,
                      comparison=default_comparison if comparison is None else comparison, sandbox=sandbox,
                      sandbox_options=sandbox_options, workers=workers)
     passed = sum(run.passed for run in runs)
+    flags = [f for run in runs for f in run.flags]
     if mode == "all":
-        return 1.0 if passed == len(tests) else 0.0
-    return passed / len(tests)
+        return Graded(1.0 if passed == len(tests) else 0.0, flags=flags)
+    return Graded(passed / len(tests), flags=flags)
 
 
-def _passed(result: Any, test: Mapping[str, Any], token: str | None, comparison: Comparison,
-            checked: Any = None) -> Verdict:
-    """The verdict on one run: ``checked`` is the checker's run for ``comparison`` mode ``checker``."""
+def _passed(result: Any, test: Mapping[str, Any], comparison: Comparison, checked: Any = None) -> Verdict:
+    """The verdict on one stdin/stdout run: ``checked`` is the checker's run for ``comparison`` mode ``checker``."""
     if result.status != "ok":
         return Verdict(False, result.status + (f" ({result.detail})" if result.detail else ""))
-    if token is not None:  # an assert test: every assert ran and the program reached its last line
-        lines = result.stdout.rstrip("\n").split("\n")
-        ok = lines[-1] == token
-        return Verdict(ok, "" if ok else "an assert failed, or the program ended before the last one")
     if comparison.mode == "checker":
         return checker_verdict(checked)
     return compare_outputs(result.stdout, str(test["stdout"]), comparison)

@@ -16,6 +16,7 @@ def char_variety(completion: str) -> float:
 def r1gym_register_rewards(register):
     register("char_variety", char_variety, description="test-only: share of distinct characters")
     register("flaky_parity", flaky_parity, description="test-only: raises on odd-length completions")
+    register("flags_even", flags_even, description="test-only: flags even-length completions as a hack pattern")
 
 
 def flaky_parity(completion: str) -> float:
@@ -26,3 +27,11 @@ def flaky_parity(completion: str) -> float:
     if len(completion) % 2:
         raise RuntimeError("checker crashed: odd input")
     return char_variety(completion)
+
+
+def flags_even(completion: str) -> float:
+    """The share of distinct characters, flagged ``hack_pattern`` on even-length completions: stands in for a
+    grader that notices a trick (the code harness does), so the trainer must count and show it."""
+    from r1gym.core.rewards import Graded
+
+    return Graded(char_variety(completion), flags=("hack_pattern",) if len(completion) % 2 == 0 else ())
