@@ -15,8 +15,17 @@ run against 10 test cases through ``r1gym/Code-v0`` envs' ``step`` (the ``code_t
 completion on the sandbox pool), scored the way the trainer does it with ``rollout.reward_workers`` = 1
 and = ``--reward-workers``.
 
+Function-call tests (issue 14): every HumanEval canonical solution (``../shared/data/humaneval.jsonl``, all
+164, when it is there; else the 8 records in ``tests/data/humaneval_sample.jsonl``) and the shipped r1gym
+sample's references scored twice on the same pool of 4, 4 tasks at a time: the *legacy* in-process harness
+(setup + solution + test + a line printing a token, one sandbox run per assert test: what ``code_tests`` did
+before, forgeable) and ``code_tests`` today (record once per task, one sandbox run per completion for all
+its assert tests, replay in the judge). Both must pass every reference; the cost per test is compared as a
+ratio measured in the same run.
+
     python bench/sandbox.py                 # 100 programs per row
     python bench/sandbox.py --write-md      # and append the table to docs/benchmarks.md
+    python bench/sandbox.py --function-calls-only
 """
 
 from __future__ import annotations
@@ -42,7 +51,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="for the last rows, hold this much memory in this process (as a trainer holds its model)")
     p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
     p.add_argument("--md-path", default=str(report.DEFAULT_MD))
+    p.add_argument("--function-calls-only", action="store_true", help="only the function-call scoring rows")
+    p.add_argument("--humaneval", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval.jsonl"))
     args = p.parse_args(argv)
+    if args.function_calls_only:
+        info = report.start(None)
+        call_headers, call_rows = score_function_calls(args.humaneval)
+        print(report.text_table(call_headers, call_rows))
+        if args.write_md:
+            path = report.append_section("sandbox: function-call tests", _calls_note(args.humaneval)
+                                         + report.markdown_table(call_headers, call_rows) + "\n", info, path=args.md_path)
+            print(f"appended to {path}")
+        return
 
     from r1gym.plugins.code.sandbox import LocalSandbox, Program, SandboxPool
 
@@ -93,13 +113,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     score_rows = score_batch(args.reward_workers)
     score_headers = ["scoring 64 completions x 10 tests", "programs run", "seconds", "mean code_tests"]
     print(report.text_table(score_headers, score_rows))
+    call_headers, call_rows = score_function_calls(args.humaneval)
+    print(report.text_table(call_headers, call_rows))
     if args.write_md:
         body = (f"- each program: `print(i)` in Python ({sandbox.python}), default limits (5 s, 512 MB, 64 "
                 "processes, 1 MiB output), isolation on (see `plugins/code/sandbox.py`); outputs checked.\n\n"
                 + report.markdown_table(headers, rows) + "\n\n"
                 "- scoring: 64 completions (32 right, 16 wrong, 16 crashing) x 10 stdin/stdout tests through "
                 "`r1gym/Code-v0` envs' `step` (reward `code_tests`), the way the trainer scores a step.\n\n"
-                + report.markdown_table(score_headers, score_rows) + "\n")
+                + report.markdown_table(score_headers, score_rows) + "\n\n"
+                + _calls_note(args.humaneval) + report.markdown_table(call_headers, call_rows) + "\n")
         path = report.append_section("sandbox", body, info, path=args.md_path)
         print(f"appended to {path}")
 
@@ -134,6 +157,70 @@ def score_batch(workers: int) -> list[list[object]]:
             mean = sum(o[4]["rewards"]["code_tests"] for o in out) / len(out)
             rows.append([f"reward_workers={w}", str(len(completions) * len(tests)), dt, f"{mean:.3f}"])
     return rows
+
+
+def _function_call_tasks(humaneval: str) -> list[tuple[str, dict]]:
+    """(source label, task fields) of every HumanEval record and the shipped r1gym sample's assert tasks."""
+    from r1gym.plugins.code.data import SAMPLE, CodeSource
+
+    root = Path(__file__).resolve().parents[1]
+    path = humaneval if Path(humaneval).exists() else str(root / "tests" / "data" / "humaneval_sample.jsonl")
+    tasks = [(Path(path).name, t.fields) for t in CodeSource(path)]
+    tasks += [("sample_code.jsonl", t.fields) for t in CodeSource(SAMPLE) if all("assert" in x for x in t.fields["tests"])]
+    return tasks
+
+
+def _calls_note(humaneval: str) -> str:
+    return ("- function-call tests: each task's reference solution, scored by the legacy in-process harness "
+            "(solution + test + a printed token, one sandbox run per assert test; forgeable) and by `code_tests` "
+            "(record / candidate run / replay, `plugins/code/harness.py`), 4 tasks at a time on a pool of 4. "
+            f"Data: {Path(humaneval).name if Path(humaneval).exists() else 'tests/data/humaneval_sample.jsonl'} "
+            "(openai/human-eval) and the shipped `sample_code.jsonl`. The first `code_tests` row records each "
+            "task's calls (once per task, cached); the second is what every later completion of a task costs.\n\n")
+
+
+def score_function_calls(humaneval: str) -> tuple[list[str], list[list[object]]]:
+    """Legacy vs judged function-call scoring of every reference solution (see the module docstring)."""
+    import secrets
+    from concurrent.futures import ThreadPoolExecutor
+
+    from r1gym.plugins.code import harness
+    from r1gym.plugins.code.rewards import _pool, code_tests
+    from r1gym.plugins.code.sandbox import Limits, Program
+
+    tasks = _function_call_tasks(humaneval)
+    pool = _pool("local", 4)
+    n_tests = sum(len(f["tests"]) for _, f in tasks)
+
+    def legacy(fields: dict) -> float:  # what code_tests did before issue 14, inlined to time it beside the new one
+        setup = "" if fields.get("entry_point") else fields["setup"]  # HumanEval's setup was "" then
+        tokens = [secrets.token_hex(16) for _ in fields["tests"]]
+        programs = [Program("python", f"{setup}\n{fields['answer']}\n\n{t['assert']}\nprint({tok!r})\n")
+                    for t, tok in zip(fields["tests"], tokens)]
+        runs = pool.map(programs, Limits())
+        return sum(r.status == "ok" and r.stdout.rstrip("\n").split("\n")[-1] == tok
+                   for r, tok in zip(runs, tokens)) / len(tokens)
+
+    def judged(fields: dict) -> float:
+        return float(code_tests(f"```python\n{fields['answer']}\n```", tests=fields["tests"], setup=fields["setup"],
+                                entry_point=fields.get("entry_point")))
+
+    rows, per_test = [], {}
+    harness._RECORDED.clear()
+    for label, fn in (("legacy in-process harness (forgeable)", legacy), ("code_tests, first completion of each task", judged),
+                      ("code_tests, later completions (calls recorded)", judged)):
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(4) as ex:
+            scores = list(ex.map(lambda item: fn(item[1]), tasks))
+        dt = time.perf_counter() - t0
+        per_test[label] = dt / n_tests
+        passed = sum(s == 1.0 for s in scores)
+        assert passed == len(tasks), f"{label}: {len(tasks) - passed} reference solutions do not score 1.0"
+        ratio = per_test[label] / per_test["legacy in-process harness (forgeable)"]
+        rows.append([label, f"{len(tasks)} ({n_tests})", f"{passed}/{len(tasks)}", dt, f"{per_test[label] * 1e3:.1f}",
+                     f"{ratio:.2f}x"])
+    headers = ["scoring reference solutions", "tasks (tests)", "score 1.0", "seconds", "ms per test", "vs legacy"]
+    return headers, rows
 
 
 if __name__ == "__main__":

@@ -338,8 +338,8 @@ def run_call_tests(
     for rounds in range(1, max_rounds + 1):
         todo = [k for k in calls if k not in known]
         if todo or run is None:
-            stdin = json.dumps({"setup": setup, "calls": [json.loads(k) for k in todo]})
-            run = pool.submit(Program("python", RUNNER_SOURCE, stdin=stdin, files={"solution.py": code}), limits).result()
+            source = f"{RUNNER_SOURCE}\n\nmain({[json.loads(k) for k in todo]!r}, {setup!r})\n"
+            run = pool.submit(Program("python", source, files={"solution.py": code}), limits).result()
             if run.status == "sandbox_error":
                 raise Unscorable(f"sandbox error: {run.detail or run.stderr[-200:]}")
             outcomes, error, ended_early = _outcomes(run, todo)
