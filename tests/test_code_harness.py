@@ -256,3 +256,13 @@ def test_code_tests_on_humaneval_records_gives_graded_values_with_flags():
     assert code_tests(f"```python\n{liar}\n```", **kw) == 0.0
     early = code_tests(f"```python\n{f['answer']}\nimport os\nos._exit(0)\n```", **kw)
     assert early == 0.0 and set(early.flags) == {"ended_early", "hack_pattern"}
+
+
+@needs_bwrap
+def test_answers_that_make_the_test_overrun_fail_it_rather_than_mask_it(pool):
+    """The test ran quickly without the candidate (recording), so a judge that overruns on the candidate's
+    answers was made to: that is the candidate's failure, not a sample to drop."""
+    test = ["n = f(1)\nwhile n != 0:\n    n = n - 1 if n > 0 else n"]
+    slow = _judge("def f(x):\n    return -5\n", test, pool, judge_timeout=1.0)
+    assert slow.passed == [False] and "did not finish on the candidate's answers" in slow.reasons[0]
+    assert _judge("def f(x):\n    return 3\n", test, pool, judge_timeout=1.0).passed == [True]

@@ -183,7 +183,8 @@ class JudgePool:
         self._lock = threading.Lock()
 
     def run(self, job: dict, timeout: float) -> dict:
-        """The judge's answer to ``job``, or ``{"error": why}`` (a timeout, a crash, out of memory)."""
+        """The judge's answer to ``job``, or ``{"error": why}`` (a crash), with ``"overran": True`` when the
+        job went past its time or memory limit."""
         judge = self._idle.get()
         try:
             if judge is None:
@@ -196,7 +197,9 @@ class JudgePool:
             if answer is None or "error" in answer and "died" in answer["error"]:
                 self._retire(judge)
                 judge = None
-                return answer or {"error": f"the judge took longer than {timeout:g} s"}
+                return answer or {"error": f"the judge took longer than {timeout:g} s", "overran": True}
+            if answer.get("error") == "out of memory":
+                answer["overran"] = True
             return answer
         except (OSError, RuntimeError) as exc:
             if judge is not None:
@@ -351,6 +354,9 @@ def run_call_tests(
             return CallVerdicts([False] * len(tests), [f"the solution does not load: {load_error}"] * len(tests),
                                 run, flags, rounds)
         answer = judge.run({**base, "mode": "verdict", "known": known}, judge_timeout)
+        if answer.get("overran"):  # the test ran quickly without the candidate (recording): its answers did this
+            why = f"the test did not finish on the candidate's answers: {answer['error']}"
+            return CallVerdicts([False] * len(tests), [why] * len(tests), run, flags, rounds)
         if "error" in answer:
             raise Unscorable(f"the judge failed: {answer['error']}")
         results = answer["results"]
