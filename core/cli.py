@@ -272,7 +272,8 @@ def _param(text: str) -> tuple[str, Any]:
 
 def cmd_score(reward: str, input_path: str, output_path: str | None, params: Sequence[str], jobs: int | None) -> int:
     """Apply a registered reward to JSONL records (``completion`` + the task's fields, e.g. ``answer``); write
-    each record back with ``reward`` (null when it cannot be scored) and ``reason``; counts on stderr."""
+    each record back with ``reward`` (null when it cannot be scored), ``reason`` and the grader's ``flags``
+    (see :class:`r1gym.core.rewards.Graded`) when it raised any; counts on stderr."""
     from collections import Counter
     from concurrent.futures import ThreadPoolExecutor
 
@@ -289,9 +290,10 @@ def cmd_score(reward: str, input_path: str, output_path: str | None, params: Seq
         records.append(record)
 
     def one(record: dict[str, Any]) -> dict[str, Any]:
-        fields = {k: v for k, v in record.items() if k not in ("completion", "reward", "reason")}
+        fields = {k: v for k, v in record.items() if k not in ("completion", "reward", "reason", "flags")}
         outcome = scorer.score(str(record["completion"]), fields)
-        return {**record, "reward": outcome.components[reward], "reason": outcome.unscorable.get(reward)}
+        return {**record, "reward": outcome.components[reward], "reason": outcome.unscorable.get(reward),
+                **({"flags": list(outcome.flags[reward])} if reward in outcome.flags else {})}
 
     with ThreadPoolExecutor(max_workers=jobs or 4) as ex:
         scored = list(ex.map(one, records))
@@ -307,6 +309,9 @@ def cmd_score(reward: str, input_path: str, output_path: str | None, params: Seq
           file=sys.stderr)
     for reason, n in reasons.most_common(10):
         print(f"  {n} x {reason}", file=sys.stderr)
+    flagged = Counter(f for r in scored for f in r.get("flags", ()))
+    if flagged:
+        print("  flagged: " + ", ".join(f"{n} x {flag}" for flag, n in flagged.most_common()), file=sys.stderr)
     return 0
 
 

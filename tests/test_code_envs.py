@@ -141,3 +141,11 @@ def test_r1gym_score_code_tests_scores_jsonl_records(tmp_path, capsys):
     assert main(["score", "code_tests", "--input", str(src), "--output", str(out)]) == 0
     assert [json.loads(line)["reward"] for line in out.read_text().splitlines()] == [1.0, 0.5, 0.0]
     assert "3 records, 3 scored" in capsys.readouterr().err
+    asserts = [{"assert": "assert add(2, 3) == 5"}]
+    rows = [{"completion": fenced("def add(a, b):\n    return a + b"), "tests": asserts},
+            {"completion": fenced("import os\nos._exit(0)"), "tests": asserts}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", "code_tests", "--input", str(src), "--output", str(out)]) == 0
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["reward"], r.get("flags")) for r in scored] == [(1.0, None), (0.0, ["hack_pattern", "ended_early"])]
+    assert "flagged: 1 x hack_pattern, 1 x ended_early" in capsys.readouterr().err
