@@ -60,10 +60,11 @@ def evaluate(rows: list[dict], check: Callable[[str, str], bool | None]) -> list
     return [check(r["gold"], r["pred"]) for r in rows]
 
 
-def rates(rows: list[dict], verdicts: list[bool | None]) -> dict[str, float]:
-    pos = [v for r, v in zip(rows, verdicts) if r["equivalent"]]
-    neg = [v for r, v in zip(rows, verdicts) if not r["equivalent"]]
-    agree = sum((v is True) == r["equivalent"] and v is not None for r, v in zip(rows, verdicts))
+def rates(rows: list[dict], verdicts: list[bool | None], label: str = "equivalent") -> dict[str, float]:
+    """Agreement, false-positive/negative rates and counts of ``verdicts`` against ``row[label]``."""
+    pos = [v for r, v in zip(rows, verdicts) if r[label]]
+    neg = [v for r, v in zip(rows, verdicts) if not r[label]]
+    agree = sum((v is True) == r[label] and v is not None for r, v in zip(rows, verdicts))
     return {
         "n": len(rows),
         "agreement": agree / len(rows),

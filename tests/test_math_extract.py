@@ -28,6 +28,11 @@ CASES = [
     ("**Answer:** 7", "7", "answer_is"),
     ("The answers are 2 and 5.", "2 and 5", "answer_is"),
     ("The result: **x = 3**, checked with 4 cases", "x = 3", "bold"),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt{3}}{2}", "bare"),  # a completion that is only its answer
+    ("<think> the two roots </think> $(1, 2)$", "$(1, 2)$", "bare"),
+    ("Thus the value is $\\frac{1}{2}$", "\\frac{1}{2}", "math_span"),
+    ("The sum is \\[ x^2 + 1 \\]", "x^2 + 1", "math_span"),
+    ("I paid $2 and $3, so 5", "5", "last_number"),  # currency, not a math span
     ("I think it's about 3.5, or maybe -7", "-7", "last_number"),
     ("The total is 1,234 marbles", "1,234", "last_number"),
     ("<think> maybe \\boxed{4} </think> The result is \\boxed{5}", "5", "boxed"),

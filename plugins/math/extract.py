@@ -9,7 +9,14 @@ A completion is searched for, in this order of trust:
 3. ``gsm8k``: the last ``#### n`` line.
 4. ``answer_is``: the last "the (final) answer is …" / "Answer: …", up to the end of its sentence.
 5. ``bold``: the last markdown ``**…**`` span (short ones only).
-6. ``last_number``: the last number in the text.
+6. ``bare``: the whole text, when it is a short answer with no prose (``\\frac{\\sqrt{3}}{2}``, ``(1, 2)``,
+   ``$x^2+1$``): a completion, or the part after ``</think>``, that states only its answer.
+7. ``math_span``: the last short ``$…$`` / ``\\(…\\)`` / ``\\[…\\]`` span with no prose in it (not a
+   currency amount: ``$2 and $3`` is no span).
+8. ``last_number``: the last number in the text.
+
+Methods 5-8 find an answer nobody marked as the answer (:data:`FALLBACK_METHODS`): the reward flags such a
+verdict ``fallback``.
 
 When the completion closes a ``</think>`` section, methods 2-6 look after it first and only then at the
 whole text. Nothing here parses mathematics: :mod:`r1gym.plugins.math.verify` normalises what is found.
@@ -31,9 +38,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-METHODS = ("answer_tag", "boxed", "gsm8k", "answer_is", "bold", "last_number")
+METHODS = ("answer_tag", "boxed", "gsm8k", "answer_is", "bold", "bare", "math_span", "last_number")
 #: methods that find an answer nobody stated as the answer: a verdict on it is flagged ``fallback``
-FALLBACK_METHODS = ("bold", "last_number")
+FALLBACK_METHODS = ("bold", "bare", "math_span", "last_number")
+#: the longest text that ``bare`` and ``math_span`` take as an answer
+MAX_BARE_CHARS = 200
 #: only this many characters at the end of a completion are searched for its answer
 MAX_SCAN_CHARS = 16_384
 #: an extracted answer longer than this is graded wrong without being parsed (MATH-500's longest is 53)
@@ -43,14 +52,15 @@ _ANSWER_TAG = re.compile(r"<(/?)answer>", re.IGNORECASE)
 _BOX_CMD = re.compile(r"\\(?:boxed|fbox)\b")
 _BRACE = re.compile(r"\\.|[{}]", re.DOTALL)  # an escaped brace \{ does not count
 _BARE_BOX = re.compile(r"[^\s$.,]{1,100}")  # \boxed 5: a short word
-_BOX_JOIN = re.compile(r"[\s$,;]*(?:(?:and|or|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad)[\s$,;]*)?$")
+_BOX_JOIN = re.compile(r"(?:[\s$,;]|\\[()\[\]])*(?:(?:and|or|\\text\{\s*(?:and|or)\s*\}|\\q?quad)(?:[\s$,;]|\\[()\[\]])*)*$")
 _GSM8K = re.compile(r"####\s*([^\n]+)")
 _ANSWER_IS = re.compile(
-    r"\banswers?\b(?:\*\*)?\s*(?:is|are|=|:|would be|will be|should be)\s*[:=]?(?:\*\*)?\s*(?P<rest>[^\n]+)",
-    re.IGNORECASE,
-)
+    r"(?:\banswers?\b(?:\*\*)?\s*(?:is|are|=|:|would be|will be|should be)|^\s*A:)\s*[:=]?(?:\*\*)?[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)  # "A: 18" is how OpenAI's GSM8K solutions end
+_LAST_IS = re.compile(r".*(?:\b(?:is|are|equals|be)\b|=)\s*", re.DOTALL)
 _BOLD = re.compile(r"\*\*(?P<inner>[^*\n]{1,80}?)\*\*")
-_NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w])|[-+−]?\.\d+")
+_NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?![\d,.]\d|\d)|[-+−]?\.\d+")
 # a sentence ends at a period/!/? followed by space or end (not a decimal point), or at a newline
 _SENTENCE_END = re.compile(r"(?<!\d)[.!?](?=\s|$)|(?<=\d)\.(?=\s|$)|\s{3,}")
 
@@ -138,12 +148,18 @@ def _sentence(rest: str) -> str:
 
 
 def _answer_is(text: str) -> str | None:
-    found = None
-    for m in _ANSWER_IS.finditer(text):
-        candidate = _sentence(m.group("rest"))
+    """The last "answer is …" phrase with something after it; in a sentence of prose ("Final Answer: the
+    largest $n$ is 34") what follows its last "is" or "=". Each phrase's rest of line is read only when it is
+    a candidate (the last ones), so the scan stays linear."""
+    for m in reversed(list(_ANSWER_IS.finditer(text))):
+        end = text.find("\n", m.end())
+        candidate = _sentence(text[m.end() : end if end >= 0 else len(text)])
+        if candidate and _prose(candidate):
+            narrowed = _LAST_IS.sub("", candidate, count=1)
+            candidate = narrowed if narrowed and narrowed != candidate else candidate
         if candidate:
-            found = candidate
-    return found
+            return candidate
+    return None
 
 
 def _bold(text: str) -> str | None:
@@ -154,6 +170,57 @@ def _bold(text: str) -> str | None:
     inner = spans[-1]
     labelled = re.match(r"(?i)^(?:final\s+)?answer\s*[:=]?\s*(.+)$", inner)
     return labelled.group(1).strip() if labelled else inner
+
+
+_MATH_SPAN = re.compile(r"\$\$(?P<a>[^$]{1,%d}?)\$\$|(?<![\\$])\$(?P<b>[^$\n]{1,%d}?)\$|\\\((?P<c>.{1,%d}?)\\\)|\\\[(?P<d>.{1,%d}?)\\\]"
+                        % ((MAX_BARE_CHARS,) * 4), re.DOTALL)
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_TEXT_ARG = re.compile(r"\\(?:text|mathrm|textbf|mbox|operatorname|begin|end)\s*\{[^{}]*\}")
+#: words that may stand in an answer without making it prose
+_ANSWER_WORDS = {"and", "or", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "lim", "max", "min", "gcd",
+                 "lcm", "det", "mod", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "pi", "infty", "inf", "no", "yes"}
+
+
+#: two-letter words of English prose (a two-letter run of letters is otherwise a product: ``2ab``)
+_SHORT_WORDS = {"so", "is", "it", "we", "be", "by", "as", "an", "at", "in", "on", "if", "of", "to", "do", "am", "my", "me", "us"}
+
+
+def _prose(text: str) -> bool:
+    """Whether ``text`` holds words: a run of three or more letters that is not a LaTeX command or a function
+    name, or a two-letter English word."""
+    bare = _TEXT_ARG.sub(" ", text)
+    for word in _WORD.findall(bare):
+        w = word.lower()
+        if (len(w) >= 3 and w not in _ANSWER_WORDS) or w in _SHORT_WORDS:
+            return True
+    return False
+
+
+def _bare(text: str) -> str | None:
+    text = text.strip()
+    if not text or len(text) > MAX_BARE_CHARS or not re.search(r"[\w\\]", text):
+        return None
+    if _prose(text) and not _one_word(text):
+        return None
+    return text
+
+
+def _math_span(text: str) -> str | None:
+    last = None
+    for m in _MATH_SPAN.finditer(text):
+        last = m
+    if last is None:
+        return None
+    span = next(g for g in last.groups() if g is not None)
+    if last.group("b") is not None and span[:1].isdigit() and span != span.rstrip():  # "$2 and $3": currency
+        return None
+    span = span.strip()
+    return span if span and (not _prose(span) or _one_word(span)) else None
+
+
+def _one_word(text: str) -> bool:
+    """A single word, possibly in ``\\text{}`` (``$odd$``, ``\\text{Even}``): an answer, not prose."""
+    return bool(re.fullmatch(r"(?:\\text\s*\{\s*)?[A-Za-z]+(?:\s*\})?", text.strip(" $")))
 
 
 def _last_number(text: str) -> str | None:
@@ -188,6 +255,8 @@ _FINDERS = {
     "gsm8k": lambda t: (m[-1].strip() if (m := _GSM8K.findall(t)) else None),
     "answer_is": _answer_is,
     "bold": _bold,
+    "bare": _bare,
+    "math_span": _math_span,
     "last_number": _last_number,
 }
 

@@ -4,7 +4,8 @@ Both the reference and the prediction go through :func:`normalize` (math delimit
 commands, currency, degrees, ``\\text{}`` units and unit words after a number are removed; unicode math is
 spelled in LaTeX) and :func:`classify`, which sorts an answer into one of:
 
-* ``number``: an integer, decimal, fraction (``\\frac``, ``\\dfrac``, ``\\tfrac``, ``a/b``), mixed number
+* ``number``: an integer, decimal, repeating decimal (``0.1\\overline{6}``), fraction (``\\frac``,
+  ``\\dfrac``, ``\\tfrac``, ``\\frac12``, ``a/b``), mixed number
   (``2\\frac{1}{2}``, ``2 1/2``), percentage, scientific notation, with thousands separators and signs, and
   an optional variable (``x = 5``). Compared exactly, as :class:`fractions.Fraction`, here: no sympy, no pool.
 * ``based``: a number in another base (``204_5``): the same digits and base, or the digits alone;
@@ -68,6 +69,8 @@ _FRAC = re.compile(
 _SLASH = re.compile(
     r"^(?P<sign>[-+])?\s*(?:(?P<whole>\d+)\s+)?\(?\s*(?P<n>[-+]?\d+)\s*\)?\s*/\s*\(?\s*(?P<d>[-+]?\d+)\s*\)?\s*(?P<pct>%)?$"
 )
+_SPACED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
+_REPEATING = re.compile(r"^(?P<sign>[-+])?\s*(?P<int>\d*)\.(?P<dec>\d*)\s*(?:\\overline|\\dot)\s*\{\s*(?P<rep>\d{1,50})\s*\}$")
 _BASED = re.compile(r"^(?P<digits>(?=[0-9A-Za-z]*\d)[0-9A-Za-z]+)_\{?\s*(?P<base>\d{1,2})\s*\}?$")  # 204_5, 1A_{16}
 _VAR = r"(?:[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?|\\[A-Za-z]+)"
 _ASSIGN = re.compile(rf"^(?P<var>{_VAR})\s*=\s*(?P<rest>.+)$")
@@ -138,15 +141,28 @@ def normalize(text: str) -> str:
     s = _strip_delimiters(s)
     s = re.sub(r"(?<!\\)\$", "", s)  # inline math spans inside the answer: "$x$ = $5$"
     s = re.sub(r"\\(?:displaystyle|textstyle)\b", "", s)
+    s = _FRAC_SHORTHAND.sub(_brace_frac, s)  # \frac12, \dfrac\pi2 -> \frac{1}{2}, \frac{\pi}{2}
+    s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)  # \sqrt2 -> \sqrt{2}
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ\b|\{\}\^\s*\\circ\b|\\degree\b", "", s)
     s = re.sub(r"(?<=\d)(?:\\,|\\;|\\:|\\ |\{,\})(?=\d{3}(?!\d))", lambda m: "," if m.group() == "{,}" else "", s)
     s = re.sub(r"(?<!\\)\\[,;: ]|\\q?quad\b|~", " ", s)  # not the "\\ " of a matrix row break
     s = re.sub(r"\s*\\%|\s*\\text\{\s*percent\s*\}|\s+percent\b", "%", s)
     s = re.sub(r"\s+", " ", s).strip()
+    if _SPACED_THOUSANDS.fullmatch(s):  # 1 000 000
+        s = s.replace(" ", "")
     s = re.sub(r"(?<!\\)[.,;:]+$", "", s).strip()  # not "!": 5! is a factorial
     s = re.sub(r"^(?:=|\\approx)\s*", "", s)
     s = _strip_units(s)
     return s
+
+
+_FRAC_ARG = r"(\{[^{}]*\}|\\[A-Za-z]+|[0-9A-Za-z])"
+_FRAC_SHORTHAND = re.compile(rf"\\[dtc]?frac\s*{_FRAC_ARG}\s*{_FRAC_ARG}")
+
+
+def _brace_frac(m: re.Match) -> str:
+    num, den = (a if a.startswith("{") else "{" + a + "}" for a in (m.group(1), m.group(2)))
+    return rf"\frac{num}{den}"
 
 
 def _strip_units(s: str) -> str:
@@ -170,6 +186,11 @@ def parse_number(s: str) -> NumberValue | None:
     s = s.strip()
     if not s or len(s) > MAX_NUMBER_CHARS:
         return None
+    m = _REPEATING.match(s)
+    if m:  # 0.1\overline{6} = 1/10 + 6/90: exact
+        head, tail, rep = m["int"] or "0", m["dec"] or "", m["rep"]
+        value = int(head) + (Fraction(int(tail or "0"), 10 ** len(tail)) + Fraction(int(rep), (10 ** len(rep) - 1) * 10 ** len(tail)))
+        return NumberValue(-value if m["sign"] == "-" else value, None, 0, False)
     m = _NUM.match(s)
     if m:
         mant = m["mant"].replace(",", "")
@@ -355,7 +376,7 @@ def answer_key(text: str) -> str | None:
     (``\frac{\sqrt{3}}{2}`` and ``\sqrt{3}/2``) get different keys: voting counts them apart.
 
     >>> answer_key("x = 0.50"), answer_key(r"\frac{2}{4}"), answer_key(r"\text{(B)}"), answer_key(r"\frac{\sqrt 3}{2}")
-    ('1/2', '1/2', 'choice:B', 'latex:\\frac{\\sqrt3}{2}')
+    ('1/2', '1/2', 'choice:B', 'latex:\\frac{\\sqrt{3}}{2}')
     """
     a = classify(text)
     if a.kind == "empty":

@@ -1,6 +1,6 @@
 """Equivalence of two LaTeX answers with sympy: what runs inside a pool worker.
 
-Parsing is math-verify's: its LaTeX normaliser and ``latex2sympy2_extended`` (ANTLR grammar, shipped
+Parsing is math-verify's: its LaTeX normaliser and ``latex2sympy2_extended`` (symbols keep their case; ANTLR grammar, shipped
 generated for the 4.9.3 runtime that Hydra pins, so no antlr 4.13 is needed). Parsing tries ANTLR's fast SLL
 prediction mode first and falls back to the full LL mode on a syntax error (SLL either gives LL's tree or
 fails), and number literals skip ``sympy.Number(str)`` (which runs ``from sympy import *`` per call): a
@@ -57,6 +57,15 @@ def _normalization_config() -> Any:
     return NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="none", equations=False)
 
 
+@functools.lru_cache(maxsize=1)
+def _conversion_config() -> Any:
+    """latex2sympy's defaults, except that symbols keep their case: ``X`` is not ``x`` (its default lowercases
+    every symbol, so ``a+b`` equalled ``A+B``)."""
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+
+    return ConversionConfig(lowercase_symbols=False)
+
+
 # A one-letter base (or a Greek letter) before "^" sends ANTLR's SLL mode into a syntax error ("x^2" could still become "x^2_1"):
 # written as "{x}^2" (the same LaTeX) it parses in SLL mode, 5-10x faster than the LL fallback. Not for "e"
 # (e^2 is exp(2) either way, but as a different tree) nor before a subscript. Checked against LL on 2,000
@@ -107,14 +116,25 @@ def parse_latex(text: str) -> tuple[bool, Any]:
         if not norm.strip():
             return False, "empty after normalisation"
         is_real = not should_treat_as_complex(norm)
+        config = _conversion_config()
         try:
-            expr = fast(is_real=is_real).parse(_BASE_BEFORE_POWER.sub(r"{\1}", norm))
+            expr = fast(is_real=is_real, config=config).parse(_BASE_BEFORE_POWER.sub(r"{\1}", norm))
         except Exception:
-            expr = exact(is_real=is_real).parse(norm)
+            expr = exact(is_real=is_real, config=config).parse(norm)
         expr = _rationalize(expr)
     except Exception as exc:  # the parser raises bare Exceptions with a caret diagram
         return False, str(exc).split("\n", 1)[0][:200] or type(exc).__name__
     return True, (expr, percent)
+
+
+def _well_formed(text: str) -> bool:
+    """Balanced braces and no dangling operator: LaTeX that is whole, even where sympy cannot read it."""
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", text):
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            return False
+    return depth == 0 and not re.search(r"[\\^_{+\-*/=]\s*$", text)
 
 
 def _rationalize(expr: Any) -> Any:
@@ -152,6 +172,8 @@ def symbolic_verdict(
     else:
         ok, parsed = parse_latex(ref_text)
         if not ok:
+            if _well_formed(ref_text) and re.sub(r"\s+", "", ref_text) == re.sub(r"\s+", "", pred_text):
+                return True, "identical"  # sympy cannot read it (12:00), but it is the same answer
             return None, f"reference answer does not parse: {parsed}"
         g, g_pct = parsed
         if _undefined(g):
@@ -250,10 +272,22 @@ def _chain(x: Any) -> list[Any]:
 
 
 def _is_assignment(x: Any) -> bool:
-    from sympy import Eq, Symbol
+    """``x = 5``, and names for a value: ``f(x) = 1``, ``|AB| = 1``, ``NO/BO = 1/\\sqrt{6}``, ``(p, q) = (3, 2)``
+    (a left side made of symbols only, with no sum and no number: ``x + y = 5`` is an equation, not a name)."""
+    from sympy import Eq
 
     chain = _chain(x) if _is_rel(x) else []
-    return bool(chain) and all(isinstance(r, Eq) for r in chain) and isinstance(chain[0].lhs, Symbol)
+    return bool(chain) and all(isinstance(r, Eq) for r in chain) and _names_a_value(chain[0].lhs)
+
+
+def _names_a_value(lhs: Any) -> bool:
+    import sympy
+
+    if isinstance(lhs, sympy.Tuple):
+        return len(lhs) > 0 and all(isinstance(a, sympy.Symbol) for a in lhs)
+    if not isinstance(lhs, sympy.Expr) or not lhs.free_symbols or lhs.has(sympy.Add):
+        return False
+    return not (lhs.atoms(sympy.Number) - {sympy.Integer(1), sympy.Integer(-1)})
 
 
 def equal(g: Any, p: Any, ctx: _Ctx) -> bool:

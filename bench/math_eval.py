@@ -1,0 +1,138 @@
+"""The math checker on labels r1gym did not write: r1gym and plain math-verify side by side.
+
+Rows: ``bench/data/math_eval/*.jsonl`` (built by ``bench/math_eval_build.py`` from math-verify's own tests,
+MATH-500 and OpenAI's GSM8K model outputs; each row names its source). Each ``candidate`` is graded against its
+``gold`` by
+
+* ``r1gym``: ``MathChecker().grade(candidate, gold)`` (answer extraction, then the check: what the
+  ``math_accuracy`` reward does; "cannot be scored" counts as a disagreement, and is counted);
+* ``math-verify``: plain ``math_verify.verify(math_verify.parse(gold), math_verify.parse(candidate))`` with
+  default settings, as most training code calls it.
+
+Reported: agreement with the labels, false positives (labelled different, called equal: the ones a policy
+learns to exploit), false negatives, per dataset, per category and per error class (``tags``), and every row
+where r1gym calls a pair equal that the label says is not.
+
+    python bench/math_eval.py --write-md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a script: its siblings
+
+import report  # noqa: E402
+from math_verifier import mathverify_checker, rates  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data" / "math_eval"
+
+
+def load(paths: Sequence[Path]) -> list[dict]:
+    rows = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rows.append({**json.loads(line), "dataset": path.stem})
+    return rows
+
+
+def grade_all(rows: list[dict], workers: int, timeout: float) -> dict[str, list[bool | None]]:
+    from r1gym.plugins.math.pool import MathChecker
+
+    plain = mathverify_checker(wrap=False)
+
+    def mv(gold: str, cand: str) -> bool | None:
+        try:
+            return plain(gold, cand)
+        except Exception:  # math-verify raising is its failure to decide
+            return None
+
+    with MathChecker(workers=workers, timeout=timeout) as checker:
+        ours = [checker.grade(r["candidate"], r["gold"]).correct for r in rows]
+    return {"r1gym": ours, "math-verify": [mv(r["gold"], r["candidate"]) for r in rows]}
+
+
+def table(rows: list[dict], verdicts: dict[str, list[bool | None]], groups: dict[str, list[int]]) -> tuple[list[str], list[list]]:
+    head = ["group", "rows", "equal"] + [h for name in verdicts for h in (f"{name} agree", f"{name} FP", f"{name} FN", f"{name} unscorable")]
+    out = []
+    for name, idx in groups.items():
+        sub = [rows[i] for i in idx]
+        cells: list = [name, len(idx), sum(r["label"] for r in sub)]
+        for checker, vs in verdicts.items():
+            rr = rates(sub, [vs[i] for i in idx], label="label")
+            cells += [rr["agreement"], rr["fp"], rr["fn"], rr["unscorable"]]
+        out.append(cells)
+    return head, out
+
+
+def _short(text: str, n: int = 70) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|").replace("`", "'")
+    return text if len(text) <= n else "…" + text[-n:]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", nargs="+", default=sorted(str(x) for x in DATA.glob("*.jsonl")), help="row files")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
+    p.add_argument("--md-path", default=str(report.DEFAULT_MD))
+    args = p.parse_args(argv)
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    info = report.start(None)
+    rows = load([Path(x) for x in args.data])
+    verdicts = grade_all(rows, args.workers, args.timeout)
+
+    def group_by(key) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            for k in key(r):
+                groups.setdefault(k, []).append(i)
+        return groups
+
+    sections = [
+        ("all rows", {"all": list(range(len(rows)))}),
+        ("per dataset", group_by(lambda r: [r["dataset"]])),
+        ("per category", group_by(lambda r: [r["category"]])),
+        ("per error class of issue 14 (tags; a row may have several, most have none)", group_by(lambda r: r["tags"])),
+    ]
+    fps = [i for i, v in enumerate(verdicts["r1gym"]) if v is True and not rows[i]["label"]]
+    worse = [i for i, r in enumerate(rows)
+             if (verdicts["r1gym"][i] is True) != r["label"] and (verdicts["math-verify"][i] is True) == r["label"]]
+    wrong_head = ["category", "gold", "candidate", "label", "r1gym", "math-verify", "source"]
+
+    def wrong_rows(idx: list[int]) -> list[list]:
+        return [[rows[i]["category"], _short(rows[i]["gold"], 40), _short(rows[i]["candidate"]), str(rows[i]["label"]),
+                 str(verdicts["r1gym"][i]), str(verdicts["math-verify"][i]),
+                 f"{rows[i]['source'].get('path') or rows[i]['source'].get('file')}:{rows[i]['source'].get('line')}"] for i in idx]
+
+    text, md = [], []
+    for title, groups in sections:
+        head, body = table(rows, verdicts, groups)
+        text += [f"\n{title}:", report.text_table(head, body)]
+        md += [f"{title[0].upper() + title[1:]}:\n", report.markdown_table(head, body), ""]
+    for title, idx in ((f"r1gym false positives: {len(fps)}", fps),
+                       (f"rows r1gym gets wrong and math-verify right: {len(worse)}", worse)):
+        text += [f"\n{title}"] + ([report.text_table(wrong_head, wrong_rows(idx))] if idx else [])
+        md += [f"{title[0].upper() + title[1:]}\n"] + ([report.markdown_table(wrong_head, wrong_rows(idx)), ""] if idx else [""])
+    print("\n".join(text))
+    if args.write_md:
+        files = ", ".join(f"`{Path(x).relative_to(ROOT)}`" for x in args.data)
+        body = (f"- rows: {len(rows)} from {files} (built by `bench/math_eval_build.py`; labels by math-verify's "
+                "authors, MATH-500's authors and OpenAI's GSM8K `is_correct`, see its docstring). `r1gym` = "
+                "`MathChecker().grade(candidate, gold)`; `math-verify` = `verify(parse(gold), parse(candidate))`, "
+                "defaults. FP = labelled different, called equal; FN = labelled equal, not called equal; "
+                "unscorable counts as a disagreement.\n\n" + "\n".join(md))
+        path = report.append_section("math_eval", body, info, path=args.md_path)
+        print(f"\nappended to {path}")
+
+
+if __name__ == "__main__":
+    main()
