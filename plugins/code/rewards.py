@@ -148,7 +148,7 @@ def run_tests(
         ordered = []
         for k in range(len(tests)):
             if k not in cases:
-                cases[k] = judge(tests[k], pool.submit(programs[k], limits).result())
+                cases[k] = judge(k, tests[k], pool.submit(programs[k], limits).result())
             ordered.append(cases[k])
             if not cases[k].passed:
                 break
@@ -156,7 +156,7 @@ def run_tests(
     results = dict(zip(io, pool.map([programs[k] for k in io], limits)))
     _raise_if_broken(list(results.values()))
     checks = {k: judge.submit_checker(tests[k], results[k]) for k in io}
-    cases.update({k: judge(tests[k], results[k], checks[k]) for k in io})
+    cases.update({k: judge(k, tests[k], results[k], checks[k]) for k in io})
     return [cases[k] for k in range(len(tests))]
 
 
@@ -181,11 +181,14 @@ class _Judge:
         program = checker_program(self.comparison, str(test.get("stdin", "")), str(test["stdout"]), result.stdout)
         return self.pool.submit(program, self.limits)
 
-    def __call__(self, test: Mapping[str, Any], result: Any, checked: Any = None) -> CaseResult:
+    def __call__(self, index: int, test: Mapping[str, Any], result: Any, checked: Any = None) -> CaseResult:
         _raise_if_broken([result])
         if checked is None:
             checked = self.submit_checker(test, result)
-        verdict = _passed(result, test, self.comparison, checked.result() if checked is not None else None)
+        try:
+            verdict = _passed(result, test, self.comparison, checked.result() if checked is not None else None)
+        except Unscorable as exc:  # a checker failure: say on which test
+            raise Unscorable(f"test {index}: {exc}") from None
         return CaseResult(dict(test), result, verdict.ok, verdict.message)
 
 
