@@ -3,6 +3,7 @@ was (no stray process, no file outside the scratch dir, this process alive, no s
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -90,6 +91,37 @@ def test_no_secrets_no_network_no_writes_outside(sandbox, tmp_path, monkeypatch)
     assert "hunter2" not in out and "R1GYM_TEST_SECRET" not in out
     assert "wrote" not in out and "connected" not in out
     assert not (tmp_path / "evil").exists() and not Path("/etc/evil").exists()
+
+
+def test_the_host_is_invisible_and_only_scratch_is_writable(sandbox, tmp_path):
+    """Secrets planted where a run would find them (the project folder, /var/tmp, a run folder under /tmp,
+    $HOME) cannot be read, and the folders around them do not exist in the sandbox."""
+    project = Path(__file__).resolve().parents[1]
+    planted = [project / ".planted-secret", Path("/var/tmp/r1gym-planted-secret"), tmp_path / "config.yaml",
+               Path.home() / ".r1gym-planted-secret"]
+    for p in planted:
+        p.write_text("hunter2")
+    try:
+        paths = [str(p) for p in planted] + [str(project), str(project.parent), "/opt", "/srv", "/mnt", "/var",
+                                              "/run", "/home", "/root", "/etc/passwd", "/usr/local/bin", "/sys"]
+        result = sandbox.run(py(
+            "import json, os, sys\n"
+            f"paths = {paths!r}\n"
+            "seen = [p for p in paths if os.path.exists(p)]\n"
+            "writable = []\n"
+            "for d in ('/', '/dev', '/usr', '/usr/local', '/tmp', '/dev/shm'):\n"
+            "    try:\n        open(os.path.join(d, 'w'), 'w').write('x'); writable.append(d)\n"
+            "    except OSError: pass\n"
+            "print(json.dumps({'seen': seen, 'writable': writable, 'root': sorted(os.listdir('/')),\n"
+            "                  'site': [p for p in sys.path if 'packages' in p and os.listdir(p)]}))"), FAST)
+    finally:
+        for p in planted:
+            p.unlink()
+    assert result.status == "ok", result.stderr
+    seen = json.loads(result.stdout)
+    assert (seen["seen"], seen["writable"], seen["site"]) == ([], ["/tmp", "/dev/shm"], [])
+    assert {"dev", "proc", "tmp", "usr"} <= set(seen["root"]) <= {"bin", "dev", "lib", "lib32", "lib64", "libx32",
+                                                                  "proc", "sbin", "tmp", "usr"}
 
 
 def test_background_processes_and_signals_to_the_parent_leave_the_host_alone(sandbox):
@@ -299,3 +331,18 @@ def test_code_env_sample_references_score_1_and_plausible_wrong_solutions_less()
         env.reset(options={"index": i})
         _, _, _, _, info = env.step(f"```python\n{PLAUSIBLY_WRONG[task.id]}```")
         assert info["rewards"]["code_tests"] < 1.0, task.id
+
+
+def test_extra_python_packages_come_only_from_the_allow_list():
+    import importlib.util
+
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import yaml"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("the system python3 has no PyYAML to allow-list")
+    program = py("import yaml; print(yaml.safe_dump({'a': 1}).strip())")
+    assert LocalSandbox().run(program, FAST).status == "runtime_error"  # hidden by default
+    allowed = LocalSandbox(packages=["yaml"]).run(program, FAST)
+    assert (allowed.status, allowed.stdout) == ("ok", "a: 1\n"), allowed.stderr
+    with pytest.raises(ValueError, match="not importable"):
+        LocalSandbox(packages=["no_such_package_r1gym"])
+    assert importlib.util.find_spec("yaml") is not None  # the host's own view is untouched

@@ -2,10 +2,16 @@
 
 The local backend runs every program in a fresh, size-limited scratch directory under Linux namespaces:
 
-* **bubblewrap** (``bwrap``, Debian package ``bubblewrap``) when installed: a read-only view of the system,
-  a private tmpfs as ``/tmp`` (the scratch dir, capped in size, so a program cannot fill the host's disk),
-  empty ``/root`` and ``/home``, its own PID, network (none), IPC and UTS namespaces, a new session (no
-  terminal injection), the parent's death kills it;
+* **bubblewrap** (``bwrap``, Debian package ``bubblewrap``) when installed: a file-system view of only
+  what the runtime needs, read-only: ``/usr`` (the interpreter, its standard library, the compiler, shared
+  libraries) and the ``/bin``, ``/lib``, ``/lib64``, ``/sbin`` links into it, a private ``/dev`` (``null``,
+  ``zero``, ``urandom``, ...), its own ``/proc``, no ``/etc``; ``/usr/local`` and the interpreter's
+  site-packages are hidden (extra Python packages come from the ``packages`` allow-list), and nothing else
+  of the host exists in there: not the project, run folders, datasets, home directories, ``/opt``,
+  ``/srv``, ``/mnt``, ``/var`` or ``/run``. The writable places are a private tmpfs as ``/tmp`` (the
+  scratch dir, capped at ``scratch_mb``) and ``/dev/shm`` (capped the same); the root and ``/dev`` are
+  remounted read-only, so nothing else can hold memory. Its own PID, network (none), IPC and UTS
+  namespaces, a new session (no terminal injection), the parent's death kills it;
 * ``unshare`` otherwise (util-linux): own user, PID, network, IPC and mount namespaces; the scratch dir is a
   host temporary directory (files outside it are protected by ordinary permissions only).
 
@@ -41,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -152,15 +158,19 @@ def isolation_tool() -> str | None:
 class LocalSandbox:
     """The default backend: see the module docstring. ``tool`` forces ``bwrap`` or ``unshare``."""
 
-    def __init__(self, tool: str | None = None, python: str | None = None, cxx: str = "g++"):
-        """``python``: the interpreter for Python programs, default the system's ``python3`` (``/usr/bin``):
-        the sandbox hides ``/root`` and ``/home``, where a pyenv or venv interpreter would live."""
+    def __init__(self, tool: str | None = None, python: str | None = None, cxx: str = "g++",
+                 packages: Sequence[str] = ()):
+        """``python``: the interpreter for Python programs, default the system's ``python3`` (``/usr/bin``);
+        one installed elsewhere (``/opt/python3.11``) has its prefix shown read-only too. ``packages``: the
+        allow-list of extra Python packages programs may import (``["numpy"]``), found with that
+        interpreter and shown read-only in its otherwise hidden site-packages."""
         self.tool = tool or isolation_tool()
         if self.tool not in ("bwrap", "unshare"):
             raise RuntimeError("the local sandbox needs bubblewrap (apt-get install bubblewrap) or util-linux's "
                                "unshare; neither was found on PATH")
-        self.python = python or shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
+        self.python = python or shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin") or sys.executable
         self.cxx = cxx
+        self._view = _host_view(self.python, shutil.which(cxx) or cxx, tuple(packages)) if self.tool == "bwrap" else []
         prlimit, setpriv = (shutil.which(t, path="/usr/bin:/bin:/usr/sbin:/sbin") for t in ("prlimit", "setpriv"))
         self._wrappers = (prlimit, setpriv) if prlimit and setpriv else None
         _become_subreaper()
@@ -203,13 +213,15 @@ class LocalSandbox:
                  uid: int, status_fd: int | None) -> tuple[list[str], str]:
         """(the full command line, the directory the program sees as its working directory)."""
         if self.tool == "bwrap":
-            cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/root", "--tmpfs", "/home"]
+            cmd = ["bwrap", *self._view, "--dev", "/dev", "--size", str(limits.scratch_mb << 20), "--tmpfs", "/dev/shm",
+                   "--proc", "/proc"]
             if writable_copy:  # compiling: the compiler's output must outlive this sandbox
                 cmd += ["--bind", scratch, "/tmp"]
             else:  # a private, size-capped tmpfs with the program's files bound in read-only
                 cmd += ["--size", str(limits.scratch_mb << 20), "--tmpfs", "/tmp"]
                 for name in sorted(os.listdir(scratch)):
                     cmd += ["--ro-bind", os.path.join(scratch, name), f"/tmp/{name}"]
+            cmd += ["--remount-ro", "/dev", "--remount-ro", "/"]  # bwrap's own tmpfs root and /dev: uncapped
             cmd += ["--chdir", "/tmp", "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session", "--clearenv"]
             if status_fd is not None:  # bwrap reports the program's exit there; the program cannot see the fd
                 cmd += ["--json-status-fd", str(status_fd)]
@@ -311,6 +323,58 @@ class LocalSandbox:
         if status == "sandbox_error" and not detail:
             detail = stderr.strip()[-500:]
         return RunResult(status, code, stdout, stderr, wall, cpu_used, detail)
+
+
+_VIEW_PROBE = """\
+import importlib.util, json, site, sys
+paths = [p for p in sys.path + site.getsitepackages() if 'site-packages' in p or 'dist-packages' in p]
+found = {}
+for name in sys.argv[1:]:
+    spec = importlib.util.find_spec(name)
+    found[name] = None if spec is None else (list(spec.submodule_search_locations or []) or [spec.origin])
+print(json.dumps({"prefix": sys.base_prefix, "site": sorted(set(paths)), "packages": found}))
+"""
+
+
+def _host_view(python: str, cxx: str, packages: tuple[str, ...]) -> list[str]:
+    """bwrap arguments for the read-only view a program gets: ``/usr`` and the links into it, the
+    interpreter's and the compiler's prefixes if they live elsewhere, site-packages and ``/usr/local``
+    hidden by empty read-only tmpfs, and each allow-listed package bound back into its place."""
+    import json
+
+    args: list[str] = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    probe = subprocess.run([python, "-E", "-s", "-c", _VIEW_PROBE, *packages], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        raise RuntimeError(f"could not ask {python} where its packages are: {probe.stderr.strip()[-300:]}")
+    info = json.loads(probe.stdout)
+    shown = ["/usr"]
+    for tool in (os.path.realpath(python), os.path.realpath(cxx)):
+        prefix = os.path.dirname(os.path.dirname(tool))
+        if tool.startswith("/") and not any(tool.startswith(s + "/") for s in shown) and prefix != "/":
+            args += ["--ro-bind", prefix, prefix]
+            shown.append(prefix)
+    hidden: list[str] = []
+    for p in ["/usr/local", *info["site"]]:  # an outer folder first: what is under a hidden one is gone already
+        if (os.path.isdir(p) and not any(p.startswith(h + "/") for h in hidden)
+                and not any(os.path.realpath(t).startswith(p + "/") for t in (python, cxx))):
+            hidden.append(p)
+    for path in hidden:
+        args += ["--perms", "0555", "--size", "4096", "--tmpfs", path]
+    missing = [name for name, where in info["packages"].items() if not where]
+    if missing:
+        raise ValueError(f"sandbox packages {missing} are not importable by {python}; install them for that "
+                         "interpreter or remove them from the allow-list")
+    for where in info["packages"].values():
+        for path in where:
+            args += ["--ro-bind", path, path]
+    for path in hidden:
+        args += ["--remount-ro", path]
+    return args
 
 
 def _drop_and_limit(uid: int | None, rlimits: tuple) -> Callable[[], None]:
