@@ -4,6 +4,7 @@ a misspelled env id, config option, reward or model name. Each must say what exi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -120,3 +121,27 @@ def test_train_with_unset_value_stops_before_the_run_folder(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
     assert main(["config", "model=hf"]) == 0  # printing such a config is fine: it shows what to fill in
     assert "name_or_path: ???" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (apt-get install bubblewrap; `make install` does it)")
+def test_data_check_env_code_runs_reference_solutions_and_lists_the_wrong_one(capsys):
+    """Three Codeforces problems from CodeContests with reference solutions kept beside them: the WCD one is
+    judged by its checker (the reference prints another valid divisor than the stored answer on its last
+    test), and the deliberately wrong reference of 12B is listed with the failing test and the verdict."""
+    here = os.path.join(os.path.dirname(__file__), "data")
+    data, refs = os.path.join(here, "code_check.jsonl"), os.path.join(here, "code_check.references.jsonl")
+    code = main(["data", "check", "env=code", f"env.kwargs.source.path={data}", f"env.kwargs.source.references={refs}"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "3 problems" in out and "2 ok, 1 with a problem" in out
+    assert ("17 (12_B. Correct Solution?): 1 of 5 tests fail; first: test 4: wrong answer: token 1 differs - "
+            "expected: 'OK', found: 'WRONG_ANSWER'") in out
+    assert "Weakened" not in out and "1342_C" not in out
+    assert main(["data", "check", "env=code", f"env.kwargs.source.path={data}"]) == 1  # without the references
+    assert capsys.readouterr().out.count("the task has no reference solution") == 3
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (apt-get install bubblewrap; `make install` does it)")
+def test_data_check_of_the_shipped_code_samples(capsys):
+    assert main(["data", "check", "env=code"]) == 0
+    assert "6 ok, 0 with a problem" in capsys.readouterr().out
