@@ -283,3 +283,51 @@ def test_unscorable_is_what_a_failing_checker_raises():
                    RunResult("output_limit", None, "", "", 0.1, 0.1, "too much")):
         with pytest.raises(Unscorable, match="the checker failed"):
             checker_verdict(result)
+
+
+ANY_DIVISOR_CHECKER = """\
+import sys
+n = int(open(sys.argv[1]).read())
+found = open(sys.argv[2]).read().split()
+if len(found) != 1 or not found[0].isdigit():
+    print("expected one number", file=sys.stderr)
+    sys.exit(2)
+d = int(found[0])
+print(f"{d} divides {n}" if d > 1 and n % d == 0 else f"{d} is not a divisor > 1 of {n}", file=sys.stderr)
+sys.exit(0 if d > 1 and n % d == 0 else 1)
+"""
+
+
+@needs_bwrap
+def test_code_exec_judges_the_public_tests_with_the_tasks_checker_and_shows_its_message(tmp_path):
+    from r1gym.envs import make
+
+    path = tmp_path / "divisor.jsonl"
+    path.write_text(json.dumps({"id": "divisor", "prompt": "Print any divisor d > 1 of n.",
+                                "tests": [{"stdin": "6\n", "stdout": "2\n"}, {"stdin": "35\n", "stdout": "5\n"}],
+                                "comparison": {"mode": "checker", "checker": ANY_DIVISOR_CHECKER}}) + "\n")
+    env = make("r1gym/CodeExec-v0", source={"name": "code", "path": str(path)}).unwrapped
+    env.reset(options={"index": 0})
+    obs, _, terminated, _, _ = env.step(_fenced("print(4)"))
+    assert not terminated and "checker: wrong answer: 4 is not a divisor > 1 of 6" in obs[-1]["content"]
+    largest = "n = int(input())\nprint(max(d for d in range(2, n + 1) if n % d == 0))"
+    _, _, terminated, _, info = env.step(_fenced(largest))  # 6 and 35 themselves, not the stored 2 and 5
+    assert terminated and info["rewards"]["code_tests"] == 1.0
+
+
+@needs_bwrap
+def test_code_exec_public_tests_use_the_rewards_default_comparison():
+    from r1gym.envs import make
+
+    rewards = {"code_tests": {"weight": 1.0, "default_comparison": "lines"}}
+    env = make("r1gym/CodeExec-v0", rewards=rewards).unwrapped
+    index = next(i for i in range(len(env.source)) if env.source[i].id == "reverse-words")
+    env.reset(options={"index": index})
+    one_a_line = _fenced("print(*input().split()[::-1], sep='\\n')")  # the right words, one a line
+    obs, _, terminated, _, _ = env.step(one_a_line)
+    assert not terminated
+    assert "Result: wrong output (output ends early on line 1: 1 token found, 3 expected)." in obs[-1]["content"]
+    env = make("r1gym/CodeExec-v0").unwrapped  # the shipped default, tokens, accepts it
+    env.reset(options={"index": index})
+    _, _, terminated, _, info = env.step(one_a_line)
+    assert terminated and info["rewards"]["code_tests"] == 1.0

@@ -145,16 +145,16 @@ def compare_outputs(got: str, expected: str, comparison: Any = None) -> Verdict:
             if not v.ok:
                 return v
         if len(g) != len(e):
-            return Verdict(False, f"{len(g)} lines found, {len(e)} expected")
-        return Verdict(True, f"{len(e)} lines")
+            return Verdict(False, f"{_count(len(g), 'line')} found, {len(e)} expected")
+        return Verdict(True, _count(len(e), "line"))
     if cmp.mode == "exact":
         g, e = _lines(got, blank_tail=True), _lines(expected, blank_tail=True)
         for i, (gl, el) in enumerate(zip(g, e), 1):
             if gl != el:
                 return Verdict(False, f"line {i} differs - expected: {_part(el)!r}, found: {_part(gl)!r}")
         if len(g) != len(e):
-            return Verdict(False, f"{len(g)} lines found, {len(e)} expected")
-        return Verdict(True, f"{len(e)} lines")
+            return Verdict(False, f"{_count(len(g), 'line')} found, {len(e)} expected")
+        return Verdict(True, _count(len(e), "line"))
     raise ValueError("comparison mode checker runs a program: use checker_program() and checker_verdict()")
 
 
@@ -176,8 +176,8 @@ def _tokens(got: list[str], expected: list[str], cmp: Comparison, where: str) ->
     if len(got) > len(expected):
         return Verdict(False, f"extra tokens{where}: {len(got)} found, {len(expected)} expected")
     if len(got) < len(expected):
-        return Verdict(False, f"output ends early{where}: {len(got)} tokens found, {len(expected)} expected")
-    return Verdict(True, f"{len(expected)} tokens")
+        return Verdict(False, f"output ends early{where}: {_count(len(got), 'token')} found, {len(expected)} expected")
+    return Verdict(True, _count(len(expected), "token"))
 
 
 def _close(got: str, expected: str, cmp: Comparison) -> bool:
@@ -190,6 +190,10 @@ def _close(got: str, expected: str, cmp: Comparison) -> bool:
     if cmp.float_abs is not None and abs(p - j) <= cmp.float_abs + 1e-15:
         return True
     return cmp.float_rel is not None and abs(p - j) <= cmp.float_rel * abs(j) + 1e-15
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _part(token: str, limit: int = 64) -> str:
