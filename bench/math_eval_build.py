@@ -19,6 +19,9 @@ dataset file and id). Nothing in a row is edited; rows are only selected.
   ``is_correct``), against the problem's ``#### n`` answer from the same repository's ``test.jsonl``; the first
   ``--gsm8k-problems`` problems (default 60, 240 rows). Category: ``gsm8k/<model>``.
 
+A sample (:func:`sample`) is written to ``tests/data/math_eval_sample.jsonl`` for the unit tests, without the
+rows whose upstream label r1gym disputes (:data:`DISPUTED`).
+
 ``tags`` marks rows that fall into the error classes issue 14 names, found by the patterns in :data:`TAGS`
 (applied mechanically, on the row as it is): ``bare_latex``, ``nested_boxed``, ``latex_shorthand``,
 ``repeating_decimal``, ``inequality_interval``, ``letter_case``, ``radicals``.
@@ -143,6 +146,29 @@ def gsm8k_rows(git_dir: str, problems: int) -> Iterator[dict]:
                        "gold_path": "grade_school_math/data/test.jsonl", "gold_line": index + 1})
 
 
+#: upstream labels that r1gym disputes: left out of the shipped test sample (still in the benchmark rows)
+DISPUTED = {
+    ("tests/test_all.py", 132): "inline math over several lines ($ \\n 9 \\n $) labelled no answer; TeX reads 9",
+    ("tests/test_all.py", 133): "the same with \\( \\n 9 \\n \\)",
+    ("tests/test_yujianll.py", 28): "1 - 1/e labelled equal to 1 + 1/e",
+}
+SAMPLE = ROOT / "tests" / "data" / "math_eval_sample.jsonl"
+
+
+def sample(sets: dict[str, list[dict]]) -> list[dict]:
+    """The unit test's share: every math-verify case labelled different (the false positives that matter) and
+    one in three labelled equal, every tenth MATH-500 pair, the GSM8K outputs of the first 12 problems."""
+    out = []
+    for i, r in enumerate(sets["math_verify"]):
+        if (r["source"]["path"], r["source"]["line"]) in DISPUTED:
+            continue
+        if not r["label"] or i % 3 == 0:
+            out.append(r)
+    out += sets["math500"][::10]
+    out += sets["gsm8k_model_outputs"][: 12 * 4]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--math-verify-git", required=True, help="git directory of huggingface/Math-Verify")
@@ -150,6 +176,7 @@ def main() -> None:
     p.add_argument("--math500", default=str(MATH500), help="MATH-500 JSONL (default: %(default)s)")
     p.add_argument("--gsm8k-problems", type=int, default=60)
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--sample", default=str(SAMPLE), help="the unit test's sample (default: %(default)s)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,8 +185,9 @@ def main() -> None:
         "math500": list(math500_rows(Path(args.math500))),
         "gsm8k_model_outputs": list(gsm8k_rows(args.gsm8k_git, args.gsm8k_problems)),
     }
-    for name, rows in sets.items():
-        path = out / f"{name}.jsonl"
+    outputs = {out / f"{name}.jsonl": rows for name, rows in sets.items()}
+    outputs[Path(args.sample)] = sample(sets)
+    for path, rows in outputs.items():
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{path.relative_to(ROOT)}: {len(rows)} rows, {sum(r['label'] for r in rows)} labelled equal, "
               f"{path.stat().st_size / 1024:.0f} KB")

@@ -118,5 +118,5 @@ def test_answer_tag_takes_the_last_closed_tag():
 
 
 def test_box_groups_never_overlap():
-    # a bare "\boxed-" swallows the next box command; such boxes are not joined into one answer
+    # a bare box stops at the next command: repeated "\boxed-" never joins into one long answer
     assert last_boxed("\\boxed-\\boxed-\\boxed-") == "-"

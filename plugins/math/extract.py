@@ -51,7 +51,7 @@ MAX_ANSWER_CHARS = 1_024
 _ANSWER_TAG = re.compile(r"<(/?)answer>", re.IGNORECASE)
 _BOX_CMD = re.compile(r"\\(?:boxed|fbox)\b")
 _BRACE = re.compile(r"\\.|[{}]", re.DOTALL)  # an escaped brace \{ does not count
-_BARE_BOX = re.compile(r"[^\s$.,]{1,100}")  # \boxed 5: a short word
+_BARE_BOX = re.compile(r"\\?[^\s$.,\\]{1,100}")  # \boxed 5, \boxed \pi: a short word
 _BOX_JOIN = re.compile(r"(?:[\s$,;]|\\[()\[\]])*(?:(?:and|or|\\text\{\s*(?:and|or)\s*\}|\\q?quad)(?:[\s$,;]|\\[()\[\]])*)*$")
 _GSM8K = re.compile(r"####\s*([^\n]+)")
 _ANSWER_IS = re.compile(
@@ -112,6 +112,31 @@ def find_boxed(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
+def _outermost(boxes: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The boxes not inside another box (``\\boxed{\\frac{1}{\\boxed{2}}}`` is one answer, not ``2``)."""
+    out: list[tuple[int, int, str]] = []
+    for box in boxes:
+        if not out or box[0] >= out[-1][1]:
+            out.append(box)
+    return out
+
+
+def unbox(text: str) -> str:
+    """``text`` with every ``\\boxed{…}`` / ``\\fbox{…}`` replaced by its content (nested boxes too).
+
+    >>> unbox(r"\\frac{1}{\\boxed{2}}")
+    '\\\\frac{1}{2}'
+    """
+    boxes = _outermost(find_boxed(text))
+    if not boxes:
+        return text
+    parts, pos = [], 0
+    for start, end, content in boxes:
+        parts += [text[pos:start], unbox(content)]
+        pos = end
+    return "".join(parts) + text[pos:]
+
+
 def last_boxed(text: str) -> str | None:
     """The content of the last box, with the boxes directly before it that belong to the same answer.
 
@@ -120,7 +145,7 @@ def last_boxed(text: str) -> str | None:
     >>> last_boxed(r"first \\boxed{1}; then much later, after more work, we find \\boxed{4}")
     '4'
     """
-    boxes = find_boxed(text)
+    boxes = _outermost(find_boxed(text))
     if not boxes:
         return None
     group = [boxes[-1]]
@@ -157,6 +182,8 @@ def _answer_is(text: str) -> str | None:
         if candidate and _prose(candidate):
             narrowed = _LAST_IS.sub("", candidate, count=1)
             candidate = narrowed if narrowed and narrowed != candidate else candidate
+            if _prose(candidate) and not _one_word(candidate):  # "Jane started Sphere 3 hours ago": its number
+                candidate = _last_number(candidate) or candidate
         if candidate:
             return candidate
     return None
@@ -210,6 +237,8 @@ def _math_span(text: str) -> str | None:
     for m in _MATH_SPAN.finditer(text):
         last = m
     if last is None:
+        return None
+    if re.search(r"\d", text[last.end() :]):  # a number written after the span is the later answer
         return None
     span = next(g for g in last.groups() if g is not None)
     if last.group("b") is not None and span[:1].isdigit() and span != span.rstrip():  # "$2 and $3": currency
@@ -291,13 +320,28 @@ def extract_answer(completion: str, methods: Sequence[str] | None = None) -> Ext
                 continue
             found = _FINDERS[method](region)
             if found:
+                if method == "boxed" and "answer_is" in methods:
+                    later = _answer_after_last_box(region)
+                    if later:
+                        return Extraction(later, "answer_is")
                 return Extraction(found, method)
     return None
 
 
+def _answer_after_last_box(text: str) -> str | None:
+    """An "the final answer is X" stated after the last box, when X is an answer and not prose: a model that
+    boxed an intermediate value and then named its answer (``\\boxed{255} … The final answer is $10,455$``)."""
+    boxes = find_boxed(text)
+    if not boxes:
+        return None
+    found = _answer_is(text[boxes[-1][1] :])
+    return found if found and not _prose(found) else None
+
+
 def extract_reference(reference: str) -> str:
     """The answer inside a reference: the last box of a MATH solution, the ``#### n`` of a GSM8K answer,
-    or the whole (stripped) string.
+    the stated answer of a worked solution in prose ("The final answer is $28\\%$"), or the whole (stripped)
+    string.
 
     >>> extract_reference(r"\\frac{1}{2}"), extract_reference("so 5 + 7 = 12\\n#### 12")
     ('\\\\frac{1}{2}', '12')
@@ -311,4 +355,8 @@ def extract_reference(reference: str) -> str:
         found = _GSM8K.findall(text)
         if found:
             return found[-1].strip()
+    if _prose(text[-MAX_SCAN_CHARS:]) and not _one_word(text):  # a worked solution, not an answer
+        stated = extract_answer(text, ("answer_is", "math_span"))
+        if stated is not None:
+            return stated.text
     return text

@@ -69,6 +69,7 @@ _FRAC = re.compile(
 _SLASH = re.compile(
     r"^(?P<sign>[-+])?\s*(?:(?P<whole>\d+)\s+)?\(?\s*(?P<n>[-+]?\d+)\s*\)?\s*/\s*\(?\s*(?P<d>[-+]?\d+)\s*\)?\s*(?P<pct>%)?$"
 )
+_AND = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*(?:and|or)\s*\}|(?<![A-Za-z\\])and(?![A-Za-z]))\s*")
 _SPACED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _REPEATING = re.compile(r"^(?P<sign>[-+])?\s*(?P<int>\d*)\.(?P<dec>\d*)\s*(?:\\overline|\\dot)\s*\{\s*(?P<rep>\d{1,50})\s*\}$")
 _BASED = re.compile(r"^(?P<digits>(?=[0-9A-Za-z]*\d)[0-9A-Za-z]+)_\{?\s*(?P<base>\d{1,2})\s*\}?$")  # 204_5, 1A_{16}
@@ -110,6 +111,9 @@ def _strip_delimiters(s: str) -> str:
     while changed:
         changed = False
         s = s.strip()
+        if len(s) >= 2 and s[0] == s[-1] == '"':  # "12 and 13", quoted
+            s, changed = s[1:-1], True
+            continue
         for left, right in _DELIMS:
             if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
                 inner = s[len(left) : len(s) - len(right)]
@@ -117,12 +121,11 @@ def _strip_delimiters(s: str) -> str:
                     continue
                 s, changed = inner, True
                 break
-        if s.startswith(("\\boxed{", "\\fbox{")) and s.endswith("}"):
-            from r1gym.plugins.math.extract import find_boxed
+        if "\\boxed" in s or "\\fbox" in s:  # \boxed{\boxed{3}}, \frac{1}{\boxed{2}}: the boxes go
+            from r1gym.plugins.math.extract import unbox
 
-            boxes = find_boxed(s)
-            if len(boxes) == 1 and boxes[0][0] == 0 and boxes[0][1] == len(s):
-                s, changed = boxes[0][2], True
+            unboxed = unbox(s)
+            s, changed = unboxed, unboxed != s
     return s
 
 
@@ -141,6 +144,7 @@ def normalize(text: str) -> str:
     s = _strip_delimiters(s)
     s = re.sub(r"(?<!\\)\$", "", s)  # inline math spans inside the answer: "$x$ = $5$"
     s = re.sub(r"\\(?:displaystyle|textstyle)\b", "", s)
+    s = _AND.sub(", ", s)  # p = -1 \text{ and } p = 2, "19, 46, and 82": a list
     s = _FRAC_SHORTHAND.sub(_brace_frac, s)  # \frac12, \dfrac\pi2 -> \frac{1}{2}, \frac{\pi}{2}
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)  # \sqrt2 -> \sqrt{2}
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ\b|\{\}\^\s*\\circ\b|\\degree\b", "", s)
