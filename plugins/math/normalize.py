@@ -21,7 +21,9 @@ Rules for numbers (:func:`numbers_equal`):
 * a decimal approximation of a value that no decimal writes exactly (``0.333333`` for ``1/3``) counts only
   with at least ``approx_digits`` significant digits (default 6), correctly rounded or truncated;
   ``0.33`` is not ``1/3``;
-* ``x = 5`` equals ``5``; ``x = 5`` and ``y = 5`` differ.
+* ``x = 5`` equals ``5``; ``x = 5`` and ``y = 5`` differ;
+* a lone comma not followed by a group of three digits is a decimal comma (``1,22`` is 1.22, ``0,111`` is
+  0.111: math-verify's reading); ``1,000`` is a thousand.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ _SLASH = re.compile(
     r"^(?P<sign>[-+])?\s*(?:(?P<whole>\d+)\s+)?\(?\s*(?P<n>[-+]?\d+)\s*\)?\s*/\s*\(?\s*(?P<d>[-+]?\d+)\s*\)?\s*(?P<pct>%)?$"
 )
 _AND = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*(?:and|or)\s*\}|(?<![A-Za-z\\])and(?![A-Za-z]))\s*")
+_DECIMAL_COMMA = re.compile(r"^[-+]?(?:0,\d+|\d+,(?:\d{1,2}|\d{4,}))%?$")
 _SPACED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _REPEATING = re.compile(r"^(?P<sign>[-+])?\s*(?P<int>\d*)\.(?P<dec>\d*)\s*(?:\\overline|\\dot)\s*\{\s*(?P<rep>\d{1,50})\s*\}$")
 _BASED = re.compile(r"^(?P<digits>(?=[0-9A-Za-z]*\d)[0-9A-Za-z]+)_\{?\s*(?P<base>\d{1,2})\s*\}?$")  # 204_5, 1A_{16}
@@ -195,6 +198,8 @@ def parse_number(s: str) -> NumberValue | None:
         head, tail, rep = m["int"] or "0", m["dec"] or "", m["rep"]
         value = int(head) + (Fraction(int(tail or "0"), 10 ** len(tail)) + Fraction(int(rep), (10 ** len(rep) - 1) * 10 ** len(tail)))
         return NumberValue(-value if m["sign"] == "-" else value, None, 0, False)
+    if _DECIMAL_COMMA.match(s):  # 1,22 and 0,111: a decimal comma (1,000 stays a thousands separator)
+        s = s.replace(",", ".")
     m = _NUM.match(s)
     if m:
         mant = m["mant"].replace(",", "")

@@ -295,6 +295,7 @@ def equal(g: Any, p: Any, ctx: _Ctx) -> bool:
     import sympy
     from sympy import MatrixBase, Set, Tuple
 
+    g, p = _evaluated_matrix(g), _evaluated_matrix(p)
     if _is_assignment(g) and not _is_rel(p):
         g = _chain(g)[-1].rhs
     if _is_assignment(p) and not _is_rel(g):
@@ -311,6 +312,19 @@ def equal(g: Any, p: Any, ctx: _Ctx) -> bool:
         return bool(g == p)
     except Exception:
         return False
+
+
+def _evaluated_matrix(x: Any) -> Any:
+    """A sum or product of explicit matrices, computed (``A + B`` written out is the matrix it equals)."""
+    from sympy import MatrixBase
+    from sympy.matrices.expressions import MatrixExpr
+
+    if isinstance(x, MatrixExpr) and not isinstance(x, MatrixBase) and not x.free_symbols:
+        try:
+            return x.doit().as_explicit()
+        except Exception:
+            return x
+    return x
 
 
 def _elements(x: Any) -> list[Any]:
@@ -346,7 +360,9 @@ def _collections_equal(g: Any, p: Any, ctx: _Ctx) -> bool:
     if isinstance(g, Union) and isinstance(p, Union):
         return _unordered_equal(list(g.args), list(p.args), ctx)
     if isinstance(g, (FiniteSet, Tuple)) and isinstance(p, (FiniteSet, Tuple)):
-        if isinstance(g, FiniteSet) and isinstance(p, Tuple) or isinstance(g, FiniteSet) and isinstance(p, FiniteSet):
+        if isinstance(g, FiniteSet) and isinstance(p, FiniteSet):  # a set: a repeated element counts once
+            return _unordered_equal(list(dict.fromkeys(_elements(g))), list(dict.fromkeys(_elements(p))), ctx)
+        if isinstance(g, FiniteSet) and isinstance(p, Tuple):
             return _unordered_equal(_elements(g), _elements(p), ctx)
         return _ordered_equal(_elements(g), _elements(p), ctx)
     if as_pair(g) is not None and isinstance(p, (FiniteSet, Tuple)):
