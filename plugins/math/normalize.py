@@ -114,8 +114,9 @@ def _strip_delimiters(s: str) -> str:
     while changed:
         changed = False
         s = s.strip()
-        if len(s) >= 2 and s[0] == s[-1] == '"':  # "12 and 13", quoted
-            s, changed = s[1:-1], True
+        quoted = re.fullmatch(r'\\?"(.*?)\\?"', s, re.DOTALL)
+        if quoted:  # "12 and 13", quoted (also as \"...\")
+            s, changed = quoted.group(1), True
             continue
         for left, right in _DELIMS:
             if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
