@@ -229,13 +229,15 @@ def test_what_the_harness_cannot_judge_is_unscorable_with_the_reason(pool):
         _judge("def apply(f, x):\n    return f(x)\n", ["assert apply(lambda x: x + 1, 2) == 3"], pool)
     with pytest.raises(Unscorable, match="took longer than"):
         _judge("def f(x):\n    return x\n", ["while True:\n    pass"], pool, judge_timeout=1.0)
+    with pytest.raises(Unscorable, match="test 1 never calls f"):
+        _judge("def f(x):\n    return x\n", ["assert f(1) == 1", "assert 1 + 1 == 2"], pool)
     with pytest.raises(Unscorable, match="not valid Python"):
         _judge("def f(x):\n    return x\n", ["assert f(1) =="], pool)
 
 
 @needs_bwrap
 def test_a_solution_that_does_not_load_fails_every_test(pool):
-    verdict = _judge("def f(x)\n    return x\n", ["assert f(1) == 1", "assert True"], pool)
+    verdict = _judge("def f(x)\n    return x\n", ["assert f(1) == 1", "assert f(2) == 2"], pool)
     assert verdict.passed == [False, False] and "SyntaxError" in verdict.reasons[0]
 
 

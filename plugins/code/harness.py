@@ -329,7 +329,7 @@ def run_call_tests(
         if calls is not None:
             _RECORDED.move_to_end(task_key)
     if calls is None:
-        calls = _record(judge, base, {}, judge_timeout)
+        calls = _record(judge, base, {}, judge_timeout, first=True)
         with _RECORDED_LOCK:
             _RECORDED[task_key] = calls
             while len(_RECORDED) > _RECORDED_MAX:
@@ -372,10 +372,16 @@ def run_call_tests(
                      f"for more than {max_rounds} rounds")
 
 
-def _record(judge: JudgePool, base: Mapping[str, Any], known: Mapping[str, dict], timeout: float) -> list[str]:
+def _record(judge: JudgePool, base: Mapping[str, Any], known: Mapping[str, dict], timeout: float,
+            first: bool = False) -> list[str]:
+    """The calls the tests make that ``known`` does not answer. On the ``first`` recording (no answers yet),
+    a test that calls none of the candidate's functions is a broken test: it would pass any solution."""
     answer = judge.run({**base, "mode": "record", "known": dict(known)}, timeout)
     if "error" in answer:
         raise Unscorable(f"recording the test's calls failed: {answer['error']}")
     if answer["problems"]:
         raise Unscorable(answer["problems"][0])
+    if first and answer["silent"]:
+        raise Unscorable(f"test {answer['silent'][0]} never calls {', '.join(base['names']) or 'the solution'}: "
+                         "it cannot tell a right solution from a wrong one")
     return [k for k in answer["calls"] if k not in known]

@@ -123,11 +123,13 @@ class StandIn:
     """The candidate's function ``name`` as the test sees it: replays known outcomes, notes the rest."""
 
     def __init__(self, name: str, known: Mapping[str, dict], mode: str, seen: dict[str, None], problems: list[str],
-                 failures: list[str]):
+                 failures: list[str], made: list[int]):
         self.__name__ = self.__qualname__ = name
         self.known, self.mode, self.seen, self.problems, self.failures = known, mode, seen, problems, failures
+        self.made = made  # calls made, known or not
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.made[0] += 1
         try:
             key = call_key(self.__name__, args, kwargs)
         except (NotPlainData, RecursionError) as exc:
@@ -190,7 +192,8 @@ def _namespace(setup: str, names: list[str], modules: list[str], make: Callable[
 def run_job(job: dict) -> dict:
     """One job: ``{"mode", "setup", "tests": [source, ...], "names", "modules", "known": {key: outcome}}``.
 
-    record: ``{"calls": [key, ...], "problems": [...]}``, the calls not known yet, in the order first made.
+    record: ``{"calls": [key, ...], "problems": [...], "silent": [index, ...]}``: the calls not known yet,
+    in the order first made, and the tests that never called the candidate at all.
     verdict: ``{"results": [{"status": pass|fail|need|unscorable, "reason", "need"}, ...]}``, one per test.
     What the stand-in saw decides over what the test code did with it: a test that swallowed (with a bare
     ``except:``) a call it could not make, or a call that failed, does not pass.
@@ -198,15 +201,16 @@ def run_job(job: dict) -> dict:
     mode, known = job["mode"], job.get("known", {})
     seen: dict[str, None] = {}
     problems: list[str] = []
-    results = []
-    for source in job["tests"]:
+    results, silent = [], []
+    for index, source in enumerate(job["tests"]):
         seen_before, problems_before = len(seen), len(problems)
         failures: list[str] = []
+        made = [0]
         ns = None
         try:
             code = _compile(source, soft=mode == "record")
             ns = _namespace(job.get("setup", ""), job["names"], job.get("modules", []),
-                            lambda n: StandIn(n, known, mode, seen, problems, failures))
+                            lambda n: StandIn(n, known, mode, seen, problems, failures, made))
             exec(code, ns)
             status, reason = "pass", ""
         except SystemExit as exc:
@@ -215,6 +219,8 @@ def run_job(job: dict) -> dict:
             status = "fail" if ns is not None else "unscorable"
             reason = _describe(exc) if ns is not None else f"the test code does not run: {_describe(exc)}"
         if mode == "record":
+            if not made[0]:
+                silent.append(index)
             continue
         new_calls = list(seen)[seen_before:]
         if problems[problems_before:]:
@@ -225,7 +231,7 @@ def run_job(job: dict) -> dict:
             status, reason = "fail", f"the candidate's call failed: {failures[0]}"
         results.append({"status": status, "reason": reason, "need": new_calls})
     if mode == "record":
-        return {"calls": list(seen), "problems": problems}
+        return {"calls": list(seen), "problems": problems, "silent": silent}
     return {"results": results}
 
 
