@@ -369,10 +369,14 @@ def _collections_equal(g: Any, p: Any, ctx: _Ctx) -> bool:
         return _ordered_equal(as_pair(g), _elements(p), ctx)  # type: ignore[arg-type]
     if as_pair(p) is not None and isinstance(g, (FiniteSet, Tuple)):
         return _ordered_equal(_elements(g), as_pair(p), ctx)  # type: ignore[arg-type]
-    # a single answer against a one-element set: 5 ~ {5}
+    # a single answer against a one-element set: 5 ~ {5}, also when the set names that one value twice
+    # (\boxed{15\frac{39}{40}} or \boxed{\frac{639}{40}}: two forms of one answer, not two answers)
     for one, other in ((g, p), (p, g)):
-        if isinstance(one, (FiniteSet, Tuple)) and len(_elements(one)) == 1 and not isinstance(other, (FiniteSet, Tuple)):
-            return equal(_elements(one)[0], other, ctx) if one is g else equal(other, _elements(one)[0], ctx)
+        if isinstance(one, (FiniteSet, Tuple)) and not isinstance(other, (FiniteSet, Tuple)):
+            items = _elements(one)
+            if len(items) == 1 or (isinstance(one, FiniteSet) and items):
+                pair = (lambda x: (x, other)) if one is g else (lambda x: (other, x))
+                return all(equal(*pair(x), ctx) for x in items)
     from sympy import Set
 
     if isinstance(g, Set) and isinstance(p, Set):
