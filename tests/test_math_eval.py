@@ -94,3 +94,19 @@ CLASSES = {
                          ids=[f"{name}-{i}" for name, cases in CLASSES.items() for i in range(len(cases))])
 def test_error_classes_of_issue_14(checker, gold, completion, label):
     assert checker.grade(completion, gold).correct is label
+
+
+@pytest.mark.parametrize(
+    ("gold", "completion", "label"),
+    [
+        ("1,22", r"\boxed{1.22}", True),  # a decimal comma, as math-verify's tests label it
+        ("0,111", r"\boxed{0.111}", True),
+        ("1000", r"\boxed{1,000}", True),  # a thousands separator
+        ("1.2", r"\boxed{1,2}", False),  # a list of two answers, not 1.2
+        (r"\boxed{1}\boxed{2}", r"\boxed{1,2}", True),
+        ("x+y=5", r"\boxed{5}", False),  # an equation is not a name for its right side
+        (r"f(x)=1", r"\boxed{1}", True),  # a name is
+    ],
+)
+def test_commas_lists_and_names(checker, gold, completion, label):
+    assert checker.grade(completion, gold).correct is label

@@ -22,8 +22,8 @@ Rules for numbers (:func:`numbers_equal`):
   with at least ``approx_digits`` significant digits (default 6), correctly rounded or truncated;
   ``0.33`` is not ``1/3``;
 * ``x = 5`` equals ``5``; ``x = 5`` and ``y = 5`` differ;
-* a lone comma not followed by a group of three digits is a decimal comma (``1,22`` is 1.22, ``0,111`` is
-  0.111: math-verify's reading); ``1,000`` is a thousand.
+* a lone comma before two digits, or four and more, or after a lone 0, is a decimal comma (``1,22`` is 1.22,
+  ``0,111`` is 0.111: math-verify's reading); ``1,000`` is a thousand and ``1,2`` a list.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ _SLASH = re.compile(
     r"^(?P<sign>[-+])?\s*(?:(?P<whole>\d+)\s+)?\(?\s*(?P<n>[-+]?\d+)\s*\)?\s*/\s*\(?\s*(?P<d>[-+]?\d+)\s*\)?\s*(?P<pct>%)?$"
 )
 _AND = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*(?:and|or)\s*\}|(?<![A-Za-z\\])and(?![A-Za-z]))\s*")
-_DECIMAL_COMMA = re.compile(r"^[-+]?(?:0,\d+|\d+,(?:\d{1,2}|\d{4,}))%?$")
+_DECIMAL_COMMA = re.compile(r"^[-+]?(?:0,\d+|\d+,(?:\d{2}|\d{4,}))%?$")  # not 1,2: a list
 _SPACED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _REPEATING = re.compile(r"^(?P<sign>[-+])?\s*(?P<int>\d*)\.(?P<dec>\d*)\s*(?:\\overline|\\dot)\s*\{\s*(?P<rep>\d{1,50})\s*\}$")
 _BASED = re.compile(r"^(?P<digits>(?=[0-9A-Za-z]*\d)[0-9A-Za-z]+)_\{?\s*(?P<base>\d{1,2})\s*\}?$")  # 204_5, 1A_{16}
