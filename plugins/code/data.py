@@ -17,7 +17,17 @@ of ``tests`` or examples from the statement), ``language``, ``setup`` (code run 
 * ``code_contests``: a statement (``description`` or ``content``) and stdin/stdout tests, either
   DeepMind's ``public_tests``/``private_tests``/``generated_tests`` (``{"input": [...], "output": [...]}``)
   or a ``test`` list of ``{"input": {"stdin": ...}, "output": {"stdout": ...}}`` (a JSON string or a
-  list). Public tests are the statement's examples where given, else the first test.
+  list). Public tests are the statement's examples where given, else the first test. The problem's
+  ``name`` (or ``labels.name``) goes into the task's public ``meta``.
+
+How outputs are judged (:mod:`r1gym.plugins.code.compare`): an r1gym or code_contests record may carry a
+``comparison`` (``"lines"``, ``"tokens float_abs=1e-6"``, ``{"mode": "checker", "checker": ...}``) or a
+``checker`` field (a testlib-style Python checker's source); it is validated here and kept in the task's
+fields, and without one the ``code_tests`` reward's ``default_comparison`` applies. DeepMind's public
+CodeContests data has no checker programs although some problems accept several outputs: such a task is
+judged against its one stored output unless a checker is given (in the record or in ``references``).
+``references`` (a JSONL, :func:`read_references`) adds reference solutions, and comparisons, to a file
+that has none, matched by problem name: ``r1gym data check env=code`` runs them against the tests.
 
 ``split`` keeps the ``train`` or ``test`` part (a stable hash of the prompt) or ``all``. Records are read and
 checked once: a record without tests, or without the fields of its format, stops with the file, line and
