@@ -331,3 +331,17 @@ def test_code_exec_public_tests_use_the_rewards_default_comparison():
     env.reset(options={"index": index})
     _, _, terminated, _, info = env.step(one_a_line)
     assert terminated and info["rewards"]["code_tests"] == 1.0
+
+
+def test_code_contests_reference_is_deepminds_first_python3_solution(tmp_path):
+    from r1gym.plugins.code.data import CodeSource
+
+    record = {"name": "double", "description": "Print 2n.", "public_tests": {"input": ["2\n"], "output": ["4\n"]},
+              "solutions": {"language": [2, 1, 3, 3], "solution": ["int main(){}", "print 2*input()",
+                                                                   "print(2 * int(input()))", "print(int(input()) * 2)"]}}
+    path = tmp_path / "cc.jsonl"
+    path.write_text(json.dumps(record) + "\n" + json.dumps({**record, "name": "cpp-only", "solutions": {
+        "language": [2], "solution": ["int main(){}"]}}) + "\n")
+    source = CodeSource(path)
+    assert source[0].fields["answer"] == "print(2 * int(input()))"
+    assert source[1].fields["answer"] == ""

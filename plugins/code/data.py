@@ -18,7 +18,8 @@ of ``tests`` or examples from the statement), ``language``, ``setup`` (code run 
   DeepMind's ``public_tests``/``private_tests``/``generated_tests`` (``{"input": [...], "output": [...]}``)
   or a ``test`` list of ``{"input": {"stdin": ...}, "output": {"stdout": ...}}`` (a JSON string or a
   list). Public tests are the statement's examples where given, else the first test. The problem's
-  ``name`` (or ``labels.name``) goes into the task's public ``meta``.
+  ``name`` (or ``labels.name``) goes into the task's public ``meta``; its reference solution (``answer``)
+  is a ``solution`` field, else the first Python 3 program of DeepMind's ``solutions``.
 
 How outputs are judged (:mod:`r1gym.plugins.code.compare`): an r1gym or code_contests record may carry a
 ``comparison`` (``"lines"``, ``"tokens float_abs=1e-6"``, ``{"mode": "checker", "checker": ...}``) or a
@@ -49,6 +50,7 @@ FORMATS = ("auto", "r1gym", "humaneval", "mbpp", "code_contests")
 SPLITS = ("all", "train", "test")
 SAMPLE = "pkg://r1gym.plugins.code/data/sample_code.jsonl"
 ANSWER_AS = "Write your solution as one ```{language} code block."
+PYTHON3 = 3  # DeepMind CodeContests' language code of Python 3 solutions
 STDIO_AS = ("Write a complete Python 3 program that reads the input from standard input and prints the answer to "
             "standard output, as one ```python code block.")
 
@@ -85,6 +87,20 @@ def _test_list(value: Any) -> list[dict[str, str]]:
         out.append({"stdin": str(stdin.get("stdin", "") if isinstance(stdin, dict) else stdin),
                     "stdout": str(stdout.get("stdout", "") if isinstance(stdout, dict) else stdout)})
     return out
+
+
+def _python3_solution(solutions: Any) -> str:
+    """The first Python 3 program among DeepMind CodeContests' ``solutions`` (``{"language": [...],
+    "solution": [...]}``, language 3 = PYTHON3), or ``""``."""
+    if isinstance(solutions, str):
+        try:
+            solutions = json.loads(solutions)
+        except json.JSONDecodeError:
+            return ""
+    if not isinstance(solutions, dict):
+        return ""
+    pairs = zip(solutions.get("language") or [], solutions.get("solution") or [])
+    return next((str(code) for language, code in pairs if language == PYTHON3), "")
 
 
 def _comparison_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -239,6 +255,7 @@ class CodeSource(TaskList):
         name = labels.get("name") if isinstance(labels, dict) and labels.get("name") else r.get("name")
         if name:
             meta["name"] = str(name).strip()
-        fields = {"answer": str(r.get("solution") or ""), "tests": tests, "language": "python", "setup": "",
+        fields = {"answer": str(r.get("solution") or _python3_solution(r.get("solutions"))), "tests": tests,
+                  "language": "python", "setup": "",
                   "public_tests": public or tests[:1], **_comparison_of(r)}
         return f"{statement}\n\n{STDIO_AS}", fields, meta
