@@ -95,6 +95,7 @@ def test_float_tolerance_follows_testlib_doublecompare():
     ("lines", Comparison("lines")),
     ("tokens float_abs=1e-6 float_rel=1e-9", Comparison("tokens", 1e-6, 1e-9)),
     ({"mode": "tokens", "float_abs": 1e-6}, Comparison("tokens", 1e-6)),
+    ({"mode": "tokens", "float_rel": "1e-6"}, Comparison("tokens", float_rel=1e-6)),  # as PyYAML reads 1e-6
     ({"mode": "checker", "checker": "import sys"}, Comparison("checker", checker="import sys")),
 ])
 def test_comparison_forms(spec, expected):
@@ -106,6 +107,7 @@ def test_comparison_forms(spec, expected):
     ("", "tokens, lines, exact, checker"),
     ("tokens float=1e-6", "float_abs=X and float_rel=X"),
     ("tokens float_abs=tiny", "must be a number"),
+    ({"mode": "tokens", "float_abs": "tiny"}, "must be a number"),
     ({"mode": "tokens", "float_abs": -1}, ">= 0"),
     ({"mode": "exact", "float_abs": 1e-6}, "tokens and lines"),
     ({"mode": "tokens", "tolerance": 1e-6}, "valid keys: mode, float_abs, float_rel, checker, checker_language"),

@@ -119,7 +119,14 @@ def parse_comparison(spec: Any) -> Comparison:
         unknown = sorted(set(map(str, spec)) - set(_KEYS))
         if unknown:
             raise ValueError(f"comparison has unknown key(s) {unknown}; valid keys: {', '.join(_KEYS)}")
-        return Comparison(**{str(k): v for k, v in spec.items()})
+        parsed = {str(k): v for k, v in spec.items()}
+        for key in ("float_abs", "float_rel"):  # YAML 1.1 (PyYAML) reads 1e-6 as a string
+            if isinstance(parsed.get(key), str):
+                try:
+                    parsed[key] = float(parsed[key])
+                except ValueError:
+                    raise ValueError(f"comparison option {key} must be a number >= 0, got {parsed[key]!r}") from None
+        return Comparison(**parsed)
     raise ValueError(f"comparison must be a mode name ({', '.join(MODES)}), a string like 'tokens float_abs=1e-6' "
                      f"or a mapping with 'mode'; got {type(spec).__name__} {spec!r}")
 
