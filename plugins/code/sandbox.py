@@ -292,21 +292,24 @@ class LocalSandbox:
                     break
             stream.close()
 
+        def feed() -> None:  # beside the clock, not before it: a program that never reads must not block us
+            try:
+                proc.stdin.write(stdin.encode())
+                proc.stdin.close()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+
         readers = [threading.Thread(target=pump, args=(proc.stdout, out), daemon=True),
                    threading.Thread(target=pump, args=(proc.stderr, err), daemon=True)]
-        for t in readers:
+        feeder = threading.Thread(target=feed, daemon=True)
+        for t in (*readers, feeder):
             t.start()
-        try:
-            proc.stdin.write(stdin.encode())
-            proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
         try:
             status_word, usage, timed_out = _wait(proc, limits.time_s)
         finally:
             with _IN_FLIGHT_LOCK:
                 _IN_FLIGHT.discard(proc.pid)
-        for t in readers:
+        for t in (*readers, feeder):
             t.join(timeout=5)
         wall = time.perf_counter() - start
         cpu_used = usage.ru_utime + usage.ru_stime if usage is not None else 0.0
