@@ -360,3 +360,25 @@ def test_extra_python_packages_come_only_from_the_allow_list():
     with pytest.raises(ValueError, match="not importable"):
         LocalSandbox(packages=["no_such_package_r1gym"])
     assert importlib.util.find_spec("yaml") is not None  # the host's own view is untouched
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs switch uids only when r1gym runs as root")
+def test_a_uid_another_process_holds_is_not_used(sandbox):
+    """Several trainers or DDP ranks on one host must not share run uids (and so their process limits)."""
+    import sys
+
+    first = sandbox_module._UIDS._free[-1]  # the uid this process would take next
+    lock = os.path.join(sandbox_module._UIDS._lock_dir(), str(first))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({lock!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(30)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = sandbox.run(py("import os; print(os.getuid())"), FAST)
+        assert result.status == "ok" and int(result.stdout) != first and int(result.stdout) in sandbox_module._UIDS.all
+    finally:
+        holder.kill()
+        holder.wait()
+    assert int(sandbox.run(py("import os; print(os.getuid())"), FAST).stdout) == first  # released with the process

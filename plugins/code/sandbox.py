@@ -107,25 +107,55 @@ class Sandbox(Protocol):
 
 
 class _UidSlots:
-    """The uids that runs in flight use, one each (process-wide, shared by every ``LocalSandbox``). Run as
-    root, a run takes a free uid from :data:`SANDBOX_UIDS` and waits if all are taken; otherwise every run
-    keeps this process's uid (the system does not let us switch)."""
+    """The uids that runs in flight use, one each, unique on the host. Run as root, a run takes a uid from
+    :data:`SANDBOX_UIDS` that no thread of this process holds *and* whose lock file (``<locks>/<uid>``, an
+    ``flock``) no other process holds: DDP ranks, several trainers and test runs on one machine never share
+    a uid, so one run's fork bomb cannot use up another's ``RLIMIT_NPROC``. The kernel drops a dead
+    process's locks. All taken: it waits. Not root: every run keeps this process's uid (the system does
+    not let us switch)."""
 
-    def __init__(self, uids: range):
+    def __init__(self, uids: range, locks: str | None = None):
         self.all = frozenset(uids)
         self._free = list(reversed(uids))
+        self._held: dict[int, int] = {}  # uid -> its lock file's descriptor
         self._cond = threading.Condition()
+        self._locks = locks
+
+    def _lock_dir(self) -> str:
+        if self._locks is None:
+            base = "/run/lock" if os.access("/run/lock", os.W_OK) else tempfile.gettempdir()
+            self._locks = os.environ.get("R1GYM_SANDBOX_LOCKS") or os.path.join(base, "r1gym-sandbox-uids")
+        os.makedirs(self._locks, mode=0o700, exist_ok=True)
+        return self._locks
+
+    def _try_lock(self, uid: int) -> bool:
+        import fcntl
+
+        fd = os.open(os.path.join(self._lock_dir(), str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._held[uid] = fd
+        return True
 
     def acquire(self) -> int:
         if os.geteuid() != 0:
             return os.geteuid()
         with self._cond:
-            self._cond.wait_for(lambda: self._free)
-            return self._free.pop()
+            while True:
+                for k in range(len(self._free) - 1, -1, -1):
+                    if self._try_lock(self._free[k]):
+                        return self._free.pop(k)
+                self._cond.wait(0.05)  # every uid is held here or by another process: wait for one
 
     def release(self, uid: int) -> None:
         if uid in self.all:
             with self._cond:
+                fd = self._held.pop(uid, None)
+                if fd is not None:
+                    os.close(fd)
                 self._free.append(uid)
                 self._cond.notify()
 
