@@ -56,11 +56,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.function_calls_only:
         info = report.start(None)
-        call_headers, call_rows = score_function_calls(args.humaneval)
-        print(report.text_table(call_headers, call_rows))
+        calls_md = score_function_calls(args.humaneval)
         if args.write_md:
-            path = report.append_section("sandbox: function-call tests", _calls_note(args.humaneval)
-                                         + report.markdown_table(call_headers, call_rows) + "\n", info, path=args.md_path)
+            path = report.append_section("sandbox: function-call tests", _calls_note(args.humaneval) + calls_md + "\n",
+                                         info, path=args.md_path)
             print(f"appended to {path}")
         return
 
@@ -113,8 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     score_rows = score_batch(args.reward_workers)
     score_headers = ["scoring 64 completions x 10 tests", "programs run", "seconds", "mean code_tests"]
     print(report.text_table(score_headers, score_rows))
-    call_headers, call_rows = score_function_calls(args.humaneval)
-    print(report.text_table(call_headers, call_rows))
+    calls_md = score_function_calls(args.humaneval)
     if args.write_md:
         body = (f"- each program: `print(i)` in Python ({sandbox.python}), default limits (5 s, 512 MB, 64 "
                 "processes, 1 MiB output), isolation on (see `plugins/code/sandbox.py`); outputs checked.\n\n"
@@ -122,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "- scoring: 64 completions (32 right, 16 wrong, 16 crashing) x 10 stdin/stdout tests through "
                 "`r1gym/Code-v0` envs' `step` (reward `code_tests`), the way the trainer scores a step.\n\n"
                 + report.markdown_table(score_headers, score_rows) + "\n\n"
-                + _calls_note(args.humaneval) + report.markdown_table(call_headers, call_rows) + "\n")
+                + _calls_note(args.humaneval) + calls_md + "\n")
         path = report.append_section("sandbox", body, info, path=args.md_path)
         print(f"appended to {path}")
 
@@ -179,8 +177,9 @@ def _calls_note(humaneval: str) -> str:
             "task's calls (once per task, cached); the second is what every later completion of a task costs.\n\n")
 
 
-def score_function_calls(humaneval: str) -> tuple[list[str], list[list[object]]]:
-    """Legacy vs judged function-call scoring of every reference solution (see the module docstring)."""
+def score_function_calls(humaneval: str) -> str:
+    """Legacy vs judged function-call scoring of every reference solution and of the attack suite (see the
+    module docstring); prints the tables and returns them as markdown."""
     import secrets
     from concurrent.futures import ThreadPoolExecutor
 
@@ -219,8 +218,23 @@ def score_function_calls(humaneval: str) -> tuple[list[str], list[list[object]]]
         ratio = per_test[label] / per_test["legacy in-process harness (forgeable)"]
         rows.append([label, f"{len(tasks)} ({n_tests})", f"{passed}/{len(tasks)}", dt, f"{per_test[label] * 1e3:.1f}",
                      f"{ratio:.2f}x"])
+    # the attack suite of tests/test_code_harness.py (wrong solutions with a trick each) through both
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.test_code_harness import ATTACKS, HUMANEVAL, WRONG
+
+    r = HUMANEVAL["HumanEval/2"]
+    fields = {"tests": [{"assert": f"{r['test']}\n\ncheck({r['entry_point']})"}], "setup": r["prompt"],
+              "entry_point": r["entry_point"]}
+    attack_rows = []
+    for label, fn in (("legacy in-process harness", legacy), ("code_tests", judged)):
+        won = [name for name, hack in ATTACKS.items() if fn({**fields, "answer": f"{WRONG}\n{hack}\n"}) == 1.0]
+        attack_rows.append([label, f"{len(won)}/{len(ATTACKS)}", "; ".join(won) or "none"])
     headers = ["scoring reference solutions", "tasks (tests)", "score 1.0", "seconds", "ms per test", "vs legacy"]
-    return headers, rows
+    tables = report.markdown_table(headers, rows) + "\n\n" + report.markdown_table(
+        ["wrong HumanEval/2 solutions with a trick (tests/test_code_harness.py)", "scored 1.0", "which"], attack_rows)
+    print(report.text_table(headers, rows))
+    print(report.text_table(["attacks", "scored 1.0", "which"], attack_rows))
+    return tables
 
 
 if __name__ == "__main__":
