@@ -388,3 +388,35 @@ def test_a_uid_another_process_holds_is_not_used(sandbox):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the kernel released it with the holder
     finally:
         os.close(fd)
+
+
+def test_no_silent_downgrade_to_unshare(caplog):
+    import shutil
+
+    if not shutil.which("unshare"):
+        pytest.skip("needs util-linux's unshare")
+    with pytest.raises(RuntimeError, match="allow_weak_isolation=True"):
+        LocalSandbox(tool="unshare")
+    with caplog.at_level("WARNING"):
+        weak = LocalSandbox(tool="unshare", allow_weak_isolation=True)
+    assert weak.tool == "unshare" and "weak isolation" in caplog.text
+
+
+def test_a_bwrap_that_cannot_make_namespaces_is_refused_with_the_reason(monkeypatch):
+    """bwrap present but user namespaces disabled: every run would be a sandbox_error and every sample
+    masked; the sandbox refuses to start instead and says what to change."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())  # the run's uid must be able to exec it: not under pytest's 0700 tmp
+    try:
+        folder.chmod(0o755)
+        fake = folder / "bwrap"
+        fake.write_text("#!/bin/sh\necho 'bwrap: Creating new namespace failed: Operation not permitted' >&2\nexit 1\n")
+        fake.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+        monkeypatch.setattr(sandbox_module, "_SELF_TESTED", set())
+        with pytest.raises(RuntimeError, match="self-test.*user namespaces"):
+            LocalSandbox()
+    finally:
+        shutil.rmtree(folder)

@@ -26,7 +26,7 @@ def _local_unshare():
 
     if not shutil.which("unshare"):
         pytest.skip("local-unshare: needs util-linux's unshare")
-    return LocalSandbox(tool="unshare")
+    return LocalSandbox(tool="unshare", allow_weak_isolation=True)
 
 
 def _e2b_service():

@@ -1,7 +1,7 @@
 """Code plugin (issue #5): running untrusted programs safely, and rewards and environments built on it.
 
 * :mod:`.sandbox`: the ``Sandbox`` protocol, ``RunResult`` statuses, the ``local`` backend (bubblewrap or
-  unshare, rlimits, a uid per run), ``SandboxPool``; ``r1gym sandbox run``;
+  unshare only with allow_weak_isolation, rlimits, a uid per run), ``SandboxPool``; ``r1gym sandbox run``;
 * :mod:`.e2b`: the ``e2b`` backend (E2B cloud sandboxes; extra ``[e2b]``, ``E2B_API_KEY``);
 * :mod:`.rewards`: ``code_tests`` and ``code_format``;
 * :mod:`.data`: the task source ``code`` (r1gym, HumanEval, MBPP and CodeContests formats);
@@ -64,5 +64,5 @@ def r1gym_register_envs(register) -> None:
 
 @hookimpl
 def r1gym_register_sandboxes(register) -> None:
-    register("local", _local, description="Linux namespaces (bubblewrap, else unshare) + rlimits, a uid per run")
+    register("local", _local, description="bubblewrap: a read-only minimal view, namespaces, rlimits, a host-unique uid per run")
     register("e2b", _e2b, description="a fresh E2B cloud sandbox per run (pip install 'r1gym[e2b]', E2B_API_KEY)")

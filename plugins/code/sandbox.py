@@ -12,8 +12,16 @@ The local backend runs every program in a fresh, size-limited scratch directory 
   scratch dir, capped at ``scratch_mb``) and ``/dev/shm`` (capped the same); the root and ``/dev`` are
   remounted read-only, so nothing else can hold memory. Its own PID, network (none), IPC and UTS
   namespaces, a new session (no terminal injection), the parent's death kills it;
-* ``unshare`` otherwise (util-linux): own user, PID, network, IPC and mount namespaces; the scratch dir is a
-  host temporary directory (files outside it are protected by ordinary permissions only).
+* ``unshare`` (util-linux) only when asked for with ``allow_weak_isolation=True``: own user, PID, network,
+  IPC and mount namespaces, but the program sees the host's files (protected by ordinary permissions only),
+  its scratch dir is a host temporary directory and the parent's death does not kill it. Without bwrap and
+  without that switch, ``LocalSandbox`` refuses to start and says how to install bwrap: never a silent
+  downgrade.
+
+Before its first run, a ``LocalSandbox`` runs a self-test program through its isolation and checks what
+it promises (for bwrap: the host's files invisible, the root read-only, PID 1 of its own namespace, no
+network, not root); a bwrap that cannot make namespaces here (user namespaces disabled) fails that test,
+and the sandbox refuses to start with the reason instead of making every run a ``sandbox_error``.
 
 In both, the program runs as an unprivileged uid/gid of its own, set *before* the namespaces are made, so
 ``RLIMIT_NPROC`` binds (it does not bind root) and a fork or thread bomb stops at ``processes``. That limit
@@ -37,6 +45,8 @@ process, a file, a modified module) for the next program to find.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import resource
 import select
@@ -174,6 +184,26 @@ def _uid_range() -> range:
 
 
 _UIDS = _UidSlots(_uid_range())
+log = logging.getLogger(__name__)
+_SELF_TESTED: set[tuple] = set()
+#: what every run of a LocalSandbox must see (printed as JSON of property -> holds)
+_SELF_TEST = """\
+import json, os, socket
+def writable(d):
+    try:
+        open(os.path.join(d, ".r1gym-self-test"), "w").close()
+        return True
+    except OSError:
+        return False
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=2).close()
+    net = True
+except OSError:
+    net = False
+print(json.dumps({{"host_invisible": not os.path.exists({marker!r}) and not os.path.exists("/etc/hostname"),
+                  "root_read_only": not writable("/"), "pid_namespace": os.getpid() <= 3,
+                  "no_network": not net, "not_root": os.getuid() != 0, "scratch_writable": writable("/tmp")}}))
+"""
 
 
 def isolation_tool() -> str | None:
@@ -189,21 +219,58 @@ class LocalSandbox:
     """The default backend: see the module docstring. ``tool`` forces ``bwrap`` or ``unshare``."""
 
     def __init__(self, tool: str | None = None, python: str | None = None, cxx: str = "g++",
-                 packages: Sequence[str] = ()):
+                 packages: Sequence[str] = (), allow_weak_isolation: bool = False):
         """``python``: the interpreter for Python programs, default the system's ``python3`` (``/usr/bin``);
         one installed elsewhere (``/opt/python3.11``) has its prefix shown read-only too. ``packages``: the
         allow-list of extra Python packages programs may import (``["numpy"]``), found with that
-        interpreter and shown read-only in its otherwise hidden site-packages."""
-        self.tool = tool or isolation_tool()
+        interpreter and shown read-only in its otherwise hidden site-packages. ``allow_weak_isolation``:
+        run with ``unshare`` where bwrap is missing (see the module docstring for what that loses)."""
+        self.tool = tool or ("bwrap" if shutil.which("bwrap") else "unshare" if shutil.which("unshare") else None)
         if self.tool not in ("bwrap", "unshare"):
-            raise RuntimeError("the local sandbox needs bubblewrap (apt-get install bubblewrap) or util-linux's "
-                               "unshare; neither was found on PATH")
+            raise RuntimeError(f"unknown isolation tool {self.tool!r}; known: bwrap (the default), unshare"
+                               if tool else "the local sandbox needs bubblewrap: apt-get install bubblewrap "
+                               "(`make install` does it); neither bwrap nor util-linux's unshare is on PATH")
+        if self.tool == "unshare":
+            if not allow_weak_isolation:
+                raise RuntimeError(
+                    "the local sandbox needs bubblewrap (apt-get install bubblewrap; `make install` does it). "
+                    "util-linux's unshare is here, but with it programs see the host's files, scratch dirs live "
+                    "on the host and the parent's death does not kill them; to accept that, pass "
+                    "allow_weak_isolation=True (sandbox_options: {allow_weak_isolation: true})")
+            log.warning("sandbox: weak isolation (unshare, allow_weak_isolation=True): programs can read the host's "
+                        "world-readable files, scratch dirs are on the host, the parent's death does not kill them")
+        self._bwrap = shutil.which("bwrap") or "bwrap"
         self.python = python or shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin") or sys.executable
         self.cxx = cxx
         self._view = _host_view(self.python, shutil.which(cxx) or cxx, tuple(packages)) if self.tool == "bwrap" else []
         prlimit, setpriv = (shutil.which(t, path="/usr/bin:/bin:/usr/sbin:/sbin") for t in ("prlimit", "setpriv"))
         self._wrappers = (prlimit, setpriv) if prlimit and setpriv else None
         _become_subreaper()
+        self._self_test()
+
+    def _self_test(self) -> None:
+        """Run :data:`_SELF_TEST` once per (tool, interpreter, view) in this process; raise with the reason
+        when the isolation does not hold what it promises."""
+        key = (self.tool, self.python, tuple(self._view))
+        if key in _SELF_TESTED:
+            return
+        test = Program("python", _SELF_TEST.format(marker=os.path.abspath(__file__)))
+        result = self.run(test, Limits(time_s=30.0))
+        if result.status != "ok":  # once more: a loaded host can refuse a namespace for a moment (EAGAIN)
+            time.sleep(0.5)
+            result = self.run(test, Limits(time_s=30.0))
+        if result.status != "ok":
+            hint = (" bwrap could not make its namespaces: enable unprivileged user namespaces "
+                    "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0) or run where they "
+                    "are allowed (docker: --security-opt seccomp=unconfined, or --privileged)"
+                    if "namespace" in (result.detail + result.stderr) else "")
+            raise RuntimeError(f"the {self.tool} sandbox failed its self-test: {result.status} "
+                               f"({(result.detail or result.stderr).strip()[-300:]}).{hint}")
+        broken = [k for k, ok in json.loads(result.stdout.strip().splitlines()[-1]).items()
+                  if not ok and (self.tool == "bwrap" or k in ("pid_namespace", "no_network"))]
+        if broken:
+            raise RuntimeError(f"the {self.tool} sandbox failed its self-test: {', '.join(broken)} does not hold")
+        _SELF_TESTED.add(key)
 
     # -- public ----------------------------------------------------------------------------------------
     def run(self, program: Program, limits: Limits = Limits()) -> RunResult:
@@ -243,7 +310,7 @@ class LocalSandbox:
                  uid: int, status_fd: int | None) -> tuple[list[str], str]:
         """(the full command line, the directory the program sees as its working directory)."""
         if self.tool == "bwrap":
-            cmd = ["bwrap", *self._view, "--dev", "/dev", "--size", str(limits.scratch_mb << 20), "--tmpfs", "/dev/shm",
+            cmd = [self._bwrap, *self._view, "--dev", "/dev", "--size", str(limits.scratch_mb << 20), "--tmpfs", "/dev/shm",
                    "--proc", "/proc"]
             if writable_copy:  # compiling: the compiler's output must outlive this sandbox
                 cmd += ["--bind", scratch, "/tmp"]
