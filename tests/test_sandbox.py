@@ -420,3 +420,32 @@ def test_a_bwrap_that_cannot_make_namespaces_is_refused_with_the_reason(monkeypa
             LocalSandbox()
     finally:
         shutil.rmtree(folder)
+
+
+SYSCALLS_x86_64 = {"ptrace": (101, 16, 0, 0, 0), "unshare(CLONE_NEWUSER)": (272, 0x10000000), "mount": (165, 0, 0, 0, 0, 0),
+                   "keyctl": (250, 0), "bpf": (321, 0, 0, 0), "perf_event_open": (298, 0, 0, 0, 0, 0),
+                   "clone(CLONE_NEWNET)": (56, 0x40000000 | 17, 0, 0, 0, 0), "setns": (308, 0, 0),
+                   "kexec_load": (246, 0, 0, 0, 0), "init_module": (175, 0, 0, 0), "io_uring_setup": (425, 1, 0),
+                   "userfaultfd": (323, 0), "process_vm_readv": (310, 1, 0, 0, 0, 0, 0), "reboot": (169, 0, 0, 0, 0),
+                   "pivot_root": (155, 0, 0), "chroot": (161, 0), "settimeofday": (164, 0, 0), "swapon": (167, 0, 0)}
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the system-call numbers below are x86-64's")
+def test_the_seccomp_filter_refuses_what_no_test_program_needs(sandbox):
+    result = sandbox.run(py(
+        "import ctypes, json, os, subprocess, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"calls = {SYSCALLS_x86_64!r}\n"
+        "out = {}\n"
+        "for name, (nr, *args) in calls.items():\n"
+        "    ctypes.set_errno(0)\n"
+        "    out[name] = (libc.syscall(nr, *args), ctypes.get_errno())\n"
+        "pid = os.fork()\n"
+        "if pid == 0: os._exit(7)\n"
+        "t = threading.Thread(target=print); t.start(); t.join()\n"
+        "out['fork, threads, subprocess'] = (os.waitpid(pid, 0)[1] >> 8, subprocess.run(['true']).returncode)\n"
+        "print(json.dumps(out))"), FAST)
+    assert result.status == "ok", result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen.pop("fork, threads, subprocess") == [7, 0]  # what programs do need still works
+    assert seen == {name: [-1, 1] for name in SYSCALLS_x86_64}  # every one refused with EPERM

@@ -240,6 +240,11 @@ class LocalSandbox:
             log.warning("sandbox: weak isolation (unshare, allow_weak_isolation=True): programs can read the host's "
                         "world-readable files, scratch dirs are on the host, the parent's death does not kill them")
         self._bwrap = shutil.which("bwrap") or "bwrap"
+        from r1gym.plugins.code.seccomp import filter_program
+
+        self._seccomp = filter_program()
+        if self._seccomp is None and self.tool == "bwrap":
+            log.warning("sandbox: no seccomp table for %s; programs run without a system-call filter", os.uname().machine)
         self.python = python or shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin") or sys.executable
         self.cxx = cxx
         self._view = _host_view(self.python, shutil.which(cxx) or cxx, tuple(packages)) if self.tool == "bwrap" else []
@@ -307,7 +312,7 @@ class LocalSandbox:
 
     # -- internals -------------------------------------------------------------------------------------
     def _command(self, scratch: str, argv: list[str], limits: Limits, writable_copy: bool,
-                 uid: int, status_fd: int | None) -> tuple[list[str], str]:
+                 uid: int, status_fd: int | None, seccomp_fd: int | None = None) -> tuple[list[str], str]:
         """(the full command line, the directory the program sees as its working directory)."""
         if self.tool == "bwrap":
             cmd = [self._bwrap, *self._view, "--dev", "/dev", "--size", str(limits.scratch_mb << 20), "--tmpfs", "/dev/shm",
@@ -319,7 +324,10 @@ class LocalSandbox:
                 for name in sorted(os.listdir(scratch)):
                     cmd += ["--ro-bind", os.path.join(scratch, name), f"/tmp/{name}"]
             cmd += ["--remount-ro", "/dev", "--remount-ro", "/"]  # bwrap's own tmpfs root and /dev: uncapped
-            cmd += ["--chdir", "/tmp", "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session", "--clearenv"]
+            cmd += ["--chdir", "/tmp", "--unshare-all", "--unshare-user", "--disable-userns", "--as-pid-1",
+                    "--die-with-parent", "--new-session", "--clearenv"]
+            if seccomp_fd is not None:  # plugins/code/seccomp.py: the calls no test program needs
+                cmd += ["--seccomp", str(seccomp_fd)]
             if status_fd is not None:  # bwrap reports the program's exit there; the program cannot see the fd
                 cmd += ["--json-status-fd", str(status_fd)]
             for k, v in _ENV.items():
@@ -339,10 +347,15 @@ class LocalSandbox:
         if writable_copy and os.geteuid() == 0:  # the compiler writes its output next to the source
             os.chown(scratch, uid, uid)
         status_r, status_w = os.pipe() if self.tool == "bwrap" else (None, None)
+        seccomp_r = None
+        if self.tool == "bwrap" and self._seccomp is not None:  # bwrap reads the filter from a descriptor
+            seccomp_r, seccomp_w = os.pipe()
+            os.write(seccomp_w, self._seccomp)  # a few hundred bytes: well under a pipe's buffer
+            os.close(seccomp_w)
         try:
-            return self._exec_with(scratch, argv, stdin, limits, uid, writable_copy, status_r, status_w)
+            return self._exec_with(scratch, argv, stdin, limits, uid, writable_copy, status_r, status_w, seccomp_r)
         finally:
-            for fd in (status_r, status_w):
+            for fd in (status_r, status_w, seccomp_r):
                 if fd is not None:
                     try:
                         os.close(fd)
@@ -350,8 +363,8 @@ class LocalSandbox:
                         pass
 
     def _exec_with(self, scratch: str, argv: list[str], stdin: str, limits: Limits, uid: int, writable_copy: bool,
-                   status_r: int | None, status_w: int | None) -> RunResult:
-        cmd, cwd = self._command(scratch, argv, limits, writable_copy, uid, status_w)
+                   status_r: int | None, status_w: int | None, seccomp_r: int | None = None) -> RunResult:
+        cmd, cwd = self._command(scratch, argv, limits, writable_copy, uid, status_w, seccomp_r)
         cpu = max(1, int(limits.cpu_s if limits.cpu_s is not None else limits.time_s + 0.999))
         rlimits = ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, limits.memory_mb << 20),
                    (resource.RLIMIT_NPROC, limits.processes), (resource.RLIMIT_FSIZE, limits.file_mb << 20),
@@ -373,7 +386,7 @@ class LocalSandbox:
             with _IN_FLIGHT_LOCK:  # registered before any other thread's reaping can see it exit
                 proc = subprocess.Popen(cmd, cwd=cwd, env=dict(_ENV), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, preexec_fn=preexec, start_new_session=True,
-                                        pass_fds=() if status_w is None else (status_w,))
+                                        pass_fds=tuple(fd for fd in (status_w, seccomp_r) if fd is not None))
                 _IN_FLIGHT.add(proc.pid)
         except OSError as exc:
             return RunResult("sandbox_error", None, "", "", 0.0, 0.0, f"could not start {cmd[0]}: {exc}")
