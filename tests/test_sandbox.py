@@ -449,3 +449,32 @@ def test_the_seccomp_filter_refuses_what_no_test_program_needs(sandbox):
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen.pop("fork, threads, subprocess") == [7, 0]  # what programs do need still works
     assert seen == {name: [-1, 1] for name in SYSCALLS_x86_64}  # every one refused with EPERM
+
+
+def test_the_run_as_a_whole_is_capped_where_control_groups_are_usable(sandbox):
+    """RLIMIT_AS caps each process (512 MB), not their sum: eight children of 300 MB each would hold 2.4 GB.
+    The run's control group caps them together (memory_mb + 2 x scratch_mb = 640 MB by default)."""
+    from r1gym.plugins.code.cgroups import run_groups
+
+    groups = run_groups()
+    if groups.kind is None or os.geteuid() != 0:
+        pytest.skip(groups.describe())
+    result = sandbox.run(py(
+        "import os, time\nkids = []\n"
+        "for i in range(8):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        x = bytearray(300 << 20)\n"
+        "        for j in range(0, len(x), 4096): x[j] = 1\n"
+        "        time.sleep(2); os._exit(0)\n"
+        "    kids.append(pid)\n"
+        "print(sorted(os.waitpid(k, 0)[1] & 0x7f for k in kids))"), Limits(time_s=10.0))
+    assert result.status == "ok", result.stderr
+    killed = eval(result.stdout).count(9)  # SIGKILL from the group's memory limit
+    assert killed >= 5, result.stdout  # at most two 300 MB children fit beside the parent in 640 MB
+    # a run that ends badly after the group's limit killed a process of it is a memory_limit, with that reason
+    big = sandbox.run(py("import os, time\nkids = []\nfor i in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
+                         "        y = bytearray(300 << 20)\n        for j in range(0, len(y), 4096): y[j] = 1\n"
+                         "        time.sleep(1); os._exit(0)\n    kids.append(pid)\n"
+                         "raise SystemExit(sum(os.waitpid(k, 0)[1] & 0x7f == 9 for k in kids))"), Limits(time_s=10.0))
+    assert (big.status, big.detail) == ("memory_limit", "memory limit of the whole run (640 MB)")

@@ -352,9 +352,22 @@ class LocalSandbox:
             seccomp_r, seccomp_w = os.pipe()
             os.write(seccomp_w, self._seccomp)  # a few hundred bytes: well under a pipe's buffer
             os.close(seccomp_w)
+        group = None
+        if os.geteuid() == 0:  # the whole run's memory (tmpfs included) and processes: plugins/code/cgroups.py
+            from r1gym.plugins.code.cgroups import run_groups
+
+            group = run_groups().make((limits.memory_mb + 2 * limits.scratch_mb) << 20, limits.processes + 8)
         try:
-            return self._exec_with(scratch, argv, stdin, limits, uid, writable_copy, status_r, status_w, seccomp_r)
+            result = self._exec_with(scratch, argv, stdin, limits, uid, writable_copy, status_r, status_w, seccomp_r,
+                                     group)
+            if group is not None and result.status not in ("ok", "sandbox_error") and group.oom_killed():
+                result.status = "memory_limit"
+                result.detail = f"memory limit of the whole run ({(limits.memory_mb + 2 * limits.scratch_mb)} MB)"
+            return result
         finally:
+            if group is not None:
+                _reap_orphans()
+                group.remove()
             for fd in (status_r, status_w, seccomp_r):
                 if fd is not None:
                     try:
@@ -363,7 +376,8 @@ class LocalSandbox:
                         pass
 
     def _exec_with(self, scratch: str, argv: list[str], stdin: str, limits: Limits, uid: int, writable_copy: bool,
-                   status_r: int | None, status_w: int | None, seccomp_r: int | None = None) -> RunResult:
+                   status_r: int | None, status_w: int | None, seccomp_r: int | None = None,
+                   group: object = None) -> RunResult:
         cmd, cwd = self._command(scratch, argv, limits, writable_copy, uid, status_w, seccomp_r)
         cpu = max(1, int(limits.cpu_s if limits.cpu_s is not None else limits.time_s + 0.999))
         rlimits = ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, limits.memory_mb << 20),
@@ -375,11 +389,14 @@ class LocalSandbox:
             names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_AS: "as", resource.RLIMIT_NPROC: "nproc",
                      resource.RLIMIT_FSIZE: "fsize", resource.RLIMIT_NOFILE: "nofile", resource.RLIMIT_CORE: "core"}
             wrap = [self._wrappers[0], *(f"--{names[r]}={v}" for r, v in rlimits), "--"]
+            if group is not None:  # join the run's group before anything of the program exists
+                files = group.procs_files
+                wrap += ["/bin/sh", "-c", _JOIN_GROUPS, "sh", str(len(files)), *files]
             if as_root:
                 wrap += [self._wrappers[1], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
             cmd = wrap + cmd
         else:  # the same in Python between fork and exec (slower: it rules out vfork in a large process)
-            preexec = _drop_and_limit(uid if as_root else None, rlimits)
+            preexec = _drop_and_limit(uid if as_root else None, rlimits, group.procs_files if group is not None else ())
 
         start = time.perf_counter()
         try:
@@ -490,10 +507,18 @@ def _host_view(python: str, cxx: str, packages: tuple[str, ...]) -> list[str]:
     return args
 
 
-def _drop_and_limit(uid: int | None, rlimits: tuple) -> Callable[[], None]:
-    """A ``preexec_fn``: switch to ``uid`` (when given) and set ``rlimits``, in the child before ``exec``."""
+#: a shell line that writes its own pid into each of N cgroup.procs files, then execs the rest of its arguments
+_JOIN_GROUPS = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"'
+
+
+def _drop_and_limit(uid: int | None, rlimits: tuple, groups: Sequence[str] = ()) -> Callable[[], None]:
+    """A ``preexec_fn``: join ``groups`` (cgroup.procs files), switch to ``uid`` (when given) and set
+    ``rlimits``, in the child before ``exec``."""
 
     def run() -> None:
+        for procs in groups:
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
         if uid is not None:
             os.setgid(uid)
             os.setgroups([])
