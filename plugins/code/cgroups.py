@@ -18,10 +18,10 @@ anything of the program runs (a shell line in front of ``setpriv``), and the gro
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
-import threading
 import time
 
 log = logging.getLogger(__name__)
@@ -176,15 +176,9 @@ class RunGroup:
                 log.debug("sandbox: control group %s still busy; left for the host to remove", path)
 
 
-_GROUPS: RunGroups | None = None
-_GROUPS_LOCK = threading.Lock()
-
-
+@functools.cache
 def run_groups() -> RunGroups:
-    """This process's :class:`RunGroups`, detected once."""
-    global _GROUPS
-    with _GROUPS_LOCK:
-        if _GROUPS is None:
-            _GROUPS = RunGroups()
-            (log.info if _GROUPS.kind else log.warning)("sandbox: %s", _GROUPS.describe())
-        return _GROUPS
+    """This process's :class:`RunGroups`, detected once (and said once, in the log)."""
+    groups = RunGroups()
+    (log.info if groups.kind else log.warning)("sandbox: %s", groups.describe())
+    return groups
