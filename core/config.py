@@ -176,6 +176,11 @@ class TrainerConfig:
     deepspeed: dict[str, Any] = field(default_factory=dict)
     #: completions per step written to samples.jsonl (-1: all)
     log_samples: int = -1
+    #: a run whose rewards stop working stops itself: more than this share of a step's completions cannot be
+    #: scored (a dead sandbox, a broken checker) for ``unscorable_patience`` steps in a row ends the run
+    #: with the reasons (1.0: never)
+    max_unscorable: float = 0.5
+    unscorable_patience: int = 3
 
 
 @dataclass

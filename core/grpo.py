@@ -171,10 +171,12 @@ class GRPOTrainer:
         try:
             if start == 0 and cfg.eval.at_start and (ev := self._main_only(self.evaluate, 0)) is not None:
                 summary["eval_start"] = ev
+            unscorable_steps = 0
             for step in range(start + 1, total + 1):
                 metrics, samples = self.train_step()
                 self.loggers.log_metrics(step, metrics)
                 self.loggers.log_samples(step, samples)
+                unscorable_steps = self._watch_rewards(step, metrics, samples, unscorable_steps, summary)
                 if cfg.eval.every and step % cfg.eval.every == 0 and step != total:
                     self._main_only(self.evaluate, step)
                 if step % cfg.trainer.save_every == 0 or step == total:
@@ -186,6 +188,30 @@ class GRPOTrainer:
         finally:
             self.loggers.finish(summary)
         return summary
+
+    def _watch_rewards(self, step: int, metrics: dict[str, float], samples: list[dict[str, Any]], streak: int,
+                       summary: dict[str, Any]) -> int:
+        """Count the steps in a row whose share of unscorable completions is over ``trainer.max_unscorable``;
+        at ``trainer.unscorable_patience`` of them, stop the run with the most common reasons: a run whose
+        rewards stopped working (a dead sandbox, a checker that fails on everything) would otherwise train on
+        the few samples left for as long as it is allowed to."""
+        t = self.cfg.trainer
+        n = metrics.get("episodes", 0.0)
+        share = metrics.get("unscorable/count", 0.0) / n if n else 0.0
+        streak = streak + 1 if share > t.max_unscorable else 0
+        if streak >= t.unscorable_patience:
+            from collections import Counter
+
+            reasons = Counter(f"{comp}: {why}" for s in samples for comp, why in (s.get("unscorable") or {}).items())
+            top = "; ".join(f"{k} x {why}" for why, k in reasons.most_common(3)) or "see metrics.jsonl unscorable/*"
+            message = (f"stopping at step {step}: more than {t.max_unscorable:.0%} of the completions could not be "
+                       f"scored for {streak} steps in a row ({share:.0%} at this step); most common reasons: {top}. "
+                       "Fix the reward or its sandbox/checker (or raise trainer.max_unscorable) and continue with "
+                       f"r1gym train resume={self.run_dir}")
+            summary["error"] = message
+            self.save_all(step)
+            raise RuntimeError(message)
+        return streak
 
     def _main_only(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` on rank 0 only (evaluation, checkpoints: ranks hold the same weights); the others wait.

@@ -63,6 +63,15 @@ def test_reward_flags_are_counted_per_step_and_shown_per_sample(test_plugins, ti
     assert metrics["flags/ended_early"] == metrics["flags/fallback"] == 0.0  # watched flags show from step 1
 
 
+def test_a_run_whose_rewards_stop_working_stops_itself_with_the_reason(test_plugins, tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.sandbox_down=1.0", "trainer.max_steps=6",
+               "trainer.unscorable_patience=2")
+    with pytest.raises(RuntimeError, match=r"stopping at step 2: more than 50% .* 2 steps in a row .*bwrap.*resume="):
+        GRPOTrainer(cfg, tmp_path).train()
+    assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step_000002"  # resumable once fixed
+
+
 def test_unscorable_score_policy_uses_the_configured_value(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.flaky_parity=1.0",
                "env.kwargs.unscorable=score", "+env.kwargs.unscorable_score=-1.0")

@@ -17,6 +17,7 @@ def r1gym_register_rewards(register):
     register("char_variety", char_variety, description="test-only: share of distinct characters")
     register("flaky_parity", flaky_parity, description="test-only: raises on odd-length completions")
     register("flags_even", flags_even, description="test-only: flags even-length completions as a hack pattern")
+    register("sandbox_down", sandbox_down, description="test-only: cannot score anything (a dead sandbox)")
 
 
 def flaky_parity(completion: str) -> float:
@@ -35,3 +36,10 @@ def flags_even(completion: str) -> float:
     from r1gym.core.rewards import Graded
 
     return Graded(char_variety(completion), flags=("hack_pattern",) if len(completion) % 2 == 0 else ())
+
+
+def sandbox_down(completion: str) -> float:
+    """Never scores: stands in for a reward whose sandbox died mid-run."""
+    from r1gym.core.rewards import Unscorable
+
+    raise Unscorable("sandbox error: bwrap: Creating new namespace failed")
