@@ -115,6 +115,8 @@ def test_flags_fallback_and_hedging():
     assert guessed == 1.0 and guessed.flags == ("fallback",)
     hedge = math_accuracy("</think> \\boxed{5}, or \\boxed{6}, or \\boxed{7}", answer="7")
     assert hedge == 0.0 and "hack_pattern" in hedge.flags  # the joined "5, 6, 7" is not 7
+    unparsed = math_accuracy("\\boxed{x \\mapsto 2x}", answer="x \\mapsto 2x")  # sympy reads neither side
+    assert unparsed == 1.0 and unparsed.flags == ("fallback",)
     again = math_accuracy("\\boxed{7} ... checking: \\boxed{7}, so \\boxed{ 7 }", answer="7")
     assert again == 1.0 and again.flags == ()  # the same answer boxed three times is not hedging
 

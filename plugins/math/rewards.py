@@ -19,6 +19,8 @@ from r1gym.plugins.math.normalize import DEFAULT_APPROX_DIGITS, answer_key
 from r1gym.plugins.math.pool import DEFAULT_TIMEOUT, default_checker
 
 UNITS = ("chars", "words", "tokens")
+#: verdicts reached without the main check: "identical" = the reference does not parse, the strings agree
+FALLBACK_REASONS = ("identical",)
 #: this many different boxed answers at the end of a completion raise the ``hack_pattern`` flag
 HEDGE_BOXES = 3
 
@@ -40,7 +42,8 @@ def math_accuracy(
     :class:`~r1gym.core.rewards.Graded` carrying the extracted answer's
     :func:`~r1gym.plugins.math.normalize.answer_key`, which evaluation votes over for cons@k, and its flags:
     ``fallback`` when the answer was found by a low-trust method (:data:`~r1gym.plugins.math.extract.FALLBACK_METHODS`:
-    no tag, box, ``####`` or "answer is" phrase stated it), ``hack_pattern`` when the completion hedges
+    no tag, box, ``####`` or "answer is" phrase stated it) or the verdict by a fallback path
+    (:data:`FALLBACK_REASONS`), ``hack_pattern`` when the completion hedges
     (:func:`hedged`). An answer longer than :data:`~r1gym.plugins.math.extract.MAX_ANSWER_CHARS` is wrong.
 
     >>> math_accuracy(r"<think> 1/4 + 1/4 </think> <answer> \\frac{1}{2} </answer>", answer="0.5")
@@ -57,7 +60,7 @@ def math_accuracy(
     if verdict.correct is None:
         raise Unscorable(verdict.reason)
     flags = []
-    if found is not None and found.method in FALLBACK_METHODS:
+    if (found is not None and found.method in FALLBACK_METHODS) or verdict.reason in FALLBACK_REASONS:
         flags.append("fallback")
     if hedged(completion):
         flags.append("hack_pattern")
