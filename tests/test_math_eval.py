@@ -72,6 +72,9 @@ CLASSES = {
         ("1 < x < 3", r"\boxed{(1, 3)}", True),
         ("(1,3)", r"\boxed{1 \le x < 3}", False),
         ("[-2, 5)", r"\boxed{-2 < x \le 5}", False),
+        (r"1\leq|z|\leq \frac{3}{2}", r"$z \in \left[-\frac{3}{2}, -1\right] \cup \left[1, \frac{3}{2}\right]$", True),
+        (r"1\leq|z|\leq \frac{3}{2}", r"$z \in \left[-\frac{3}{2}, -1\right] \cup \left[1, 2\right]$", False),
+        (r"x \in [-2,7]", r"\boxed{-2 \le x \le 7}", True),
     ],
     "letter_case": [
         ("x+y", r"\boxed{x + y}", True),

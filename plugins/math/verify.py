@@ -420,6 +420,11 @@ def _relations_equal(g: Any, p: Any, ctx: _Ctx) -> bool:
 
 
 def _as_set(rel: Any) -> Any:
+    """The solution set of a one-variable inequality (chain), or the set in ``x \\in S`` (read as ``Eq(x, S)``)."""
+    from sympy import Eq, Set, Symbol
+
+    if isinstance(rel, Eq) and isinstance(rel.lhs, Symbol) and isinstance(rel.rhs, Set):
+        return rel.rhs
     syms = rel.free_symbols
     if len(syms) != 1 or any(type(r).__name__ in ("Equality", "Unequality") for r in _chain(rel)):
         return None
