@@ -268,3 +268,31 @@ def test_answers_that_make_the_test_overrun_fail_it_rather_than_mask_it(pool):
     slow = _judge("def f(x):\n    return -5\n", test, pool, judge_timeout=1.0)
     assert slow.passed == [False] and "did not finish on the candidate's answers" in slow.reasons[0]
     assert _judge("def f(x):\n    return 3\n", test, pool, judge_timeout=1.0).passed == [True]
+
+
+def test_builtin_classes_and_the_stdlib_containers_travel_as_genuine_values():
+    from collections import Counter, OrderedDict, defaultdict, deque
+
+    for value in (int, str, Counter("abca"), OrderedDict(a=1), deque([1, 2]), [float, {"k": Counter()}]):
+        back = decode(json.loads(json.dumps(encode(value))))
+        assert back == value and type(back) is type(value)
+    dd = decode(encode(defaultdict(list, {"a": [1]})))
+    assert type(dd) is defaultdict and dd == {"a": [1]} and dd.default_factory is None  # no factory of theirs
+    with pytest.raises(NotPlainData):
+        encode(type("Evil", (Counter,), {"__eq__": lambda s, o: True})())
+    with pytest.raises(ValueError):
+        decode(["T", "eval"])
+
+
+@needs_bwrap
+def test_mbpp_shapes_a_builtin_name_counter_results_and_type_arguments(pool):
+    """Shapes from MBPP (google-research/mbpp): task 126 asks for `sum(a, b)`, 40 returns a Counter, 533
+    passes `int`; 367 builds its test data from the solution's own class, which cannot be judged."""
+    assert _judge("def sum(a, b):\n    return 6\n", ["assert sum(10, 15) == 6"], pool).passed == [True]
+    counter = "from collections import Counter\ndef freq(xs):\n    return Counter(xs)\n"
+    assert _judge(counter, ["assert freq([1, 1, 2]) == {1: 2, 2: 1}"], pool).passed == [True]
+    typed = "def keep(xs, t):\n    return [x for x in xs if not isinstance(x, t)]\n"
+    assert _judge(typed, ["assert keep((4, 5.5, 'a'), int) == [5.5, 'a']"], pool).passed == [True]
+    with pytest.raises(Unscorable, match="setup or test does not run without the solution"):
+        _judge("class Node:\n    pass\ndef depth(n):\n    return 1\n", ["assert depth(root) == 1"], pool,
+               setup="root = Node()")

@@ -13,7 +13,9 @@ Nothing here needs to be trusted. The candidate runs in this process and can cha
 return values, which is what returning them would do. What makes the verdict honest is on the other side:
 the judge decodes these lines with :func:`decode`, which accepts plain data only (``int``, ``float``,
 ``complex``, ``str``, ``bytes``, ``bool``, ``None``, and ``list``/``tuple``/``dict``/``set``/``frozenset``
-of those), and compares them in a process that never ran candidate code.
+of those; also builtin classes such as ``int`` and the standard library's ``Counter``, ``OrderedDict``,
+``defaultdict`` and ``deque``, rebuilt from their items), and compares them in a process that never ran
+candidate code.
 
 Stdlib only, and importable by the judge: the codec lives here once. It imports nothing that Python has
 not loaded at start-up but ``_json`` (C): ``json`` and ``typing`` would add ~10 ms to every sandbox run
@@ -32,6 +34,11 @@ except ImportError:  # an interpreter without the C accelerator
 
 #: deeper values are refused (a self-referencing list would otherwise recurse forever)
 MAX_DEPTH = 64
+#: builtin classes that may travel as values (MBPP passes ``int`` to a function that filters by type)
+TYPES = ("bool", "bytes", "complex", "dict", "float", "frozenset", "int", "list", "object", "set", "str", "tuple", "type")
+#: the standard library's dict and list variants that solutions return (MBPP: ``Counter``, ``defaultdict``);
+#: the judge rebuilds a genuine one from the items, so nothing of the sender's class travels
+MAPPINGS = ("Counter", "OrderedDict", "defaultdict")
 
 
 class NotPlainData(TypeError):
@@ -63,12 +70,22 @@ def encode(value, depth=0):
         return [{list: "l", tuple: "t", set: "S", frozenset: "F"}[t], items]
     if t is dict:
         return ["d", [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]]
+    if t is type and value.__name__ in TYPES and getattr(builtins, value.__name__, None) is value:
+        return ["T", value.__name__]
+    stdlib = sys.modules.get("collections")  # returning a Counter means collections is loaded already
+    if stdlib is not None and t.__module__ == "collections":
+        for name in MAPPINGS:
+            if t is getattr(stdlib, name, None):
+                return ["D", name, [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]]
+        if t is getattr(stdlib, "deque", None):
+            return ["Q", [encode(v, depth + 1) for v in value]]
     raise NotPlainData(f"a {t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else f"a {t.__name__}")
 
 
 def decode(data, depth=0):
     """The value :func:`encode` made; raises ``ValueError`` for anything else. The only constructors it
-    calls are those of the builtin types above, so decoding runs nothing of the sender's."""
+    calls are those of the builtin types and the standard library's containers above, so decoding runs
+    nothing of the sender's."""
     if depth > MAX_DEPTH + 1:
         raise ValueError("nested too deep")
     if type(data) is not list or not data or type(data[0]) is not str:
@@ -98,8 +115,19 @@ def decode(data, depth=0):
                     raise ValueError("a dict item is not a [key, value] pair")
                 out[decode(pair[0], depth + 1)] = decode(pair[1], depth + 1)
             return out
+        if tag == "T" and x in TYPES:
+            return getattr(builtins, x)
+        if tag == "Q" and type(x) is list:
+            import collections
+
+            return collections.deque(decode(v, depth + 1) for v in x)
     if tag == "c" and len(rest) == 2 and all(type(x) is str for x in rest):
         return complex(float(rest[0]), float(rest[1]))
+    if tag == "D" and len(rest) == 2 and rest[0] in MAPPINGS and type(rest[1]) is list:
+        import collections
+
+        out = decode(["d", rest[1]], depth)
+        return collections.defaultdict(None, out) if rest[0] == "defaultdict" else getattr(collections, rest[0])(out)
     raise ValueError(f"not a tagged value: {str(data)[:80]}")
 
 

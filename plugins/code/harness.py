@@ -133,6 +133,8 @@ def expected_names(tests: Sequence[str], setup: str, entry_point: str | Sequence
         names = [entry_point] if isinstance(entry_point, str) else list(entry_point)
     else:
         names = sorted((used - _bound_at_top(setup) | used & _stubs(setup)) - set(dir(builtins)) - set(modules))
+        if not names:  # the function under test shadows a builtin (MBPP 126 asks for `sum(a, b)`)
+            names = sorted(used & set(dir(builtins)) - set(modules) - _bound_at_top(setup))
     return names, modules
 
 

@@ -217,8 +217,12 @@ def run_job(job: dict) -> dict:
             status, reason = ("pass", "") if exc.code in (0, None) else ("fail", f"the test exited with {exc.code!r}")
         except BaseException as exc:  # noqa: BLE001 - whatever the test raised is its verdict
             status = "fail" if ns is not None else "unscorable"
-            reason = _describe(exc) if ns is not None else f"the test code does not run: {_describe(exc)}"
+            reason = _describe(exc) if ns is not None else (
+                f"the task's setup or test does not run without the solution ({_describe(exc)}): it needs the "
+                "solution's own classes or globals, which function-call tests cannot judge")
         if mode == "record":
+            if ns is None:
+                problems.append(reason)
             if not made[0]:
                 silent.append(index)
             continue
