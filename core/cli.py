@@ -130,6 +130,40 @@ def cmd_sandbox_run(path: str, backend: str, language: str | None, timeout: floa
     return 0
 
 
+def cmd_sandbox_check(backend: str, only: Sequence[str], host_checks: bool) -> int:
+    """Run the conformance suite (plugins/code/conformance.py) against a sandbox backend; print a table."""
+    import difflib
+
+    from r1gym.core.plugins import default_host
+    from r1gym.plugins.code.conformance import ATTACKS, run_conformance
+    from r1gym.plugins.code.sandbox import LocalSandbox
+
+    factory = default_host().sandboxes.get(backend)  # unknown names list the known ones
+    names = [a.name for a in ATTACKS]
+    for name in only:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=3)
+            raise ValueError(f"no attack named {name!r}" + (f"; did you mean {', '.join(close)}?" if close else
+                                                            f"; there are {len(names)}, see plugins/code/conformance.py"))
+    attacks = [a for a in ATTACKS if not only or a.name in only]
+    sandbox = factory()
+    host_checks = host_checks or isinstance(sandbox, LocalSandbox)  # the host is this machine
+
+    def row(outcome) -> None:
+        verdict = "pass" if outcome.passed else ("xfail" if outcome.attack.xfail_reason else "FAIL")
+        status = outcome.result.status if outcome.result else "-"
+        why = "; ".join(outcome.reasons) + (f" [known: {outcome.attack.xfail_reason}]" if outcome.reasons and
+                                             outcome.attack.xfail_reason else "")
+        print(f"{verdict:5}  {outcome.attack.category:10}  {outcome.attack.name:42}  {status:13}  "
+              f"{outcome.seconds:5.1f}s  {why}", flush=True)
+
+    print(f"{'':5}  {'category':10}  {'attack':42}  {'status':13}  {'time':>6}  why it failed"
+          f"{'' if host_checks else '   (no host checks: the sandbox runs elsewhere)'}")
+    failures = run_conformance(sandbox, attacks, host_checks=host_checks, report=row)
+    print(f"{len(attacks) - len(failures)} of {len(attacks)} attacks passed against the {backend} sandbox")
+    return 1 if failures else 0
+
+
 def transformers_quiet() -> None:
     """No transformers progress bars: r1gym's own progress is the one to watch."""
     import transformers
@@ -334,6 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit in seconds")
     c.add_argument("--memory", type=int, default=512, help="address-space limit in MB")
     c.add_argument("--stdin", dest="stdin_path", default=None, help="a file to give the program as standard input")
+    c = sb_sub.add_parser("check", help="run the conformance suite of hostile programs against a sandbox backend; "
+                                        "exit 1 if any attack got through")
+    c.add_argument("--backend", default="local")
+    c.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these attacks")
+    c.add_argument("--host-checks", action="store_true",
+                   help="also check this host after each attack (default: only for the local backend)")
     p = sub.add_parser("pipeline", help="run the R1 recipe as a sequence of stages (pipeline=r1 | r1_tiny | a path)")
     p.add_argument("overrides", nargs="*", help="pipeline=r1_tiny pipeline.run_dir=runs/X pipeline.stages=[sft] key=value ...")
     p = sub.add_parser("serve", help="serve a model as an OpenAI-compatible API (/v1/chat/completions) on localhost")
@@ -373,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_eval(args.overrides)
         if args.command == "config":
             return cmd_config(args.overrides)
+        if args.command == "sandbox" and args.sandbox_command == "check":
+            return cmd_sandbox_check(args.backend, args.only, args.host_checks)
         if args.command == "sandbox":
             return cmd_sandbox_run(args.file, args.backend, args.language, args.timeout, args.memory, args.stdin_path)
         if args.command == "pipeline":

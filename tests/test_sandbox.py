@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from r1gym.plugins.code import sandbox as sandbox_module
+from r1gym.plugins.code.conformance import strays as _strays
 from r1gym.plugins.code.sandbox import Limits, LocalSandbox, Program, SandboxPool, isolation_tool
 
 pytestmark = pytest.mark.skipif(isolation_tool() != "bwrap",
@@ -21,13 +22,6 @@ pytestmark = pytest.mark.skipif(isolation_tool() != "bwrap",
 @pytest.fixture(scope="module")
 def sandbox():
     return LocalSandbox()
-
-
-def _strays() -> list[str]:
-    """Processes of a sandbox uid still on the host (running or not yet reaped)."""
-    out = subprocess.run(["ps", "-eo", "uid=,pid=,stat=,comm="], capture_output=True, text=True).stdout
-    uids = {str(u) for u in sandbox_module._UIDS.all}
-    return [line for line in out.splitlines() if line.split()[0] in uids]
 
 
 def py(source: str, **kw) -> Program:
