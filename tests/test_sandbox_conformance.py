@@ -63,7 +63,7 @@ def test_plant_writes_a_fresh_secret_and_removes_every_trace(tmp_path):
     env_before = os.environ.get(conformance.SECRET_ENV)
     with plant(str(tmp_path)) as p:
         assert len(p.paths) == 5 and all(p.secret in Path(x).read_text() for x in p.paths)
-        assert os.environ[conformance.SECRET_ENV] == p.secret and str(tmp_path) in p.paths[0]
+        assert os.environ[conformance.SECRET_ENV] == p.secret and any(x.startswith(str(tmp_path)) for x in p.paths)
         with plant(str(tmp_path)) as q:
             assert q.secret != p.secret
     assert not any(os.path.exists(x) for x in p.paths) and not os.path.exists(p.run_dir)
@@ -74,10 +74,13 @@ def test_plant_writes_a_fresh_secret_and_removes_every_trace(tmp_path):
 def test_the_suite_catches_a_sandbox_that_shows_the_host(tmp_path):
     """The weak ``unshare`` mode shows the host's files: the suite must say so, naming the attack and the leak."""
     weak = LocalSandbox(tool="unshare", allow_weak_isolation=True)
-    chosen = [a for a in ATTACKS if a.name in ("open-the-planted-paths", "host-directories", "environment")]
-    failures = run_conformance(weak, chosen, project_dir=str(tmp_path))
-    assert [f.split(":")[0] for f in failures] == ["open-the-planted-paths", "host-directories"], failures
-    assert "printed the planted secret" in failures[0] and "LEAK read" in failures[0]
+    leaks = ("open-the-planted-paths", "host-directories", "include-host-files-when-compiling", "host-identity")
+    chosen = [a for a in ATTACKS if a.name in (*leaks, "environment")]
+    failures = dict(f.split(": ", 1) for f in run_conformance(weak, chosen, project_dir=str(tmp_path)))
+    assert set(failures) == set(leaks), failures
+    assert "printed the planted secret" in failures["open-the-planted-paths"]
+    assert "LEAK read" in failures["open-the-planted-paths"]
+    assert "LEAK the compiler sees" in failures["include-host-files-when-compiling"]
 
 
 class _Leaky:

@@ -88,8 +88,9 @@ def plant(project_dir: str | None = None) -> Iterator[Planted]:
     run_dir = tempfile.mkdtemp(prefix="r1gym-conformance-run-")
     os.chmod(run_dir, 0o755)  # readable by anyone: only the sandbox may keep a run from it
     name = f"{SECRET_NAME}-{secrets.token_hex(4)}"  # two suites at once on one host keep their own
-    paths = [os.path.join(project, "." + name), os.path.join(run_dir, "config.yaml"), os.path.join(home, "." + name),
-             os.path.join(tempfile.gettempdir(), name), os.path.join("/var/tmp", name)]
+    # the shared places first: a compiler stops at the first file it may not read (in a 0700 home, say)
+    paths = [os.path.join(run_dir, "config.yaml"), os.path.join(tempfile.gettempdir(), name),
+             os.path.join("/var/tmp", name), os.path.join(project, "." + name), os.path.join(home, "." + name)]
     written, old_env = [], os.environ.get(SECRET_ENV)
     try:
         for p in paths:
@@ -113,8 +114,9 @@ def plant(project_dir: str | None = None) -> Iterator[Planted]:
 
 @dataclass(frozen=True)
 class Attack:
-    """One hostile program. ``source`` may contain ``@PATHS@`` (replaced by the planted paths' list) and
-    ``@EVIL_DIRS@`` (the host folders attacks try to write in); ``check`` says why a result is wrong."""
+    """One hostile program. ``source`` may contain ``@PATHS@`` (replaced by the planted paths' list),
+    ``@EVIL_DIRS@`` (the host folders attacks try to write in) and ``@INCLUDES@`` (C++ lines that include each
+    planted file where the compiler can see it); ``check`` says why a result is wrong."""
 
     name: str
     category: str
@@ -130,7 +132,11 @@ class Attack:
 
     def program(self, planted: Planted) -> Program:
         dirs = [os.path.dirname(p) for p in planted.evil_paths()]
-        source = self.source.replace("@PATHS@", repr(list(planted.paths))).replace("@EVIL_DIRS@", repr(dirs))
+        includes = "".join(f'#if __has_include("{p}")\n#warning "LEAK the compiler sees {p}"\n#endif\n'
+                           for p in planted.paths)
+        includes += "".join(f'#if __has_include("{p}")\n#include "{p}"\n#endif\n' for p in planted.paths)
+        source = (self.source.replace("@PATHS@", repr(list(planted.paths))).replace("@EVIL_DIRS@", repr(dirs))
+                  .replace("@INCLUDES@", includes))
         return Program(self.language, source, stdin=self.stdin)
 
 
@@ -315,6 +321,13 @@ def _at_most(label: str, limit_mb: float) -> Callable[[RunResult, Planted], str 
         return None
 
     return check
+
+
+def _not_this_host(result: RunResult, planted: Planted) -> str | None:
+    import socket
+
+    name = socket.gethostname()
+    return f"shows this host's name {name!r}" if name in result.stdout.split() else None
 
 
 def _no_output(result: RunResult, planted: Planted) -> str | None:
@@ -598,6 +611,13 @@ int main() {
 #endif
 }
 """, expect=("runtime_error",), language="cpp"),
+    A("x32-system-calls", "escape", _LIBC + """\
+for name, nr, args in (("unshare", 272, (0x10000000,)), ("mount", 165, (b"none", b"/tmp", b"tmpfs", 0, None)),
+                       ("ptrace", 101, (0, 0, 0, 0))):
+    if libc.syscall(0x40000000 | nr, *args) >= 0:  # the x32 ABI: same architecture, another numbering
+        print("LEAK x32", name)
+print("done")
+""", expect=("ok", "runtime_error")),
     A("raw-system-calls-in-cpp", "escape", """\
 #include <cstdio>
 #include <sched.h>
@@ -700,6 +720,12 @@ for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
             pass
 print("done")
 """),
+    A("include-host-files-when-compiling", "secrets", "@INCLUDES@int main() { return 0; }\n", language="cpp",
+      check=lambda r, p: "; ".join(re.findall(r"LEAK[^\n\"]*", r.stderr)[:2]) or None),
+    A("host-identity", "secrets", """\
+import os, socket
+print(socket.gethostname(), os.uname().nodename, open("/proc/sys/kernel/hostname").read().strip())
+""", check=_not_this_host),
     # -- other runs: one leaves something, the next looks for it ---------------------------------------------
     A("leave-files-for-the-next-run", "other-runs", """\
 import os
@@ -944,9 +970,41 @@ for i in range(8):
         while True: pass
 while True: pass
 """, expect=("timeout",), limits=QUICK),
+    A("realtime-priority", "resources", """\
+import os
+for what, call in (("SCHED_FIFO", lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))),
+                   ("SCHED_RR", lambda: os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))),
+                   ("nice -10", lambda: os.nice(-10)), ("priority -20", lambda: os.setpriority(os.PRIO_PROCESS, 0, -20))):
+    try:
+        call(); print("LEAK", what)
+    except OSError:
+        pass
+print("done")
+"""),
+    A("compile-for-ever", "resources", """\
+template <int K> constexpr long f() {
+    long s = 0;
+    for (long i = 0; i < 200000; i++) for (long j = 0; j < 200000; j++) s += i ^ j ^ K;
+    return s;
+}
+static_assert(f<1>() != 1); static_assert(f<2>() != 1); static_assert(f<3>() != 1); static_assert(f<4>() != 1);
+int main() { return 0; }
+""", expect=("compile_error", "timeout"), limits=QUICK, language="cpp",
+      xfail_reason="compiling has a wall clock of its own (30 s, 2 GB) apart from the run's limits, so a source "
+                   "that compiles slowly holds a worker for time_s + 30 s; issue 15 asks for one wall clock over "
+                   "compiling and running"),
     A("deep-recursion", "resources", "import sys\nsys.setrecursionlimit(10**9)\ndef f(n): return f(n + 1)\nf(0)\n",
       expect=("timeout", "memory_limit", "runtime_error"), limits=QUICK, holds_memory=True),
     # -- signals and process tricks ------------------------------------------------------------------------------
+    A("crash-and-dump-core", "process", """\
+import os, resource
+try:
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    print("LEAK raised the core size limit")
+except (ValueError, OSError):
+    pass
+os.abort()
+""", expect=("runtime_error",)),
     A("kill-everything", "process", "import os, signal\nfor s in (signal.SIGKILL, signal.SIGTERM):\n"
       "    try: os.kill(-1, s)\n    except OSError: pass\nprint('still here')\n", expect=("ok", "runtime_error")),
     A("kill-the-parent-and-pid-1", "process", """\

@@ -11,7 +11,8 @@ The local backend runs every program in a fresh, size-limited scratch directory 
   ``/srv``, ``/mnt``, ``/var`` or ``/run``. The writable places are a private tmpfs as ``/tmp`` (the
   scratch dir, capped at ``scratch_mb``) and ``/dev/shm`` (capped the same); the root and ``/dev`` are
   remounted read-only, so nothing else can hold memory. Its own PID, network (none), IPC and UTS
-  namespaces, a new session (no terminal injection), the parent's death kills it;
+  namespaces (hostname ``r1gym``, not the host's), a new session (no terminal injection), the parent's
+  death kills it;
 * ``unshare`` (util-linux) only when asked for with ``allow_weak_isolation=True``: own user, PID, network,
   IPC and mount namespaces, but the program sees the host's files (protected by ordinary permissions only),
   its scratch dir is a host temporary directory and the parent's death does not kill it. Without bwrap and
@@ -324,8 +325,8 @@ class LocalSandbox:
                 for name in sorted(os.listdir(scratch)):
                     cmd += ["--ro-bind", os.path.join(scratch, name), f"/tmp/{name}"]
             cmd += ["--remount-ro", "/dev", "--remount-ro", "/"]  # bwrap's own tmpfs root and /dev: uncapped
-            cmd += ["--chdir", "/tmp", "--unshare-all", "--unshare-user", "--disable-userns", "--as-pid-1",
-                    "--die-with-parent", "--new-session", "--clearenv"]
+            cmd += ["--chdir", "/tmp", "--unshare-all", "--unshare-user", "--hostname", "r1gym", "--disable-userns",
+                    "--as-pid-1", "--die-with-parent", "--new-session", "--clearenv"]
             if seccomp_fd is not None:  # plugins/code/seccomp.py: the calls no test program needs
                 cmd += ["--seccomp", str(seccomp_fd)]
             if status_fd is not None:  # bwrap reports the program's exit there; the program cannot see the fd
