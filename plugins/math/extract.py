@@ -60,9 +60,29 @@ _ANSWER_IS = re.compile(
 )  # "A: 18" is how OpenAI's GSM8K solutions end
 _LAST_IS = re.compile(r".*(?:\b(?:is|are|equals|be)\b|=)\s*", re.DOTALL)
 _BOLD = re.compile(r"\*\*(?P<inner>[^*\n]{1,80}?)\*\*")
-_NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?![\d,.]\d|\d)|[-+−]?\.\d+")
+_NUMBER = re.compile(
+    r"(?<![\w.,])[-+−]?(?:0,\d+|\d+,(?:\d{2}|\d{4,}))(?![\d,.]\d|\d)"  # a decimal comma: 2,74 (as normalize reads it)
+    r"|(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?![\d,.]\d|\d)|[-+−]?\.\d+"
+)
 # a sentence ends at a period/!/? followed by space or end (not a decimal point), or at a newline
 _SENTENCE_END = re.compile(r"(?<!\d)[.!?](?=\s|$)|(?<=\d)\.(?=\s|$)|\s{3,}")
+
+
+# LaTeX that went through a non-raw string or a JSON decoder: "\frac" arrives as a form feed and "rac", "\boxed" as
+# a backspace and "oxed". Form feed, backspace, bell and vertical tab never belong in an answer, so each is read as
+# the command it cut. A tab or a newline is left alone: it is also whitespace ("$\t ext{13}$" is not 13, says
+# math-verify's test_symbols, tests/test_all.py:951 at 5d148cf).
+_LOST_ESCAPE = re.compile(r"[\x07\x08\x0b\x0c]")
+_ESCAPED = {"\x07": "\\a", "\x08": "\\b", "\x0b": "\\v", "\x0c": "\\f"}
+
+
+def repair_escapes(text: str) -> str:
+    """``text`` with the LaTeX commands that a string escape cut restored (one linear pass).
+
+    >>> repair_escapes("\\x0crac{1}{2} and \\x08oxed{3}")
+    '\\\\frac{1}{2} and \\\\boxed{3}'
+    """
+    return _LOST_ESCAPE.sub(lambda m: _ESCAPED[m.group()], text) if _LOST_ESCAPE.search(text) else text
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,45 @@ def _outermost(boxes: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
         if not out or box[0] >= out[-1][1]:
             out.append(box)
     return out
+
+
+def outermost_boxed(text: str) -> list[tuple[int, int, str]]:
+    """:func:`find_boxed`, less the boxes inside another box: the separate boxed answers of ``text``."""
+    return _outermost(find_boxed(text))
+
+
+#: what may stand between two boxes of one answer given in parts: a short phrase (one line, at most 60 characters)
+#: that ends in "and", "or", a comma or a semicolon, then perhaps the name of the next part ("y_2 ="), math
+#: delimiters and spacing aside: "for part (a) and", "papers and", "\\) and \\( y_2 =" (not "no no no no no")
+_PARTS_JOIN = re.compile(r"[^\n]{0,60}?(?:\band|\bor|[,;])\s*(?:[A-Za-z](?:_\{?\w+\}?)?\s*=\s*)?")
+_PARTS_NOISE = re.compile(r"\\text\s*\{([^{}]*)\}|\\[()\[\]]|\$|\\q?quad\b|\\[,;: ]")
+
+
+def all_boxed(text: str) -> str | None:
+    """An answer given in parts: the last box of ``text`` (after its ``</think>``, else its scanned tail) and
+    the boxes before it joined to it by a short phrase that ends in "and", "or" or a comma (``\\boxed{(3,3)}
+    for part (a) and \\boxed{(1,1)}``), as one answer; ``None`` when there are fewer than two such boxes. The
+    same answer boxed twice counts once.
+
+    >>> all_boxed(r"\\boxed{(3, 3)} for part (a) and \\boxed{(1, 1)}"), all_boxed(r"\\boxed{1} no no no \\boxed{2}")
+    ('(3, 3), (1, 1)', None)
+    """
+    text = text[-MAX_SCAN_CHARS:]
+    close = text.rfind("</think>")
+    text = text[close:] if close >= 0 else text
+    if "boxed" not in text and "fbox" not in text:
+        return None
+    boxes = outermost_boxed(text)
+    if len(boxes) < 2:
+        return None
+    group = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        between = _PARTS_NOISE.sub(lambda m: m.group(1) or " ", text[box[1] : group[-1][0]]).strip()
+        if len(between) > 200 or not _PARTS_JOIN.fullmatch(between):
+            break
+        group.append(box)
+    contents = list(dict.fromkeys(c for _, _, c in reversed(group) if c))
+    return ", ".join(contents) if len(contents) >= 2 else None
 
 
 def unbox(text: str) -> str:
@@ -199,7 +258,7 @@ def _bold(text: str) -> str | None:
     return labelled.group(1).strip() if labelled else inner
 
 
-_MATH_SPAN = re.compile(r"\$\$(?P<a>[^$]{1,%d}?)\$\$|(?<![\\$])\$(?P<b>[^$\n]{1,%d}?)\$|\\\((?P<c>.{1,%d}?)\\\)|\\\[(?P<d>.{1,%d}?)\\\]"
+_MATH_SPAN = re.compile(r"\$\$(?P<a>[^$]{1,%d}?)\$\$|(?<![\\$])\$(?P<b>(?:[^$\n\\]|\\[^\n]){1,%d}?)\$|\\\((?P<c>.{1,%d}?)\\\)|\\\[(?P<d>.{1,%d}?)\\\]"
                         % ((MAX_BARE_CHARS,) * 4), re.DOTALL)
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _TEXT_ARG = re.compile(r"\\(?:text|mathrm|textbf|mbox|operatorname|begin|end)\s*\{[^{}]*\}")
@@ -306,7 +365,7 @@ def extract_answer(completion: str, methods: Sequence[str] | None = None) -> Ext
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown extraction method(s) {sorted(unknown)}; known: {', '.join(METHODS)}")
-    completion = completion[-MAX_SCAN_CHARS:]
+    completion = repair_escapes(completion[-MAX_SCAN_CHARS:])
     if "answer_tag" in methods:
         tag = _last_answer_tag(completion)
         if tag is not None:
@@ -346,7 +405,7 @@ def extract_reference(reference: str) -> str:
     >>> extract_reference(r"\\frac{1}{2}"), extract_reference("so 5 + 7 = 12\\n#### 12")
     ('\\\\frac{1}{2}', '12')
     """
-    text = str(reference).strip()
+    text = repair_escapes(str(reference)).strip()
     if "\\boxed" in text or "\\fbox" in text:
         boxed = last_boxed(text)
         if boxed is not None:

@@ -25,6 +25,13 @@ without being normalised or parsed (reason "answer too long", counted as ``too_l
 thread's work on an answer is bounded whatever the policy wrote (see :mod:`r1gym.plugins.math.extract` for
 why wrong and not unscorable).
 
+Second opinion (:meth:`MathChecker.second_opinion`): on a "cannot be scored" because sympy cannot read a
+well-formed reference, or an "incorrect" against a reference with several boxes, plain
+``math_verify.verify(parse(reference), parse(completion))`` is asked, in a worker under the same time limit; its
+"equal" becomes the verdict (reason :data:`SECOND_OPINION_REASON`, flagged ``fallback`` by the reward). Not on
+any other "incorrect": there math-verify's looser rules (``x + y = 5`` ~ ``5``, ``x^2+1=0`` ~ ``x^2+2=0``)
+would add false positives (measured in docs/math.md). Never on a "correct", a timeout or a busy pool.
+
 Cache: verdicts are kept per ``(reference, prediction, approx_digits)`` (LRU, ``cache_size`` entries); a
 GRPO group's samples often share an answer, and references repeat every epoch. Timeouts and worker failures
 are not cached (they may be the machine's fault, not the pair's).
@@ -49,7 +56,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from r1gym.plugins.math.extract import MAX_ANSWER_CHARS, extract_answer, extract_reference
+from r1gym.plugins.math.extract import MAX_ANSWER_CHARS, MAX_SCAN_CHARS, Extraction, all_boxed, extract_answer, extract_reference, outermost_boxed
 from r1gym.plugins.math.normalize import DEFAULT_APPROX_DIGITS, classify, quick_verdict
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,17 @@ DEFAULT_STARTUP_TIMEOUT = 60.0
 DEFAULT_MEMORY_LIMIT_MB = 2048
 WORKERS_ENV = "R1GYM_MATH_WORKERS"
 OUT_OF_MEMORY = "out of memory"
+
+
+#: the kinds of pair on which plain math-verify may overrule a "no" (see :func:`second_opinion_kind`)
+SECOND_OPINION_KINDS = ("unparsed_reference", "reference_boxes", "incorrect")
+#: the kinds it overrules by default: those where it added no false positive on bench/data/math_eval nor on the
+#: hand-written near misses (docs/math.md, "A second opinion")
+DEFAULT_SECOND_OPINION = ("unparsed_reference", "reference_boxes")
+#: the reason of a verdict that plain math-verify's "equal" gave (the reward flags it ``fallback``)
+SECOND_OPINION_REASON = "math-verify second opinion"
+#: the reason of a verdict reached by reading every box of the completion (or reference) as one answer
+ALL_BOXES_REASON = "all boxes"
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,13 @@ def _op_parse(text: str) -> str | None:
     return None if ok else str(value)
 
 
+def _op_math_verify(gold: str, completion: str) -> bool:
+    """Plain ``math_verify.verify(parse(gold), parse(completion))``, defaults: the second opinion."""
+    from math_verify import parse, verify
+
+    return bool(verify(parse(gold), parse(completion)))
+
+
 def _op_ping() -> int:
     return os.getpid()
 
@@ -114,7 +139,7 @@ _WARMUP = (
     r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}", r"\{1, 2\}", r"y = 2x + 1", r"x \ge 3", r"2\pi r^2", r"\sin^2 x",
     r"\left[ \frac{\pi^2}{8}, 5 \right]", "10^{-3}", r"\text{even}", "3 + 4i", r"\dfrac{9}{4}", "5!",
 )
-_OPS = {"check": _op_check, "parse": _op_parse, "ping": _op_ping, "sleep": _op_sleep}
+_OPS = {"check": _op_check, "parse": _op_parse, "math_verify": _op_math_verify, "ping": _op_ping, "sleep": _op_sleep}
 
 
 def _worker_main(fd: int, memory_limit_mb: int) -> None:
@@ -332,7 +357,12 @@ class MathChecker:
         cache_size: int = 100_000,
         memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
         max_wait: float = DEFAULT_MAX_WAIT,
+        second_opinion: Sequence[str] = DEFAULT_SECOND_OPINION,
     ):
+        unknown = set(second_opinion) - set(SECOND_OPINION_KINDS)
+        if unknown:
+            raise ValueError(f"unknown second-opinion kind(s) {sorted(unknown)}; known: {', '.join(SECOND_OPINION_KINDS)}")
+        self.second_opinion_kinds = tuple(second_opinion)
         self.workers, self.timeout, self.cache_size = workers, float(timeout), int(cache_size)
         self.memory_limit_mb, self.max_wait = memory_limit_mb, float(max_wait)
         self._pool: WorkerPool | None = None
@@ -418,11 +448,71 @@ class MathChecker:
     ) -> Verdict:
         """Extract the final answer of ``completion`` and :meth:`check` it. No answer found is incorrect,
         unless the reference itself is unusable (then the pair cannot be scored)."""
-        found = extract_answer(completion, methods)
+        return self.grade_found(completion, reference, extract_answer(completion, methods), timeout=timeout,
+                                approx_digits=approx_digits)
+
+    def grade_found(
+        self,
+        completion: str,
+        reference: Any,
+        found: Extraction | None,
+        *,
+        timeout: float | None = None,
+        approx_digits: int = DEFAULT_APPROX_DIGITS,
+    ) -> Verdict:
+        """:meth:`grade` with the answer already extracted (``found``, ``None`` when there was none), then the
+        :meth:`second_opinion` on a "no"."""
         if found is None:
             problem = self.reference_problem(reference, timeout=timeout)
-            return Verdict(None, problem) if problem else Verdict(False, "no answer found")
-        return self.check(reference, found.text, timeout=timeout, approx_digits=approx_digits)
+            verdict = Verdict(None, problem) if problem else Verdict(False, "no answer found")
+        else:
+            verdict = self.check(reference, found.text, timeout=timeout, approx_digits=approx_digits)
+            if verdict.correct is False and not verdict.reason.startswith("answer too long"):
+                verdict = self._all_boxes(completion, reference, found, verdict, timeout, approx_digits)
+        return self.second_opinion(completion, reference, verdict, timeout=timeout)
+
+    def _all_boxes(self, completion: str, reference: Any, found: Extraction, verdict: Verdict,
+                   timeout: float | None, approx_digits: int) -> Verdict:
+        """An answer in parts: when the completion (or the reference) boxes two or more separate answers and its
+        last box alone is not the reference, all its boxes together are compared (:func:`all_boxed`). Hedging
+        gains nothing: three boxed guesses together are a list of three, never one value or a set of two."""
+        ref = "" if reference is None else str(reference)
+        tries = []
+        boxes = all_boxed(completion)
+        if boxes is not None and boxes != found.text:
+            tries.append((ref, boxes))
+        ref_boxes = all_boxed(ref)
+        if ref_boxes is not None:
+            tries.append((ref_boxes, found.text))
+        for r, p in tries:
+            if len(p) <= MAX_ANSWER_CHARS and self.check(r, p, timeout=timeout, approx_digits=approx_digits).correct:
+                return Verdict(True, ALL_BOXES_REASON)
+        return verdict
+
+    def second_opinion(self, completion: str, reference: Any, verdict: Verdict, *, timeout: float | None = None) -> Verdict:
+        """Plain math-verify's verdict on a pair this checker said "incorrect" or "cannot be scored" about,
+        when the pair is of a kind in ``second_opinion`` (:func:`second_opinion_kind`). Its "equal" wins
+        (reason :data:`SECOND_OPINION_REASON`, which the reward flags ``fallback``); anything else leaves
+        ``verdict`` as it was. Never asked about a "correct", a timeout, a busy pool or an over-long answer.
+        It runs in a worker under the check's time limit, like every check: a timeout keeps ``verdict``."""
+        kind = second_opinion_kind(completion, reference, verdict)
+        if kind is None or kind not in self.second_opinion_kinds:
+            return verdict
+        reference = "" if reference is None else str(reference)
+        tail = completion[-MAX_SCAN_CHARS:]
+        key = ("math_verify", reference, tail)
+        cached = self._cached(key)
+        if cached is None:
+            outcome, value = self.pool.call("math_verify", (reference, tail), self.timeout if timeout is None else timeout)
+            self.stats[f"second_opinion_{outcome}"] += 1
+            if outcome != "ok":
+                return verdict  # its failure is no verdict: keep ours (not cached: may be the machine's fault)
+            cached = Verdict(bool(value), SECOND_OPINION_REASON)
+            self._remember(key, cached)
+        if cached.correct:
+            self.stats["second_opinion_equal"] += 1
+            return cached
+        return verdict
 
     async def acheck(self, reference: Any, prediction: str, **kwargs: Any) -> Verdict:
         """:meth:`check` for asyncio code (runs in a thread; the event loop is never blocked)."""
@@ -439,6 +529,35 @@ class MathChecker:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def second_opinion_kind(completion: str, reference: Any, verdict: Verdict) -> str | None:
+    """Which of :data:`SECOND_OPINION_KINDS` the pair is, or ``None`` when no second opinion may be asked:
+
+    * ``unparsed_reference``: "cannot be scored" because sympy cannot read the reference (``1 = \\zzz = x = 0``),
+      though it is well formed (balanced braces, no dangling operator: a truncated reference such as
+      ``\\boxed{W(n) = 1 \\text{ and } W(n) = -1`` is corrupt data, of which math-verify reads a fragment);
+    * ``reference_boxes``: "incorrect", and the reference holds two or more separate boxes that this checker
+      does not read as one answer in parts (``\\boxed{35 cm} ++++++ \\boxed{4}``: it reads the last). Only the
+      reference: were it the completion's boxes, a policy could opt into math-verify's looser rules by boxing
+      twice (``\\boxed{5} so \\boxed{5}`` would equal ``x+y=5``);
+    * ``incorrect``: any other "incorrect".
+
+    A "correct", a timeout, a busy pool, a failed worker and an over-long answer are never second-guessed.
+    """
+    from r1gym.plugins.math.verify import well_formed
+
+    if verdict.correct is True:
+        return None
+    if verdict.correct is None:
+        unread = verdict.reason.startswith(("reference answer does not parse", "reference answer is undefined"))
+        return "unparsed_reference" if unread and well_formed(extract_reference("" if reference is None else str(reference))) else None
+    if verdict.reason.startswith("answer too long"):
+        return None
+    ref = ("" if reference is None else str(reference))[-MAX_SCAN_CHARS:]
+    if ("boxed" in ref or "fbox" in ref) and len(outermost_boxed(ref)) >= 2:
+        return "reference_boxes"
+    return "incorrect"
 
 
 _DEFAULT: dict[int, MathChecker] = {}

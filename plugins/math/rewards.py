@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from r1gym.core.rewards import Graded, Unscorable
 from r1gym.plugins.math.extract import FALLBACK_METHODS, MAX_ANSWER_CHARS, MAX_SCAN_CHARS, extract_answer, find_boxed
 from r1gym.plugins.math.normalize import DEFAULT_APPROX_DIGITS, answer_key
-from r1gym.plugins.math.pool import DEFAULT_TIMEOUT, default_checker
+from r1gym.plugins.math.pool import ALL_BOXES_REASON, DEFAULT_TIMEOUT, SECOND_OPINION_REASON, default_checker
 
 UNITS = ("chars", "words", "tokens")
-#: verdicts reached without the main check: "identical" = the reference does not parse, the strings agree
-FALLBACK_REASONS = ("identical",)
+#: verdicts reached without the main check: "identical" = the reference does not parse, the strings agree;
+#: plain math-verify's "equal" overruling this checker's "no" (:meth:`~r1gym.plugins.math.pool.MathChecker.second_opinion`);
+#: every box of an answer given in parts read together
+FALLBACK_REASONS = ("identical", SECOND_OPINION_REASON, ALL_BOXES_REASON)
 #: this many different boxed answers at the end of a completion raise the ``hack_pattern`` flag
 HEDGE_BOXES = 3
 
@@ -53,10 +55,7 @@ def math_accuracy(
     """
     checker = default_checker()
     found = extract_answer(completion, methods)
-    if found is None:
-        verdict = checker.grade(completion, answer, methods=methods, timeout=timeout, approx_digits=approx_digits)
-    else:
-        verdict = checker.check(answer, found.text, timeout=timeout, approx_digits=approx_digits)
+    verdict = checker.grade_found(completion, answer, found, timeout=timeout, approx_digits=approx_digits)
     if verdict.correct is None:
         raise Unscorable(verdict.reason)
     flags = []

@@ -15,8 +15,11 @@ The comparison is ours, written to remove math-verify's known false positives:
   tolerance of 1e-40; a decimal only approximates an irrational with ``approx_digits`` significant digits;
 * equations are equal when one is a non-zero constant multiple of the other (``x + y = 0`` ~ ``2x + 2y = 0``),
   never because both have no real solution (math-verify: ``x^2+1=0`` equals ``x^2+2=0``); assignments
-  ``x = 5`` compare their right-hand sides, and a bare ``5`` matches ``x = 5`` (but ``2x = 5`` is not ``5``);
-* inequalities: same direction and strictness up to a positive multiple, or the same solution set;
+  ``x = 5`` compare their right-hand sides, and a bare ``5`` matches ``x = 5`` (but ``2x = 5`` is not ``5``); a
+  chain of equalities between constants is a computation worth its last side (``2 + 3 = 5`` ~ ``5``);
+* inequalities: same direction and strictness up to a positive multiple, or the same solution set; a chain
+  around one value of an unknown function is that value's interval (``0 < f(x) < 1`` ~ ``(0, 1)``);
+* a reference sympy reads as undefined but written as a time of day (``12:00``, read 12/0) is compared as one;
 * ``\\pm 2`` is the set ``{-2, 2}``: not ``2``;
 * sets are unordered, tuples/points and intervals ordered (openness counts), matrices elementwise; a column
   or row vector equals a tuple of the same entries;
@@ -127,7 +130,7 @@ def parse_latex(text: str) -> tuple[bool, Any]:
     return True, (expr, percent)
 
 
-def _well_formed(text: str) -> bool:
+def well_formed(text: str) -> bool:
     """Balanced braces and no dangling operator: LaTeX that is whole, even where sympy cannot read it."""
     depth = 0
     for ch in re.sub(r"\\[{}]", "", text):
@@ -172,11 +175,16 @@ def symbolic_verdict(
     else:
         ok, parsed = parse_latex(ref_text)
         if not ok:
-            if _well_formed(ref_text) and re.sub(r"\s+", "", ref_text) == re.sub(r"\s+", "", pred_text):
+            if well_formed(ref_text) and re.sub(r"\s+", "", ref_text) == re.sub(r"\s+", "", pred_text):
                 return True, "identical"  # sympy cannot read it (12:00), but it is the same answer
             return None, f"reference answer does not parse: {parsed}"
         g, g_pct = parsed
         if _undefined(g):
+            if well_formed(ref_text) and re.sub(r"\s+", "", ref_text) == re.sub(r"\s+", "", pred_text):
+                return True, "identical"  # 12:00 reads as 12/0, but the answer is the same string
+            ref_time, pred_time = _clock_time(ref_text), _clock_time(pred_text)
+            if ref_time is not None and pred_time is not None:  # 12:00 is no ratio (12/0) but a time of day
+                return ref_time == pred_time, "clock time"
             return None, f"reference answer is undefined: {ref_text!r}"
     if pred_number is not None:
         p, p_pct = _number_expr(pred_number), pred_number.percent
@@ -204,6 +212,15 @@ def symbolic_verdict(
     if any(equal(a, b, ctx) for a, b in pairs):
         return True, "equivalent"
     return False, "not equivalent"
+
+
+_CLOCK = re.compile(r"^\s*(\d{1,2})\s*:\s*([0-5]\d)\s*$")
+
+
+def _clock_time(text: str) -> tuple[int, int] | None:
+    """``(hours, minutes)`` of a time of day written ``H:MM`` (``12:00``, ``1:00``, ``09:30``), else ``None``."""
+    m = _CLOCK.match(text)
+    return (int(m.group(1)), int(m.group(2))) if m and int(m.group(1)) <= 24 else None
 
 
 def _approximates(exact: Any, approx: NumberValue, ctx: _Ctx) -> bool | None:
@@ -280,6 +297,19 @@ def _is_assignment(x: Any) -> bool:
     return bool(chain) and all(isinstance(r, Eq) for r in chain) and _names_a_value(chain[0].lhs)
 
 
+def _is_computation(x: Any) -> bool:
+    """A chain of equalities between constants, ``2 + 3 = 5``: a worked computation whose value is its last side
+    (no side holds a variable, so it is no equation to solve)."""
+    import sympy
+    from sympy import Eq
+
+    chain = _chain(x) if _is_rel(x) else []
+    return bool(chain) and all(
+        isinstance(r, Eq) and all(isinstance(side, sympy.Expr) and not side.free_symbols for side in (r.lhs, r.rhs))
+        for r in chain
+    )
+
+
 def _names_a_value(lhs: Any) -> bool:
     import sympy
 
@@ -296,9 +326,9 @@ def equal(g: Any, p: Any, ctx: _Ctx) -> bool:
     from sympy import MatrixBase, Set, Tuple
 
     g, p = _evaluated_matrix(g), _evaluated_matrix(p)
-    if _is_assignment(g) and not _is_rel(p):
+    if (_is_assignment(g) or _is_computation(g)) and not _is_rel(p):
         g = _chain(g)[-1].rhs
-    if _is_assignment(p) and not _is_rel(g):
+    if (_is_assignment(p) or _is_computation(p)) and not _is_rel(g):
         p = _chain(p)[-1].rhs
     if _is_rel(g) or _is_rel(p):
         return _relations_equal(g, p, ctx)
@@ -425,11 +455,34 @@ def _as_set(rel: Any) -> Any:
 
     if isinstance(rel, Eq) and isinstance(rel.lhs, Symbol) and isinstance(rel.rhs, Set):
         return rel.rhs
-    syms = rel.free_symbols
-    if len(syms) != 1 or any(type(r).__name__ in ("Equality", "Unequality") for r in _chain(rel)):
+    if any(type(r).__name__ in ("Equality", "Unequality") for r in _chain(rel)):
+        return None
+    named = _range_of_named(rel)
+    if named is not None:
+        return named
+    if len(rel.free_symbols) != 1:
         return None
     try:
         return rel.as_set()
+    except Exception:
+        return None
+
+
+def _range_of_named(rel: Any) -> Any:
+    """``0 < f(x) < 1`` is the interval ``(0, 1)`` of the value ``f(x)``: an inequality chain whose only
+    non-constant term is one function application of an unknown function (no sum, so ``0 < x + y < 1`` is not)."""
+    from sympy import Dummy
+    from sympy.core.function import AppliedUndef
+
+    terms = {side for r in _chain(rel) for side in (r.lhs, r.rhs) if getattr(side, "free_symbols", None)}
+    if len(terms) != 1:
+        return None
+    (term,) = terms
+    if not isinstance(term, AppliedUndef):
+        return None
+    t = Dummy("t", real=True)
+    try:
+        return rel.xreplace({term: t}).as_set()
     except Exception:
         return None
 
