@@ -139,6 +139,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("per category", group_by(lambda r: [r["category"]])),
         ("per error class of issue 14 (tags; a row may have several, most have none)", group_by(lambda r: r["tags"])),
     ]
+    disputed_set = {i for i, r in enumerate(rows) if r.get("disputed")}
+    if disputed_set:  # the groups that hold a disputed row, counted without it
+        with_disputed: dict[str, list[int]] = {}
+        for _, groups in sections[1:]:
+            for name, idx in groups.items():
+                if disputed_set & set(idx):
+                    with_disputed[name] = [i for i in idx if i not in disputed_set]
+        sections.append(("groups that hold a disputed label, counted without it", with_disputed))
     fps = [i for i, v in enumerate(verdicts["r1gym"]) if v is True and not rows[i]["label"]]
     worse = [i for i, r in enumerate(rows)
              if (verdicts["r1gym"][i] is True) != r["label"] and (verdicts["math-verify"][i] is True) == r["label"]]
