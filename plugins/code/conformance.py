@@ -24,7 +24,8 @@ prints ``LEAK ...`` when it got somewhere, so a weakness shows in its output. An
 Secrets are planted (:func:`plant`) before the suite, world-readable, and removed after: in the project folder
 (the working directory or ``project_dir``), a run folder, ``$HOME``, ``/tmp`` and ``/var/tmp``, and in this
 process's environment. Attacks that belong together (one leaves something, the next looks for it) are
-consecutive in :data:`ATTACKS`. An attack that shows a weakness not fixed yet carries ``xfail_reason``: it
+consecutive in :data:`ATTACKS`; others look while another run holds things (``alongside``: a program run in a
+second sandbox run at the same time, as runs are in training). An attack that shows a weakness not fixed yet carries ``xfail_reason``: it
 still runs, and its failure is reported as expected, not hidden.
 
 Host checks are exact, not heuristic, so runs of other processes on the same host (other trainers, other test
@@ -53,6 +54,7 @@ from r1gym.plugins.code.sandbox import Limits, Program, RunResult
 
 CATEGORIES = ("escape", "secrets", "other-runs", "resources", "process", "time", "output", "fds")
 EVIL = "r1gym-conformance-evil"  # the name attacks try to create outside their scratch
+DROP = "r1gym-conformance-drop"  # the name attacks leave for other runs to find
 SECRET_NAME = "r1gym-conformance-secret"
 SECRET_ENV = "R1GYM_CONFORMANCE_SECRET"
 MEMORY_SLACK_MB = 1024
@@ -72,10 +74,11 @@ class Planted:
     home: str
 
     def evil_paths(self) -> list[str]:
-        """The host paths attacks try to create (``<dir>/r1gym-conformance-evil``); none may exist after."""
+        """The host paths attacks try to create (``<dir>/r1gym-conformance-evil``, ``-drop``); none may exist
+        after."""
         dirs = ["/", "/usr", "/usr/lib", "/etc", "/dev", "/dev/shm", "/tmp", "/var/tmp", "/root", "/home",
                 self.project_dir, self.run_dir, self.home]
-        return [os.path.join(d, EVIL) for d in dict.fromkeys(dirs)]
+        return [os.path.join(d, name) for d in dict.fromkeys(dirs) for name in (EVIL, DROP)]
 
 
 @contextlib.contextmanager
@@ -129,9 +132,10 @@ class Attack:
     language: str = "python"
     holds_memory: bool = False
     xfail_reason: str = ""
+    alongside: str = ""  # a Python program run in another sandbox at the same time, started a moment before
 
     def program(self, planted: Planted) -> Program:
-        dirs = [os.path.dirname(p) for p in planted.evil_paths()]
+        dirs = list(dict.fromkeys(os.path.dirname(p) for p in planted.evil_paths()))
         includes = "".join(f'#if __has_include("{p}")\n#warning "LEAK the compiler sees {p}"\n#endif\n'
                            for p in planted.paths)
         includes += "".join(f'#if __has_include("{p}")\n#include "{p}"\n#endif\n' for p in planted.paths)
@@ -229,13 +233,18 @@ def check_attack(sandbox: sandbox_module.Sandbox, attack: Attack, planted: Plant
     """Run one attack and say everything that went wrong (``Outcome.reasons``, empty when it passed)."""
     program = attack.program(planted)
     before = meminfo_mb() if host_checks and attack.holds_memory else {}
+    beside = _Beside(sandbox, attack) if attack.alongside else None
     started = time.perf_counter()
     try:
         result = sandbox.run(program, attack.limits)
     except Exception as exc:  # a backend must never raise for a program's behaviour
         return Outcome(attack, None, [f"the sandbox raised {type(exc).__name__}: {exc}"], time.perf_counter() - started)
+    finally:
+        if beside is not None:
+            beside.join()
     seconds = time.perf_counter() - started
-    reasons = []
+    reasons = [] if beside is None or beside.result.status == "ok" else [
+        f"the run beside it ended {beside.result.status}: {beside.result.stderr.strip()[-160:]}"]
     if result.status not in attack.expect:
         reasons.append(f"status {result.status} ({result.detail.strip()[:120] or result.stderr.strip()[-200:]}), "
                        f"expected {' or '.join(attack.expect)}")
@@ -251,6 +260,31 @@ def check_attack(sandbox: sandbox_module.Sandbox, attack: Attack, planted: Plant
     if host_checks:
         reasons += _host_reasons(attack, program, planted, before)
     return Outcome(attack, result, reasons, seconds)
+
+
+class _Beside:
+    """``attack.alongside`` running in another sandbox run, in a thread, from a moment before the attack."""
+
+    HEAD_START_S = 0.7  # the interpreter starts and makes what it holds well within this (no correctness hinges on it)
+
+    def __init__(self, sandbox: sandbox_module.Sandbox, attack: Attack):
+        import threading
+
+        limits = replace(attack.limits, time_s=attack.limits.time_s + 5.0)
+        self.result = RunResult("sandbox_error", None, "", "", 0.0, 0.0, "did not end")
+        self._thread = threading.Thread(target=self._run, args=(sandbox, Program("python", attack.alongside), limits),
+                                        daemon=True)
+        self._thread.start()
+        time.sleep(self.HEAD_START_S)
+
+    def _run(self, sandbox, program, limits) -> None:
+        try:
+            self.result = sandbox.run(program, limits)
+        except Exception as exc:
+            self.result = RunResult("sandbox_error", None, "", "", 0.0, 0.0, f"{type(exc).__name__}: {exc}")
+
+    def join(self) -> None:
+        self._thread.join()
 
 
 def _host_reasons(attack: Attack, program: Program, planted: Planted, before: dict[str, float]) -> list[str]:
@@ -372,6 +406,57 @@ try:
 except OSError as e:
     print("stopped:", e)
 print("wrote", wrote)
+"""
+
+_FIND_FILES = """\
+import glob, os
+for d in ("/tmp", "/dev/shm", "/var/tmp", "/run/shm", os.path.expanduser("~")):
+    if os.path.exists(os.path.join(d, "r1gym-conformance-drop")):
+        print("LEAK found a file of an earlier run in", d)
+for p in glob.glob("/tmp/r1gym-sbx-*") + glob.glob("/tmp/*/main.py"):
+    print("LEAK another run's scratch:", p)
+print("done")
+"""
+
+_FIND_PROCESS = """\
+import os, socket
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect("\\0r1gym-conformance"); print("LEAK reached a process of an earlier run")
+except OSError:
+    pass
+mine = {str(os.getpid())}
+others = [p for p in os.listdir("/proc") if p.isdigit() and p not in mine]
+if others:
+    print("LEAK processes besides mine:", [open(f"/proc/{p}/cmdline", "rb").read()[:60] for p in others[:5]])
+print("done")
+"""
+
+_FIND_IPC = _LIBC + """\
+KEY = 0x52314759
+for name, call in (("shm", lambda: libc.shmget(KEY, 0, 0)), ("msg", lambda: libc.msgget(KEY, 0)),
+                   ("sem", lambda: libc.semget(KEY, 0, 0))):
+    if call() >= 0:
+        print("LEAK found an earlier run's", name)
+for p in ("/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem"):
+    try:
+        lines = open(p).read().splitlines()[1:]
+        if lines:
+            print("LEAK", p, lines[:2])
+    except OSError:
+        pass
+print("done")
+"""
+
+_HOLDER = _LIBC + """\
+import socket, time
+s = socket.socket(socket.AF_UNIX)
+s.bind("\\0r1gym-conformance")
+s.listen()
+for d in ("/tmp", "/dev/shm"):
+    open(os.path.join(d, "r1gym-conformance-drop"), "w").write("a run in flight")
+libc.shmget(0x52314759, 1 << 20, 0o1666)
+time.sleep(2)
 """
 
 A = Attack
@@ -738,15 +823,7 @@ for d in ("/tmp", "/dev/shm", "/var/tmp", os.path.expanduser("~")):
     except OSError:
         pass
 """),
-    A("find-files-of-an-earlier-run", "other-runs", """\
-import glob, os
-for d in ("/tmp", "/dev/shm", "/var/tmp", "/run/shm", os.path.expanduser("~")):
-    if os.path.exists(os.path.join(d, "r1gym-conformance-drop")):
-        print("LEAK found a file of an earlier run in", d)
-for p in glob.glob("/tmp/r1gym-sbx-*") + glob.glob("/tmp/*/main.py"):
-    print("LEAK another run's scratch:", p)
-print("done")
-"""),
+    A("find-files-of-an-earlier-run", "other-runs", _FIND_FILES),
     A("leave-a-listening-process", "other-runs", """\
 import os, socket, time
 r, w = os.pipe()
@@ -762,19 +839,7 @@ if os.fork() == 0:
 os.read(r, 1)
 print("a daemon listens")
 """),
-    A("find-a-process-of-an-earlier-run", "other-runs", """\
-import os, socket
-s = socket.socket(socket.AF_UNIX)
-try:
-    s.connect("\\0r1gym-conformance"); print("LEAK reached a process of an earlier run")
-except OSError:
-    pass
-mine = {str(os.getpid())}
-others = [p for p in os.listdir("/proc") if p.isdigit() and p not in mine]
-if others:
-    print("LEAK processes besides mine:", [open(f"/proc/{p}/cmdline", "rb").read()[:60] for p in others[:5]])
-print("done")
-"""),
+    A("find-a-process-of-an-earlier-run", "other-runs", _FIND_PROCESS),
     A("leave-sysv-ipc-objects", "other-runs", _LIBC + """\
 KEY = 0x52314759
 shm = libc.shmget(KEY, 1 << 20, 0o1666)  # IPC_CREAT | 0666
@@ -782,21 +847,10 @@ msg = libc.msgget(KEY, 0o1666)
 sem = libc.semget(KEY, 1, 0o1666)
 print("made", shm, msg, sem)
 """),
-    A("find-sysv-ipc-of-an-earlier-run", "other-runs", _LIBC + """\
-KEY = 0x52314759
-for name, call in (("shm", lambda: libc.shmget(KEY, 0, 0)), ("msg", lambda: libc.msgget(KEY, 0)),
-                   ("sem", lambda: libc.semget(KEY, 0, 0))):
-    if call() >= 0:
-        print("LEAK found an earlier run's", name)
-for p in ("/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem"):
-    try:
-        lines = open(p).read().splitlines()[1:]
-        if lines:
-            print("LEAK", p, lines[:2])
-    except OSError:
-        pass
-print("done")
-"""),
+    A("find-sysv-ipc-of-an-earlier-run", "other-runs", _FIND_IPC),
+    A("find-files-of-a-run-in-flight", "other-runs", _FIND_FILES, alongside=_HOLDER),
+    A("find-a-process-of-a-run-in-flight", "other-runs", _FIND_PROCESS, alongside=_HOLDER),
+    A("find-sysv-ipc-of-a-run-in-flight", "other-runs", _FIND_IPC, alongside=_HOLDER),
     A("poison-the-runtime", "other-runs", """\
 import os, sys, sysconfig
 poison = "print('LEAK poisoned by an earlier run')\\n"

@@ -308,7 +308,11 @@ class LocalSandbox:
             return RunResult("sandbox_error", None, "", "", 0.0, 0.0, f"{type(exc).__name__}: {exc}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-            _reap_orphans()
+            # the run's processes die with its PID namespace, a moment after bwrap: the uid (and its RLIMIT_NPROC
+            # count, which zombies hold too) goes back only when none of them is left, or after 2 s at most
+            deadline = time.monotonic() + 2.0
+            while _reap_orphans(uid if uid in _UIDS.all else None) and time.monotonic() < deadline:
+                time.sleep(0.005)
             _UIDS.release(uid)
 
     # -- internals -------------------------------------------------------------------------------------
@@ -577,25 +581,32 @@ def _become_subreaper() -> None:
         pass
 
 
-def _reap_orphans() -> None:
+def _reap_orphans(uid: int | None = None) -> int:
     """Reap this process's exited children that ran as a sandbox uid (never another subprocess's, nor a
-    sandbox process whose run is still waiting for it in another thread)."""
+    sandbox process whose run is still waiting for it in another thread). Returns how many processes of
+    ``uid`` (a sandbox uid) are still alive, or 0 without one."""
     me = str(os.getpid())
+    alive = 0
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return
+        return 0
     for pid in filter(str.isdigit, entries):
         try:
+            owner = os.stat(f"/proc/{pid}").st_uid
+            if owner not in _UIDS.all:
+                continue
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            if fields[0] != "Z" or fields[1] != me or os.stat(f"/proc/{pid}").st_uid not in _UIDS.all:
+            alive += owner == uid and fields[0] != "Z"
+            if fields[0] != "Z" or fields[1] != me:
                 continue
             with _IN_FLIGHT_LOCK:  # a run in another thread waits for its own process
                 if int(pid) not in _IN_FLIGHT:
                     os.waitpid(int(pid), os.WNOHANG)
         except (OSError, IndexError, ChildProcessError):
             continue
+    return alive
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
