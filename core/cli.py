@@ -143,8 +143,8 @@ def cmd_sandbox_check(backend: str, only: Sequence[str], host_checks: bool) -> i
     for name in only:
         if name not in names:
             close = difflib.get_close_matches(name, names, n=3)
-            raise ValueError(f"no attack named {name!r}" + (f"; did you mean {', '.join(close)}?" if close else
-                                                            f"; there are {len(names)}, see plugins/code/conformance.py"))
+            hint = f"did you mean {', '.join(close)}?" if close else f"there are {len(names)}: {', '.join(names)}"
+            raise ValueError(f"no attack named {name!r}; {hint}")
     attacks = [a for a in ATTACKS if not only or a.name in only]
     sandbox = factory()
     host_checks = host_checks or isinstance(sandbox, LocalSandbox)  # the host is this machine

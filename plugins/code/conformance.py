@@ -25,14 +25,14 @@ Secrets are planted (:func:`plant`) before the suite, world-readable, and remove
 (the working directory or ``project_dir``), a run folder, ``$HOME``, ``/tmp`` and ``/var/tmp``, and in this
 process's environment. Attacks that belong together (one leaves something, the next looks for it) are
 consecutive in :data:`ATTACKS`; others look while another run holds things (``alongside``: a program run in a
-second sandbox run at the same time, as runs are in training). An attack that shows a weakness not fixed yet carries ``xfail_reason``: it
-still runs, and its failure is reported as expected, not hidden.
+second sandbox run at the same time, as runs are in training). An attack that shows a weakness not fixed yet
+carries ``xfail_reason``: it still runs, and its failure is reported as expected, not hidden.
 
-Host checks are exact, not heuristic, so runs of other processes on the same host (other trainers, other test
-sessions) are not blamed: a process counts as a stray only when its uid is a sandbox uid that no other process
-holds the lock of (:class:`~r1gym.plugins.code.sandbox._UidSlots`), which needs runs to get uids of their own
-(r1gym run as root); as another user every run has that user's uid and strays cannot be told apart, so that
-check is skipped. The memory check is coarse by nature, since other processes on the host allocate and free
+Host checks do not blame runs of other processes on the same host (other trainers, other test sessions): a
+scratch dir counts only when it holds this attack's source, and a process counts as a stray only when its
+uid is a sandbox uid that no other process holds the lock of (:class:`~r1gym.plugins.code.sandbox._UidSlots`),
+which needs runs to get uids of their own (r1gym run as root); as another user every run has that user's uid
+and strays cannot be told apart, so that check is skipped. The memory check is coarse by nature, since other processes on the host allocate and free
 too: the ``MemAvailable`` margin is a gigabyte (a test session beside us loading a model moves it by that much),
 the ``Shmem`` margin 64 MB; a stray process holding memory is caught by the process check instead.
 """
@@ -1028,7 +1028,8 @@ while True: pass
 import os
 for what, call in (("SCHED_FIFO", lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))),
                    ("SCHED_RR", lambda: os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))),
-                   ("nice -10", lambda: os.nice(-10)), ("priority -20", lambda: os.setpriority(os.PRIO_PROCESS, 0, -20))):
+                   ("nice -10", lambda: os.nice(-10)),
+                   ("priority -20", lambda: os.setpriority(os.PRIO_PROCESS, 0, -20))):
     try:
         call(); print("LEAK", what)
     except OSError:
