@@ -1008,6 +1008,16 @@ except OSError:
     pass
 print("done")
 """, expect=("ok", "memory_limit")),
+    A("huge-pages", "resources", """\
+import mmap
+try:  # MAP_HUGETLB: pages from the host's reserved pool, which a memory control group does not count
+    m = mmap.mmap(-1, 64 << 21, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x40000)
+    m[::1 << 21] = b"x" * 64
+    print("LEAK took 64 huge pages of the host's pool")
+except (OSError, ValueError):
+    pass
+print("done")
+""", expect=("ok", "memory_limit", "runtime_error"), holds_memory=True),
     A("cpu-threads-in-cpp", "resources", """\
 #include <thread>
 #include <vector>
