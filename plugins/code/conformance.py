@@ -1053,6 +1053,7 @@ template <int K> constexpr long f() {
     return s;
 }
 static_assert(f<1>() != 1); static_assert(f<2>() != 1); static_assert(f<3>() != 1); static_assert(f<4>() != 1);
+static_assert(f<5>() != 1); static_assert(f<6>() != 1);  // each stops at gcc's -fconstexpr-ops-limit (~7 s)
 int main() { return 0; }
 """, expect=("compile_error", "timeout"), limits=QUICK, language="cpp",
       xfail_reason="compiling has a wall clock of its own (30 s, 2 GB) apart from the run's limits, so a source "
