@@ -1055,10 +1055,7 @@ template <int K> constexpr long f() {
 static_assert(f<1>() != 1); static_assert(f<2>() != 1); static_assert(f<3>() != 1); static_assert(f<4>() != 1);
 static_assert(f<5>() != 1); static_assert(f<6>() != 1);  // each stops at gcc's -fconstexpr-ops-limit (~7 s)
 int main() { return 0; }
-""", expect=("compile_error", "timeout"), limits=QUICK, language="cpp",
-      xfail_reason="compiling has a wall clock of its own (30 s, 2 GB) apart from the run's limits, so a source "
-                   "that compiles slowly holds a worker for time_s + 30 s; issue 15 asks for one wall clock over "
-                   "compiling and running"),
+""", expect=("compile_error", "timeout"), limits=QUICK, language="cpp"),  # ends at compile_s
     A("deep-recursion", "resources", "import sys\nsys.setrecursionlimit(10**9)\ndef f(n): return f(n + 1)\nf(0)\n",
       expect=("timeout", "memory_limit", "runtime_error"), limits=QUICK, holds_memory=True),
     # -- signals and process tricks ------------------------------------------------------------------------------

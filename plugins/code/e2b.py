@@ -224,7 +224,8 @@ class E2BSandbox:
                            self.request_timeout_s + self.grace_s)
             if program.language == "cpp":
                 compiled = self._command(box, "g++ -O2 -std=c++17 -o main main.cpp",
-                                         Limits(time_s=30.0, memory_mb=2048, output_bytes=64 << 10, file_mb=256),
+                                         Limits(time_s=limits.compile_s, memory_mb=2048, output_bytes=64 << 10,
+                                                file_mb=256),
                                          started)
                 if compiled.status != "ok":
                     if compiled.status == "runtime_error":

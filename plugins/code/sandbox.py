@@ -73,7 +73,11 @@ _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-run limits. ``cpu_s`` defaults to ``time_s``; ``memory_mb`` is the address-space limit."""
+    """Per-run limits. ``cpu_s`` defaults to ``time_s``; ``memory_mb`` is the address-space limit.
+    ``compile_s`` bounds compiling (C++), wall clock and CPU, so a run as a whole takes at most
+    ``compile_s + time_s``: a source that compiles for ever (``constexpr`` loops, template recursion) is a
+    ``timeout`` at ``compile_s``, not a worker held for minutes. ``g++ -O2`` of a contest program takes
+    about a second here (``bits/stdc++.h`` about three)."""
 
     time_s: float = 5.0
     cpu_s: float | None = None
@@ -83,6 +87,7 @@ class Limits:
     file_mb: int = 16
     open_files: int = 64
     scratch_mb: int = 64
+    compile_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -297,7 +302,7 @@ class LocalSandbox:
                 os.chmod(path, 0o644)
             if program.language == "cpp":
                 compiled = self._exec(scratch, [self.cxx, "-O2", "-std=c++17", "-o", "main", "main.cpp"], "",
-                                      Limits(time_s=30.0, memory_mb=2048, output_bytes=64 << 10, file_mb=256,
+                                      Limits(time_s=limits.compile_s, memory_mb=2048, output_bytes=64 << 10, file_mb=256,
                                              scratch_mb=max(limits.scratch_mb, 256)), uid, writable_copy=True)
                 if compiled.status != "ok":
                     compiled.status = "compile_error" if compiled.status == "runtime_error" else compiled.status
