@@ -26,6 +26,11 @@ ratio measured in the same run.
     python bench/sandbox.py                 # 100 programs per row
     python bench/sandbox.py --write-md      # and append the table to docs/benchmarks.md
     python bench/sandbox.py --function-calls-only
+    python bench/sandbox.py --before f83b730   # also time that commit's sandbox, same programs, same run
+
+``--before COMMIT`` loads ``plugins/code/sandbox.py`` as it was at ``COMMIT`` (``git show``; it is self-contained)
+and times its sequential and pool-of-4 rows beside today's, alternating, so isolation added since then is
+measured as a ratio on one machine in one run.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
     p.add_argument("--md-path", default=str(report.DEFAULT_MD))
     p.add_argument("--function-calls-only", action="store_true", help="only the function-call scoring rows")
+    p.add_argument("--before", metavar="COMMIT", help="also time the sandbox of this commit (see the docstring)")
     p.add_argument("--humaneval", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval.jsonl"))
     args = p.parse_args(argv)
     if args.function_calls_only:
@@ -107,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows.append([f"pool of 4, {args.resident_mb} MiB resident, limits by {label}", str(n), dt, n / dt, ""])
     del resident
 
+    if args.before:
+        rows += before_after(args.before, n)
     headers = ["runs", "programs", "seconds", "programs/s", "overhead per run vs bare"]
     print(report.text_table(headers, rows))
     score_rows = score_batch(args.reward_workers)
@@ -154,6 +162,42 @@ def score_batch(workers: int) -> list[list[object]]:
             dt = time.perf_counter() - t0
             mean = sum(o[4]["rewards"]["code_tests"] for o in out) / len(out)
             rows.append([f"reward_workers={w}", str(len(completions) * len(tests)), dt, f"{mean:.3f}"])
+    return rows
+
+
+def before_after(commit: str, n: int) -> list[list[object]]:
+    """Rows timing the sandbox of ``commit`` and today's, alternately, sequential and on a pool of 4."""
+    import importlib.util
+    import tempfile
+
+    from r1gym.plugins.code import sandbox as today
+
+    source = subprocess.run(["git", "show", f"{commit}:plugins/code/sandbox.py"], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(f"sandbox_{commit}", f.name)
+    old = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = old
+    spec.loader.exec_module(old)
+    rows, times = [], {}
+    for module, label in ((old, f"sandbox at {commit}"), (today, "sandbox today")) * 2:
+        sb = module.LocalSandbox()
+        programs = [module.Program("python", f"print({i})") for i in range(n)]
+        sb.run(programs[0])
+        t0 = time.perf_counter()
+        results = [sb.run(p) for p in programs]
+        seq = time.perf_counter() - t0
+        with module.SandboxPool(sb, 4) as pool:
+            t0 = time.perf_counter()
+            results += pool.map(programs)
+            par = time.perf_counter() - t0
+        assert [r.stdout for r in results] == [f"{i}\n" for i in range(n)] * 2, f"{label}: wrong output"
+        times.setdefault(label, []).append((seq, par))
+    for label, runs in times.items():
+        seq, par = (min(x) for x in zip(*runs))  # the better of two alternated rounds
+        rows.append([f"{label}, sequential (best of 2)", str(n), seq, n / seq, ""])
+        rows.append([f"{label}, pool of 4 (best of 2)", str(n), par, n / par, ""])
     return rows
 
 
