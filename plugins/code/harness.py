@@ -169,6 +169,11 @@ class _Judge:
         except ProcessLookupError:
             pass
         self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
 
 class JudgePool:
