@@ -472,3 +472,28 @@ def test_the_run_as_a_whole_is_capped_where_control_groups_are_usable(sandbox):
                          "        time.sleep(1); os._exit(0)\n    kids.append(pid)\n"
                          "raise SystemExit(sum(os.waitpid(k, 0)[1] & 0x7f == 9 for k in kids))"), Limits(time_s=10.0))
     assert (big.status, big.detail) == ("memory_limit", "memory limit of the whole run (640 MB)")
+
+
+def test_without_control_groups_the_run_is_accounted_from_proc(sandbox, monkeypatch):
+    """Where no control group can be made (non-root, no delegation), the fallback sums the process tree's
+    resident memory every 50 ms and kills the run past the same cap."""
+    from r1gym.plugins.code import cgroups
+
+    if not cgroups.TreeAccountant.available():
+        pytest.skip("this kernel has no /proc/<pid>/task/<tid>/children to account from")
+    none = cgroups.RunGroups.__new__(cgroups.RunGroups)
+    none.kind, none.bases, none.why = None, {}, "disabled for this test"
+    monkeypatch.setattr(cgroups, "run_groups", lambda: none)
+    assert "accounted from /proc" in none.describe()
+    result = sandbox.run(py(
+        "import os, time\nkids = []\n"
+        "for i in range(8):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        x = bytearray(300 << 20)\n"
+        "        for j in range(0, len(x), 4096): x[j] = 1\n"
+        "        time.sleep(3); os._exit(0)\n"
+        "    kids.append(pid)\n"
+        "for k in kids: os.waitpid(k, 0)\nprint('all 2.4 GB held')"), Limits(time_s=10.0))
+    assert (result.status, result.stdout) == ("memory_limit", ""), (result.status, result.detail, result.stdout)
+    assert "accounted from /proc" in result.detail

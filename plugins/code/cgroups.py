@@ -9,8 +9,13 @@ included, and counts what the kernel killed for it. Which kind is used is decide
   (``cgroup.subtree_control``), as systemd's ``Delegate=yes`` or a container runtime's delegation does;
 * **cgroup v1** when the ``memory`` and ``pids`` hierarchies are mounted and this process may make a group
   in both (root in most containers that still mount v1);
-* **none** otherwise: runs keep only the per-process limits. :func:`describe` says which, and why not the
-  others, so ``r1gym sandbox check`` and the sandbox's warning can tell the user what to change.
+* **accounting** otherwise (:class:`TreeAccountant`): every 50 ms the resident memory of the run's process
+  tree is summed from ``/proc`` and the whole run is killed past the cap. Its weakness, said plainly: it
+  samples, so a tree can exceed the cap between two looks (by what it allocates in 50 ms) and a short-lived
+  process can be missed; it reads ``/proc/<pid>/task/<tid>/children``, which needs a kernel with
+  ``CONFIG_PROC_CHILDREN`` (without it there is no fallback and the warning says so); and it counts resident
+  pages only (the capped tmpfs mounts are bounded by their size). :meth:`RunGroups.describe` says which kind
+  is in use, and why not the better ones.
 
 A run's group is made before the sandbox starts, the sandbox's first process moves itself into it before
 anything of the program runs (a shell line in front of ``setpriv``), and the group is removed after the run.
@@ -22,7 +27,9 @@ import functools
 import itertools
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 ROOT = "/sys/fs/cgroup"
@@ -99,7 +106,11 @@ class RunGroups:
     def describe(self) -> str:
         if self.kind:
             return f"per-run control groups: cgroup {self.kind} ({', '.join(self.bases.values())})"
-        return f"no per-run control groups ({self.why}): each process keeps its own limits, not the run as a whole"
+        if TreeAccountant.available():
+            return (f"no per-run control groups ({self.why}): the run's memory is accounted from /proc every "
+                    f"{TreeAccountant.INTERVAL * 1000:.0f} ms instead (it can be exceeded between two looks)")
+        return (f"no per-run control groups ({self.why}) and no /proc/*/task/*/children to account from: each process "
+                "keeps its own limits, not the run as a whole")
 
     def make(self, memory_bytes: int, pids: int) -> RunGroup | None:
         """A fresh group capped at ``memory_bytes`` and ``pids``, or ``None`` (no kind usable, or it failed)."""
@@ -174,6 +185,53 @@ class RunGroup:
                     time.sleep(0.005 * (attempt + 1))
             else:
                 log.debug("sandbox: control group %s still busy; left for the host to remove", path)
+
+
+class TreeAccountant:
+    """The fallback where no control group can be made (see the module docstring): a thread that sums the
+    resident memory of a process tree every :attr:`INTERVAL` seconds and calls ``kill`` past ``cap_bytes``."""
+
+    INTERVAL = 0.05
+    _PAGE = os.sysconf("SC_PAGE_SIZE")
+
+    @staticmethod
+    def available() -> bool:
+        return os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+    def __init__(self, root_pid: int, cap_bytes: int, kill: Callable[[], None]):
+        self.root, self.cap, self.kill = root_pid, cap_bytes, kill
+        self.exceeded = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="r1gym-sandbox-accounting")
+        self._thread.start()
+
+    def resident_bytes(self) -> int:
+        total, todo, seen = 0, [self.root], set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            try:
+                with open(f"/proc/{pid}/statm") as f:
+                    total += int(f.read().split()[1]) * self._PAGE
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/children") as f:
+                        todo += [int(c) for c in f.read().split()]
+            except (OSError, ValueError, IndexError):
+                continue  # it ended between two reads
+        return total
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            if self.resident_bytes() > self.cap:
+                self.exceeded = True
+                self.kill()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
 
 
 @functools.cache

@@ -441,11 +441,20 @@ class LocalSandbox:
         feeder = threading.Thread(target=feed, daemon=True)
         for t in (*readers, feeder):
             t.start()
+        accountant = None
+        if group is None and self.tool == "bwrap":  # no control group: account the tree's memory from /proc
+            from r1gym.plugins.code.cgroups import TreeAccountant, run_groups
+
+            if run_groups().kind is None and TreeAccountant.available():
+                accountant = TreeAccountant(proc.pid, (limits.memory_mb + 2 * limits.scratch_mb) << 20,
+                                            lambda: _kill_group(proc))
         try:
             status_word, usage, timed_out = _wait(proc, limits.time_s)
         finally:
             with _IN_FLIGHT_LOCK:
                 _IN_FLIGHT.discard(proc.pid)
+            if accountant is not None:
+                accountant.stop()
         for t in (*readers, feeder):
             t.join(timeout=5)
         wall = time.perf_counter() - start
@@ -462,6 +471,9 @@ class LocalSandbox:
         status, detail = classify_exit(code, stderr, timed_out, flooded.is_set(), cpu_used, cpu, limits, program_ended)
         if status == "sandbox_error" and not detail:
             detail = stderr.strip()[-500:]
+        if accountant is not None and accountant.exceeded and status != "ok":
+            status = "memory_limit"
+            detail = f"memory of the whole run past {limits.memory_mb + 2 * limits.scratch_mb} MB (accounted from /proc)"
         return RunResult(status, code, stdout, stderr, wall, cpu_used, detail)
 
 
