@@ -445,6 +445,19 @@ def test_the_seccomp_filter_refuses_what_no_test_program_needs(sandbox):
     assert seen == {name: [-1, 1] for name in SYSCALLS_x86_64}  # every one refused with EPERM
 
 
+#: eight children of 300 MB each, every one under the per-process RLIMIT_AS (512 MB): 2.4 GB together
+EIGHT_CHILDREN_OF_300_MB = (
+    "import os, time\nkids = []\n"
+    "for i in range(8):\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:\n"
+    "        x = bytearray(300 << 20)\n"
+    "        for j in range(0, len(x), 4096): x[j] = 1\n"
+    "        time.sleep(2); os._exit(0)\n"
+    "    kids.append(pid)\n"
+    "print(sorted(os.waitpid(k, 0)[1] & 0x7f for k in kids))")  # the signal that ended each child
+
+
 def test_the_run_as_a_whole_is_capped_where_control_groups_are_usable(sandbox):
     """RLIMIT_AS caps each process (512 MB), not their sum: eight children of 300 MB each would hold 2.4 GB.
     The run's control group caps them together (memory_mb + 2 x scratch_mb = 640 MB by default)."""
@@ -453,16 +466,7 @@ def test_the_run_as_a_whole_is_capped_where_control_groups_are_usable(sandbox):
     groups = run_groups()
     if groups.kind is None or os.geteuid() != 0:
         pytest.skip(groups.describe())
-    result = sandbox.run(py(
-        "import os, time\nkids = []\n"
-        "for i in range(8):\n"
-        "    pid = os.fork()\n"
-        "    if pid == 0:\n"
-        "        x = bytearray(300 << 20)\n"
-        "        for j in range(0, len(x), 4096): x[j] = 1\n"
-        "        time.sleep(2); os._exit(0)\n"
-        "    kids.append(pid)\n"
-        "print(sorted(os.waitpid(k, 0)[1] & 0x7f for k in kids))"), Limits(time_s=10.0))
+    result = sandbox.run(py(EIGHT_CHILDREN_OF_300_MB), Limits(time_s=10.0))
     assert result.status == "ok", result.stderr
     killed = eval(result.stdout).count(9)  # SIGKILL from the group's memory limit
     assert killed >= 5, result.stdout  # at most two 300 MB children fit beside the parent in 640 MB
@@ -485,15 +489,6 @@ def test_without_control_groups_the_run_is_accounted_from_proc(sandbox, monkeypa
     none.kind, none.bases, none.why = None, {}, "disabled for this test"
     monkeypatch.setattr(cgroups, "run_groups", lambda: none)
     assert "accounted from /proc" in none.describe()
-    result = sandbox.run(py(
-        "import os, time\nkids = []\n"
-        "for i in range(8):\n"
-        "    pid = os.fork()\n"
-        "    if pid == 0:\n"
-        "        x = bytearray(300 << 20)\n"
-        "        for j in range(0, len(x), 4096): x[j] = 1\n"
-        "        time.sleep(3); os._exit(0)\n"
-        "    kids.append(pid)\n"
-        "for k in kids: os.waitpid(k, 0)\nprint('all 2.4 GB held')"), Limits(time_s=10.0))
+    result = sandbox.run(py(EIGHT_CHILDREN_OF_300_MB), Limits(time_s=10.0))
     assert (result.status, result.stdout) == ("memory_limit", ""), (result.status, result.detail, result.stdout)
     assert "accounted from /proc" in result.detail
