@@ -124,3 +124,16 @@ def test_second_opinion_is_flagged_fallback():
 def test_unknown_second_opinion_kind():
     with pytest.raises(ValueError, match="unknown second-opinion kind"):
         MathChecker(second_opinion=("boxes",))
+
+
+def test_the_reward_takes_the_second_opinion_kinds_from_config():
+    from r1gym.core.rewards import Unscorable
+    from r1gym.plugins.math.rewards import math_accuracy
+
+    completion, gold = "$0$", r"$1 = \zzz = x = 0$"  # a reference sympy cannot read (see the test above)
+    default = math_accuracy(completion, answer=gold, timeout=30)
+    assert default == 1.0 and "fallback" in default.flags
+    with pytest.raises(Unscorable, match="reference answer does not parse"):  # off: r1gym alone cannot read it
+        math_accuracy(completion, answer=gold, timeout=30, second_opinion=[])
+    with pytest.raises(ValueError, match="unparsed_reference, reference_boxes, incorrect"):
+        math_accuracy(completion, answer=gold, second_opinion=["everything"])

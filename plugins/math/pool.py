@@ -459,9 +459,10 @@ class MathChecker:
         *,
         timeout: float | None = None,
         approx_digits: int = DEFAULT_APPROX_DIGITS,
+        second_opinion: Sequence[str] | None = None,
     ) -> Verdict:
         """:meth:`grade` with the answer already extracted (``found``, ``None`` when there was none), then the
-        :meth:`second_opinion` on a "no"."""
+        :meth:`second_opinion` on a "no" (``second_opinion``: the kinds to ask it about, default this checker's)."""
         if found is None:
             problem = self.reference_problem(reference, timeout=timeout)
             verdict = Verdict(None, problem) if problem else Verdict(False, "no answer found")
@@ -469,7 +470,7 @@ class MathChecker:
             verdict = self.check(reference, found.text, timeout=timeout, approx_digits=approx_digits)
             if verdict.correct is False and not verdict.reason.startswith("answer too long"):
                 verdict = self._all_boxes(completion, reference, found, verdict, timeout, approx_digits)
-        return self.second_opinion(completion, reference, verdict, timeout=timeout)
+        return self.second_opinion(completion, reference, verdict, timeout=timeout, kinds=second_opinion)
 
     def _all_boxes(self, completion: str, reference: Any, found: Extraction, verdict: Verdict,
                    timeout: float | None, approx_digits: int) -> Verdict:
@@ -489,14 +490,15 @@ class MathChecker:
                 return Verdict(True, ALL_BOXES_REASON)
         return verdict
 
-    def second_opinion(self, completion: str, reference: Any, verdict: Verdict, *, timeout: float | None = None) -> Verdict:
+    def second_opinion(self, completion: str, reference: Any, verdict: Verdict, *, timeout: float | None = None,
+                       kinds: Sequence[str] | None = None) -> Verdict:
         """Plain math-verify's verdict on a pair this checker said "incorrect" or "cannot be scored" about,
         when the pair is of a kind in ``second_opinion`` (:func:`second_opinion_kind`). Its "equal" wins
         (reason :data:`SECOND_OPINION_REASON`, which the reward flags ``fallback``); anything else leaves
         ``verdict`` as it was. Never asked about a "correct", a timeout, a busy pool or an over-long answer.
         It runs in a worker under the check's time limit, like every check: a timeout keeps ``verdict``."""
         kind = second_opinion_kind(completion, reference, verdict)
-        if kind is None or kind not in self.second_opinion_kinds:
+        if kind is None or kind not in (self.second_opinion_kinds if kinds is None else kinds):
             return verdict
         reference = "" if reference is None else str(reference)
         tail = completion[-MAX_SCAN_CHARS:]

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from r1gym.core.rewards import Graded, Unscorable
 from r1gym.plugins.math.extract import FALLBACK_METHODS, MAX_ANSWER_CHARS, MAX_SCAN_CHARS, extract_answer, find_boxed
 from r1gym.plugins.math.normalize import DEFAULT_APPROX_DIGITS, answer_key
-from r1gym.plugins.math.pool import ALL_BOXES_REASON, DEFAULT_TIMEOUT, SECOND_OPINION_REASON, default_checker
+from r1gym.plugins.math.pool import (
+    ALL_BOXES_REASON,
+    DEFAULT_TIMEOUT,
+    SECOND_OPINION_KINDS,
+    SECOND_OPINION_REASON,
+    default_checker,
+)
 
 UNITS = ("chars", "words", "tokens")
 #: verdicts reached without the main check: "identical" = the reference does not parse, the strings agree;
@@ -34,8 +40,13 @@ def math_accuracy(
     timeout: float = DEFAULT_TIMEOUT,
     methods: Sequence[str] | None = None,
     approx_digits: int = DEFAULT_APPROX_DIGITS,
+    second_opinion: Sequence[str] | None = None,
 ) -> float:
     """1.0 if the completion's final answer equals the reference ``answer``, else 0.0.
+
+    ``second_opinion``: the kinds of pair on which plain math-verify may overrule this checker's "no"
+    (:data:`~r1gym.plugins.math.pool.SECOND_OPINION_KINDS`; default
+    :data:`~r1gym.plugins.math.pool.DEFAULT_SECOND_OPINION`, ``[]`` turns it off; see docs/math.md).
 
     The answer is found by :func:`r1gym.plugins.math.extract.extract_answer` (``methods`` restricts how:
     e.g. ``["answer_tag"]`` for the R1 template only) and compared by the math checker. A reference that does
@@ -53,9 +64,13 @@ def math_accuracy(
     >>> math_accuracy("<answer> 3 </answer>", answer="4").answer
     '3'
     """
+    if second_opinion is not None and set(second_opinion) - set(SECOND_OPINION_KINDS):
+        raise ValueError(f"second_opinion kinds must be among {', '.join(SECOND_OPINION_KINDS)}; "
+                         f"got {sorted(set(second_opinion) - set(SECOND_OPINION_KINDS))}")
     checker = default_checker()
     found = extract_answer(completion, methods)
-    verdict = checker.grade_found(completion, answer, found, timeout=timeout, approx_digits=approx_digits)
+    verdict = checker.grade_found(completion, answer, found, timeout=timeout, approx_digits=approx_digits,
+                                  second_opinion=second_opinion)
     if verdict.correct is None:
         raise Unscorable(verdict.reason)
     flags = []
