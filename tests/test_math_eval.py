@@ -113,3 +113,30 @@ def test_error_classes_of_issue_14(checker, gold, completion, label):
 )
 def test_commas_lists_and_names(checker, gold, completion, label):
     assert checker.grade(completion, gold).correct is label
+
+
+@pytest.mark.parametrize(
+    ("gold", "completion", "label"),
+    [
+        # math-verify's test_numina_cases (tests/test_numina_cases.py:121 @5d148cf): a reference escaped twice and
+        # cut before its closing brace, against an answer whose "or" lost its spaces
+        ("\\\\boxed{W(n) = 1 \\\\text{ and } W(n) = -1", r"\boxed{W(x)=1orW(x)=-1}", True),
+        ("\\\\boxed{W(n) = 1 \\\\text{ and } W(n) = -1", r"\boxed{W(x)=1orW(x)=-2}", False),
+        ("\\\\boxed{W(n) = 1 \\\\text{ and } W(n) = -1", "W(x)=1orW(x)=-1", True),  # as the row has it: unboxed
+        ("\\\\boxed{W(n) = 1 \\\\text{ and } W(n) = -1", "W(x)=1", False),  # one of the two solutions
+        (r"\boxed{\frac{1}{2}", r"\boxed{0.5}", True),  # a truncated reference still names its answer
+        (r"\boxed{\frac{1}{2}", r"\boxed{\frac{1}{2}", False),  # a completion's unclosed box is not read
+        # a definition's argument is a dummy: renamed, never captured
+        (r"f(x) = x^2", r"\boxed{f(n) = n^2}", True),
+        (r"f(x, y) = x - y", r"\boxed{f(a, b) = a - b}", True),
+        (r"f(x, y) = x - y", r"\boxed{f(a, b) = b - a}", False),
+        (r"f(x) = x^2", r"\boxed{f(n) = x^2}", False),  # x is free on the right: no renaming
+        (r"f(x) = x^2", r"\boxed{g(n) = n^2}", False),
+        (r"f(x) = x^2", r"\boxed{f(n) = n^3}", False),
+        (r"f(2) = 3", r"\boxed{f(3) = 3}", False),  # values, not definitions
+        (r"x = 1 \text{ or } x = 2", r"\boxed{x=1 or x=2}", True),
+        (r"x = 1 \text{ or } x = 2", r"\boxed{x=1 or x=3}", False),
+    ],
+)
+def test_truncated_references_and_renamed_definitions(checker, gold, completion, label):
+    assert checker.grade(completion, gold).correct is label

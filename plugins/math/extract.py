@@ -74,6 +74,12 @@ _SENTENCE_END = re.compile(r"(?<!\d)[.!?](?=\s|$)|(?<=\d)\.(?=\s|$)|\s{3,}")
 # math-verify's test_symbols, tests/test_all.py:951 at 5d148cf).
 _LOST_ESCAPE = re.compile(r"[\x07\x08\x0b\x0c]")
 _ESCAPED = {"\x07": "\\a", "\x08": "\\b", "\x0b": "\\v", "\x0c": "\\f"}
+# LaTeX escaped twice (a JSON string of a JSON string, a non-raw string of "\\\\boxed"): "\\boxed", "\\text". A LaTeX
+# line break ("\\") followed by the letters of a command name is never meant, so the doubled backslash before one
+# of these names is read as one. Names only, and only long ones: "x=1\\y=2" (a line break before y) stays.
+_DOUBLED_ESCAPE = re.compile(
+    r"\\\\(?=(?:boxed|fbox|text|textbf|mathrm|mathbf|frac|dfrac|tfrac|sqrt|cdot|times|infty|left|right|ldots|cdots|dots)(?![A-Za-z]))"
+)
 
 
 def repair_escapes(text: str) -> str:
@@ -82,7 +88,9 @@ def repair_escapes(text: str) -> str:
     >>> repair_escapes("\\x0crac{1}{2} and \\x08oxed{3}")
     '\\\\frac{1}{2} and \\\\boxed{3}'
     """
-    return _LOST_ESCAPE.sub(lambda m: _ESCAPED[m.group()], text) if _LOST_ESCAPE.search(text) else text
+    if _LOST_ESCAPE.search(text):
+        text = _LOST_ESCAPE.sub(lambda m: _ESCAPED[m.group()], text)
+    return _DOUBLED_ESCAPE.sub(r"\\", text) if "\\\\" in text else text
 
 
 @dataclass(frozen=True)
@@ -261,6 +269,7 @@ def _bold(text: str) -> str | None:
 _MATH_SPAN = re.compile(r"\$\$(?P<a>[^$]{1,%d}?)\$\$|(?<![\\$])\$(?P<b>(?:[^$\n\\]|\\[^\n]){1,%d}?)\$|\\\((?P<c>.{1,%d}?)\\\)|\\\[(?P<d>.{1,%d}?)\\\]"
                         % ((MAX_BARE_CHARS,) * 4), re.DOTALL)
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _TEXT_ARG = re.compile(r"\\(?:text|mathrm|textbf|mbox|operatorname|begin|end)\s*\{[^{}]*\}")
 #: words that may stand in an answer without making it prose
 _ANSWER_WORDS = {"and", "or", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "lim", "max", "min", "gcd",
@@ -273,9 +282,10 @@ _SHORT_WORDS = {"so", "is", "it", "we", "be", "by", "as", "an", "at", "in", "on"
 
 def _prose(text: str) -> bool:
     """Whether ``text`` holds words: a run of three or more letters that is not a LaTeX command or a function
-    name, or a two-letter English word."""
+    name, or a two-letter English word. A run is cut where a capital follows a small letter, so an answer word
+    glued to a name (``W(x)=1orW(x)=-1``) is still that word."""
     bare = _TEXT_ARG.sub(" ", text)
-    for word in _WORD.findall(bare):
+    for word in _WORD.findall(_CAMEL.sub(" ", bare)):
         w = word.lower()
         if (len(w) >= 3 and w not in _ANSWER_WORDS) or w in _SHORT_WORDS:
             return True
@@ -397,6 +407,28 @@ def _answer_after_last_box(text: str) -> str | None:
     return found if found and not _prose(found) else None
 
 
+def _truncated_box(text: str) -> str | None:
+    """The content of a reference's last box that lost its closing brace, when only that brace is missing
+    (``\\boxed{W(n) = 1 \\text{ and } W(n) = -1``: a truncated dataset row, math-verify's test_numina_cases).
+    For references only: a reference is data the user vouches for, so its cut answer is still the answer; a
+    completion's unclosed box is the policy's malformed output and stays unread."""
+    starts = [m for m in _BOX_CMD.finditer(text)]
+    if not starts:
+        return None
+    rest = text[starts[-1].end() :].lstrip(" ")
+    if not rest.startswith("{"):
+        return None
+    depth = 0
+    for m in _BRACE.finditer(rest, 1):
+        if m.group() == "{":
+            depth += 1
+        elif m.group() == "}":
+            depth -= 1
+            if depth < 0:
+                return None  # a closed box after all, or a stray brace: not a simple truncation
+    return rest[1:].strip() if depth == 0 and rest[1:].strip() else None
+
+
 def extract_reference(reference: str) -> str:
     """The answer inside a reference: the last box of a MATH solution, the ``#### n`` of a GSM8K answer,
     the stated answer of a worked solution in prose ("The final answer is $28\\%$"), or the whole (stripped)
@@ -410,6 +442,9 @@ def extract_reference(reference: str) -> str:
         boxed = last_boxed(text)
         if boxed is not None:
             return boxed
+        cut = _truncated_box(text)
+        if cut is not None:
+            return cut
     if "####" in text:
         found = _GSM8K.findall(text)
         if found:

@@ -71,7 +71,11 @@ _FRAC = re.compile(
 _SLASH = re.compile(
     r"^(?P<sign>[-+])?\s*(?:(?P<whole>\d+)\s+)?\(?\s*(?P<n>[-+]?\d+)\s*\)?\s*/\s*\(?\s*(?P<d>[-+]?\d+)\s*\)?\s*(?P<pct>%)?$"
 )
-_AND = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*(?:and|or)\s*\}|(?<![A-Za-z\\])and(?![A-Za-z]))\s*")
+# the words that join the parts of an answer: "\text{ and }", "\text{or}", a bare "and" or "or", and an "or" glued
+# between two equations with its spaces lost ("W(x)=1orW(x)=-1", math-verify's test_numina_cases)
+_AND = re.compile(
+    r"\s*,?\s*(?:\\text\s*\{\s*(?:and|or)\s*\}|(?<![A-Za-z\\])(?:and|or)(?![A-Za-z])|(?<=[0-9)\]}])or(?=[A-Z(\\]))\s*"
+)
 _DECIMAL_COMMA = re.compile(r"^[-+]?(?:0,\d+|\d+,(?:\d{2}|\d{4,}))%?$")  # not 1,2: a list
 _SPACED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _REPEATING = re.compile(r"^(?P<sign>[-+])?\s*(?P<int>\d*)\.(?P<dec>\d*)\s*(?:\\overline|\\dot)\s*\{\s*(?P<rep>\d{1,50})\s*\}$")

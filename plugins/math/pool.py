@@ -537,8 +537,8 @@ def second_opinion_kind(completion: str, reference: Any, verdict: Verdict) -> st
     """Which of :data:`SECOND_OPINION_KINDS` the pair is, or ``None`` when no second opinion may be asked:
 
     * ``unparsed_reference``: "cannot be scored" because sympy cannot read the reference (``1 = \\zzz = x = 0``),
-      though it is well formed (balanced braces, no dangling operator: a truncated reference such as
-      ``\\boxed{W(n) = 1 \\text{ and } W(n) = -1`` is corrupt data, of which math-verify reads a fragment);
+      though it is well formed (balanced braces, no dangling operator: of a corrupt reference math-verify reads a
+      fragment; a reference cut only before its box's closing brace is read to its end by ``extract_reference``);
     * ``reference_boxes``: "incorrect", and the reference holds two or more separate boxes that this checker
       does not read as one answer in parts (``\\boxed{35 cm} ++++++ \\boxed{4}``: it reads the last). Only the
       reference: were it the completion's boxes, a policy could opt into math-verify's looser rules by boxing

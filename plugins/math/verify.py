@@ -505,6 +505,7 @@ def _relation_equal(a: Any, b: Any, ctx: _Ctx) -> bool:
     from sympy import Eq, Ge, Gt, Le, Lt, Ne, Symbol
 
     if isinstance(a, Eq) and isinstance(b, Eq):
+        b = _renamed_definition(a, b)
         if isinstance(a.lhs, Symbol) and a.lhs == b.lhs and equal(a.rhs, b.rhs, ctx):
             return True
         if not all(isinstance(x, sympy.Expr) for x in (a.lhs, a.rhs, b.lhs, b.rhs)):  # x \in [1, 2]: sets
@@ -528,6 +529,26 @@ def _relation_equal(a: Any, b: Any, ctx: _Ctx) -> bool:
     if fa is None or fb is None or fa[1] != fb[1]:
         return False
     return _proportional(fa[0], fb[0], ctx, positive=True)
+
+
+def _renamed_definition(a: Any, b: Any) -> Any:
+    """``b`` with its bound variables named as in ``a`` when both define the same function: ``f(n) = n^2`` is
+    ``f(x) = x^2``, and ``W(x) = 1`` is ``W(n) = 1`` (the argument of a definition is a dummy). Only for a left
+    side that is one unknown function applied to distinct bare symbols, the same function with as many
+    arguments on both sides, and a renaming that captures nothing (``f(x) = x + n`` is not renamed to ``n``);
+    ``f(2) = 3`` names a value, not a definition, and is left as it is."""
+    from sympy import Symbol
+    from sympy.core.function import AppliedUndef
+
+    ga, gb = a.lhs, b.lhs
+    if not (isinstance(ga, AppliedUndef) and isinstance(gb, AppliedUndef) and ga.func == gb.func and len(ga.args) == len(gb.args)):
+        return b
+    if not all(isinstance(v, Symbol) for v in ga.args + gb.args) or len(set(ga.args)) != len(ga.args) or len(set(gb.args)) != len(gb.args):
+        return b
+    mapping = {old: new for old, new in zip(gb.args, ga.args) if old != new}
+    if not mapping or (b.rhs.free_symbols - set(gb.args)) & set(mapping.values()):
+        return b
+    return b.xreplace(mapping)  # simultaneous: f(x, y) = x - y renamed to f(y, x) = y - x stays right
 
 
 def _proportional(d1: Any, d2: Any, ctx: _Ctx, *, positive: bool) -> bool:
