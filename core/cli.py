@@ -18,11 +18,11 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from r1gym.core.config import load_run_config
 from r1gym.core.registry import UnknownNameError
 
 log = logging.getLogger("r1gym")
@@ -34,28 +34,6 @@ def _setup_logging(verbose: bool) -> None:
     handler = RichHandler(show_path=False, rich_tracebacks=False)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", handlers=[handler])
     logging.getLogger("r1gym").setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
-def load_run_config(overrides: Sequence[str]) -> tuple[Any, Path, bool]:
-    """Compose the config (or reload a run's saved one for ``resume=``); return it with the run folder."""
-    from omegaconf import OmegaConf
-
-    from r1gym.core.config import R1GymConfig, compose
-    from r1gym.core.plugins import default_host
-
-    resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-    if resume:
-        run_dir = Path(resume)
-        saved = run_dir / "config.yaml"
-        if not saved.exists():
-            raise FileNotFoundError(f"resume={resume}: no config.yaml there; is it an r1gym run folder?")
-        rest = [o for o in overrides if not o.startswith("resume=")]
-        cfg = OmegaConf.merge(OmegaConf.structured(R1GymConfig), OmegaConf.load(saved), OmegaConf.from_dotlist(rest))
-        cfg.resume = str(run_dir)
-        return cfg, run_dir, True
-    cfg = compose(overrides, config_dirs=default_host().config_dirs)
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.stage.name}"
-    return cfg, run_dir, False
 
 
 def cmd_train(overrides: Sequence[str]) -> int:

@@ -8,14 +8,21 @@ misspelled key (``algo.gropu_size=8``) fails at compose time with Hydra's own me
 
 from __future__ import annotations
 
+import importlib.resources
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+if TYPE_CHECKING:
+    from r1gym.core.plugins import PluginHost
+
 CONFIG_MODULE = "r1gym.conf"
 SCHEMA_NAME = "r1gym_schema"
+PKG_PREFIX = "pkg://"
 
 
 @dataclass
@@ -315,3 +322,44 @@ def to_plain(node: Any) -> Any:
     if OmegaConf.is_config(node):
         return OmegaConf.to_container(node, resolve=True)
     return node
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A filesystem path for ``path``; ``pkg://pkg.name/rel/path`` is looked up inside that package.
+
+    Here, not in a task source, because data generation, datasets and plugins all read files that config
+    names, and a ``pkg://`` path (the same spelling Hydra uses for ``pkg://r1gym.conf``) works from a wheel
+    and from an editable install alike (:mod:`importlib.resources`).
+    """
+    text = str(path)
+    if not text.startswith(PKG_PREFIX):
+        return Path(text).expanduser()
+    package, _, relative = text[len(PKG_PREFIX) :].partition("/")
+    if not package or not relative:
+        raise ValueError(f"a package path looks like 'pkg://package.name/relative/file.jsonl', got {text!r}")
+    resource = importlib.resources.files(package).joinpath(relative)
+    return Path(str(resource))
+
+
+def load_run_config(overrides: Sequence[str], *, host: PluginHost | None = None) -> tuple[Any, Path, bool]:
+    """Compose the config (or reload a run's saved one for ``resume=``); return it with the run folder.
+
+    Returns ``(cfg, run_dir, resuming)``. Lives here, not in the CLI, because the pipeline composes every
+    stage's config the same way. ``host`` supplies the plugins' config folders (default: the process-wide
+    host, built on first use).
+    """
+    from r1gym.core.plugins import default_host
+
+    resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    if resume:
+        run_dir = Path(resume)
+        saved = run_dir / "config.yaml"
+        if not saved.exists():
+            raise FileNotFoundError(f"resume={resume}: no config.yaml there; is it an r1gym run folder?")
+        rest = [o for o in overrides if not o.startswith("resume=")]
+        cfg = OmegaConf.merge(OmegaConf.structured(R1GymConfig), OmegaConf.load(saved), OmegaConf.from_dotlist(rest))
+        cfg.resume = str(run_dir)
+        return cfg, run_dir, True
+    cfg = compose(overrides, config_dirs=(host or default_host()).config_dirs)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.stage.name}"
+    return cfg, run_dir, False

@@ -91,7 +91,7 @@ def _save(run_dir: Path, manifest: dict[str, Any]) -> None:
 def run_pipeline(overrides: Sequence[str]) -> Path:
     """Run (or resume) a pipeline; returns its run folder. ``overrides``: ``pipeline=<name>``,
     ``pipeline.run_dir=...``, ``pipeline.stages=[...]``, and overrides for every stage."""
-    from r1gym.core.cli import load_run_config
+    from r1gym.core.config import load_run_config
     from r1gym.core.report import write_report
     from r1gym.core.stages import run_stage
 

@@ -9,29 +9,16 @@ A path ``pkg://package/relative/path`` names a file shipped inside an installed 
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from r1gym.core.config import resolve_path
 from r1gym.core.jsonl import iter_jsonl
 from r1gym.envs.base import Task
 
-PKG_PREFIX = "pkg://"
 SAMPLE_ARITHMETIC = "pkg://r1gym.envs/data/sample_arithmetic.jsonl"
-
-
-def resolve_path(path: str | Path) -> Path:
-    """A filesystem path for ``path``; ``pkg://pkg.name/rel/path`` is looked up inside that package."""
-    text = str(path)
-    if not text.startswith(PKG_PREFIX):
-        return Path(text).expanduser()
-    package, _, relative = text[len(PKG_PREFIX) :].partition("/")
-    if not package or not relative:
-        raise ValueError(f"a package path looks like 'pkg://package.name/relative/file.jsonl', got {text!r}")
-    resource = importlib.resources.files(package).joinpath(relative)
-    return Path(str(resource))
 
 
 def split_of(text: str, test_fraction: float) -> str:
