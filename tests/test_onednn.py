@@ -87,8 +87,32 @@ def test_select_checks_the_mode_and_leaves_the_global_rng_alone():
         torch.manual_seed(3)
         expected = torch.rand(3)
         torch.manual_seed(3)
-        assert isinstance(onednn.select("auto"), bool)
+        chosen = onednn.select("auto")
+        assert chosen is onednn.selected()  # it returns what it chose
         assert torch.equal(torch.rand(3), expected)
         assert onednn.select("torch") is False and not onednn.selected()
+    finally:
+        onednn.select("onednn" if before else "torch")
+
+
+@pytest.mark.parametrize("onednn_faster", [True, False])
+def test_auto_keeps_whichever_product_is_faster(monkeypatch, onednn_faster):
+    """``select("auto")`` times both routes and keeps the faster: each timed run reports a made-up duration
+    according to whether it went through oneDNN (seen by counting ``_onednn`` calls), so the choice is known."""
+    calls = []
+    real = onednn._onednn
+    monkeypatch.setattr(onednn, "_onednn", lambda *a: calls.append(1) or real(*a))
+
+    def fake_speed(fn, reps=3):
+        calls.clear()
+        fn()
+        through_onednn = bool(calls)
+        return 1.0 if through_onednn == onednn_faster else 2.0
+
+    monkeypatch.setattr(onednn, "_speed", fake_speed)
+    before = onednn.selected()
+    try:
+        assert onednn.select("auto") is onednn_faster
+        assert onednn.selected() is onednn_faster
     finally:
         onednn.select("onednn" if before else "torch")
