@@ -183,16 +183,20 @@ def test_megabytes_of_stdin_that_the_program_never_reads_do_not_hang_the_run(san
 
 
 def test_ordinary_programs(sandbox):
+    started = time.perf_counter()
     r = sandbox.run(py("import sys; print(sys.stdin.read()[::-1])", stdin="abc"))
-    assert (r.status, r.stdout, r.exit_code) == ("ok", "cba\n", 0) and r.wall_s > 0
+    outside = time.perf_counter() - started
+    assert (r.status, r.stdout, r.exit_code) == ("ok", "cba\n", 0)
+    assert 0 < r.wall_s <= outside and 0 < r.cpu_s <= r.wall_s + 0.02  # one thread: no more CPU than wall time
     r = sandbox.run(py("raise SystemExit(3)"))
     assert (r.status, r.exit_code) == ("runtime_error", 3)
     r = sandbox.run(py("import helper; print(helper.X)", files={"helper.py": "X = 42"}))
     assert r.stdout == "42\n"
     r = sandbox.run(py("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"))
-    assert r.status == "ok" and r.cpu_s >= 0.25
+    assert r.status == "ok" and 0.25 <= r.cpu_s <= r.wall_s + 0.02  # the loop's 0.3 s of CPU, counted once
     r = sandbox.run(py("while True: pass"), Limits(time_s=5.0, cpu_s=1))
     assert r.status == "timeout" and "CPU" in r.detail and r.wall_s < 4
+    assert 0.9 <= r.cpu_s <= r.wall_s + 0.02  # stopped at the 1 s CPU limit, not by the 5 s clock
 
 
 def test_cpp_compiles_runs_and_reports_compile_errors(sandbox):
@@ -228,7 +232,8 @@ def test_local_sandbox_is_registered_and_unknown_names_list_the_known(capsys):
     from r1gym.core.cli import main
     from r1gym.core.plugins import default_host
 
-    assert isinstance(default_host().sandboxes.get("local")(), LocalSandbox)
+    local = default_host().sandboxes.get("local")()
+    assert type(local) is LocalSandbox and local.run(py("print(6 * 7)"), FAST).stdout == "42\n"
     assert main(["sandbox", "run", "x.py", "--backend", "lokal"]) == 2
     assert "local" in capsys.readouterr().err
 
