@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from r1gym.core.config import load_run_config
+from r1gym.core.jsonl import atomic_write_text
 from r1gym.core.registry import UnknownNameError
 
 log = logging.getLogger("r1gym")
@@ -52,8 +53,8 @@ def cmd_train(overrides: Sequence[str]) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
         cfg.run_dir = str(run_dir)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        (run_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
+        atomic_write_text(run_dir / "overrides.txt", "\n".join(overrides) + "\n")
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     from r1gym.core.distributed import shutdown
 
     summary = run_stage(cfg, run_dir)
@@ -84,8 +85,8 @@ def cmd_eval(overrides: Sequence[str]) -> int:
         raise ValueError(f"r1gym eval runs stage.kind=eval stages; stage={cfg.stage.name} is kind {cfg.stage.kind!r}")
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.run_dir = str(run_dir)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (run_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
+    atomic_write_text(run_dir / "overrides.txt", "\n".join(overrides) + "\n")
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     run_stage(cfg, run_dir)
     print(f"run folder: {run_dir}")
     return 0

@@ -31,6 +31,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from r1gym.core.jsonl import atomic_write_text, read_appended_jsonl
+
 log = logging.getLogger(__name__)
 
 DIRECT_SYSTEM = "Answer the user directly, clearly and concisely. Do not show your reasoning."
@@ -146,9 +148,8 @@ def generate(cfg: Any, run_dir: Path) -> dict[str, Any]:
 
     done: set[int] = set()
     counts: Counter = Counter()
-    if progress_path.exists():  # resume after the last finished chunk
-        for line in progress_path.read_text().splitlines():
-            chunk = json.loads(line)
+    if progress_path.exists():  # resume after the last finished chunk (a chunk cut short by a kill is redone)
+        for chunk in read_appended_jsonl(progress_path):
             done.update(chunk["indices"])
             counts.update(chunk["counts"])
         log.info("resuming data generation: %d of %d prompts already done", len(done), n)
@@ -164,18 +165,16 @@ def generate(cfg: Any, run_dir: Path) -> dict[str, Any]:
             progress.write(json.dumps({"indices": indices, "counts": dict(chunk_counts), "records": records}) + "\n")
             progress.flush()
             counts.update(chunk_counts)
-    kept = [r for line in progress_path.read_text().splitlines() for r in json.loads(line)["records"]]
+    kept = [r for chunk in read_appended_jsonl(progress_path) for r in chunk["records"]]
     extra = _non_reasoning(s, chat)
     counts["non_reasoning"] = len(extra)
-    with data_path.open("w") as f:
-        for rec in kept + extra:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    atomic_write_text(data_path, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in kept + extra))
     stats = {"model": str(source_model), "env": str(cfg.env.id), "prompts": n, "samples_per_prompt": k,
              "samples": n * k, "accuracy_reward": accuracy_key, "records": len(kept) + len(extra),
              "reasoning": len(kept), "non_reasoning": len(extra),
              "language_filter": "on" if language_score is not None else "off (no language_consistency reward)",
              "counts": dict(counts)}
-    stats_path.write_text(json.dumps(stats, indent=2))
+    atomic_write_text(stats_path, json.dumps(stats, indent=2))
     log.info("wrote %d records (%d reasoning, %d non-reasoning) to %s", stats["records"], len(kept), len(extra), data_path)
     return {"status": "finished", "stats": stats, "outputs": {"data": str(data_path), "stats": str(stats_path)}}
 

@@ -271,7 +271,9 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
                     "reward": e.reward if e.scorable else None, "rewards": e.rewards, "unscorable": e.unscorable,
                     "flags": e.flags, "truncated": e.truncated, "tokens": e.num_generated,
                 }, default=str) + "\n")
-    (run_dir / "eval.json").write_text(json.dumps(results, indent=2))
+    from r1gym.core.jsonl import atomic_write_text
+
+    atomic_write_text(run_dir / "eval.json", json.dumps(results, indent=2))
 
     table = Table(title=f"{model_desc}: pass@1 over k={k} samples, cons@{k} by majority vote")
     for col in ("dataset", "problems", "pass@1", f"cons@{k}", "unscorable samples", "mean tokens", "seconds"):

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from r1gym.core.jsonl import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "pipeline.json"
@@ -82,10 +84,20 @@ def _override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(str(value))}"
 
 
+def _load_manifest(path: Path) -> dict[str, Any]:
+    """The pipeline's manifest (written atomically, so an unreadable one was damaged, not cut by a kill)."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); it records which stages finished: restore it, or "
+                         "remove it to run every stage again") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
+        raise ValueError(f"{path} is not a pipeline manifest (no 'stages' object); restore it or remove it")
+    return manifest
+
+
 def _save(run_dir: Path, manifest: dict[str, Any]) -> None:
-    tmp = run_dir / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    tmp.replace(run_dir / MANIFEST)
+    atomic_write_text(run_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
 
 
 def run_pipeline(overrides: Sequence[str]) -> Path:
@@ -104,7 +116,7 @@ def run_pipeline(overrides: Sequence[str]) -> Path:
     run_dir = Path(opts.get("pipeline.run_dir") or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-pipeline-{spec['name']}")
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = run_dir / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
+    manifest = _load_manifest(manifest_path) if manifest_path.exists() else {
         "pipeline": spec["name"], "created": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": {}}
     names = [s["name"] for s in spec["stages"]]
     chosen = names
@@ -164,6 +176,6 @@ def _run_one(stage_dir: Path, overrides: list[str], resuming: bool, load_run_con
         if missing:
             raise ValueError(f"config values left unset (???): {', '.join(missing)}")
         stage_dir.mkdir(parents=True, exist_ok=True)
-        (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        (stage_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
+        atomic_write_text(stage_dir / "overrides.txt", "\n".join(overrides) + "\n")
+        atomic_write_text(stage_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # last: it marks a resumable stage
     return run_stage(cfg, stage_dir)

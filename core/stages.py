@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from r1gym.core.checkpoint import latest_checkpoint
+from r1gym.core.checkpoint import latest_checkpoint, resumable_checkpoint
+from r1gym.core.jsonl import atomic_write_text
 
 
 def _checkpoint(run_dir: Path) -> str | None:
@@ -72,8 +73,10 @@ def run_stage(cfg: Any, run_dir: Path) -> dict[str, Any]:
     from r1gym.core.registry import pick
 
     runner = pick(RUNNERS, cfg.stage.kind, "stage.kind")
+    if cfg.get("resume") and cfg.stage.kind != "eval":  # before any model loads: a resume never restarts silently
+        resumable_checkpoint(Path(run_dir))
     summary = runner(cfg, Path(run_dir))
     manifest = {"stage": cfg.stage.name, "kind": cfg.stage.kind, **summary}
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 writes for everyone
-        (Path(run_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        atomic_write_text(Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, default=str))
     return manifest

@@ -67,8 +67,11 @@ def _clean(v: Any) -> Any:
 
 
 class JsonlLogger(Logger):
-    """Appends one JSON object per line; on resume, lines past the checkpoint's step are dropped first so
-    the files read like an uninterrupted run."""
+    """Appends one JSON object per line. On resume, lines past the checkpoint's step (steps that will run
+    again) and a line cut short by the kill are dropped, so the files read like an uninterrupted run; the
+    rewrite is atomic, so a second kill during it loses nothing. A run that starts at step 0 in a folder that
+    already has logs (a new run in a reused ``run_dir``) sets the old files aside (``metrics.jsonl.replaced-
+    <time>``) with a warning instead of overwriting them."""
 
     FILES = ("metrics.jsonl", "samples.jsonl", "eval.jsonl")
 
@@ -76,14 +79,27 @@ class JsonlLogger(Logger):
         self.run_dir = Path(run_dir)
 
     def start(self, run_dir: Path, config: Mapping[str, Any], *, total_steps: int, start_step: int) -> None:
+        import logging
+        import time
+
+        from r1gym.core.jsonl import atomic_write_text
+
         self.run_dir = Path(run_dir)
         for name in self.FILES:
             path = self.run_dir / name
-            if path.exists():
-                keep = [ln for ln in path.read_text().splitlines() if _line_step(ln) is not None and _line_step(ln) <= start_step]
-                if name == "eval.jsonl" and start_step == 0:
-                    keep = []
-                path.write_text("".join(ln + "\n" for ln in keep))
+            if not path.exists() or not path.stat().st_size:
+                continue
+            if start_step == 0:
+                aside = path.with_name(f"{name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+                path.replace(aside)
+                logging.getLogger(__name__).warning("%s already held a run's log; starting at step 0, it was kept as %s",
+                                                    path, aside.name)
+                continue
+            text = path.read_text(errors="replace")
+            lines = text.splitlines()
+            keep = [ln for ln in lines if (step := _line_step(ln)) is not None and step <= start_step]
+            if len(keep) != len(lines) or not text.endswith("\n"):
+                atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     def _append(self, name: str, record: Mapping[str, Any]) -> None:
         with open(self.run_dir / name, "a") as f:

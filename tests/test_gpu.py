@@ -90,3 +90,21 @@ def test_vllm_on_the_gpu_matches_the_trainer_and_follows_weight_updates(tmp_path
     assert line, (out.stdout + out.stderr)[-3000:]
     result = json.loads(line[len("RESULT "):])
     assert result["tokens"] > 0 and result["before"] < 1e-2 and result["after"] < 1e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: torch sees none on this machine")
+def test_cuda_rng_state_is_checkpointed(tmp_path):
+    """A checkpoint's RNG states include every GPU's generator: draws on the GPU after a restore repeat the
+    draws after the save (issue 16: without them a GPU run cannot resume on the same trajectory)."""
+    from r1gym.core.checkpoint import rng_state, set_rng_state
+
+    torch.cuda.manual_seed_all(7)
+    torch.rand(4, device="cuda")  # CUDA is initialised and its generator has moved
+    state = rng_state()
+    assert len(state["cuda"]) == torch.cuda.device_count()
+    torch.save(state, tmp_path / "rng.pt")
+    expected = torch.rand(8, device="cuda").cpu()
+    torch.rand(100, device="cuda")
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=False))
+    assert torch.equal(torch.rand(8, device="cuda").cpu(), expected)
