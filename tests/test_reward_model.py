@@ -102,9 +102,14 @@ def test_it_is_a_registered_reward_usable_in_an_env(rm_folder):
 
     env = make("r1gym/Math-v0", rewards={"math_accuracy": 1.0, "reward_model": {"weight": 0.5, "model": rm_folder}})
     env.reset(options={"index": 0})
-    _, _, _, _, info = env.step("<think>hmm</think> thank you. <answer>0</answer>")
-    assert isinstance(info["rewards"]["reward_model"], float)
-    from r1gym.plugins.reward_model.model import _scorer
+    completion = "<think>hmm</think> thank you. <answer>0</answer>"
+    _, reward, _, _, info = env.step(completion)
+    from r1gym.plugins.reward_model.model import _scorer, reward_model
+
+    # the env's component is the reward model's own score of the completion, with the config's defaults
+    assert info["rewards"]["reward_model"] == pytest.approx(reward_model(completion, model=rm_folder), abs=1e-5)
+    assert info["rewards"]["math_accuracy"] == 0.0  # the first problem's answer is not 0
+    assert reward == pytest.approx(0.5 * info["rewards"]["reward_model"])  # weighted as the config says
 
     rm, _ = _scorer(rm_folder, None, 1024, 16, "float32")  # a question makes it a chat, as RMs are trained
     chat = rm.render("thank you.", "What is 2 + 2?", chat_template=True)
