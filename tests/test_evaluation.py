@@ -60,7 +60,11 @@ def test_graded_answers_travel_from_reward_to_env_info():
     env.reset(options={"index": 0})
     answer = env.unwrapped.task.fields["answer"]
     _, reward, *_, info = env.step(f"<think>x</think><answer>{answer}</answer>")
-    assert info["rewards"]["math_accuracy"] == 1.0 and info["answers"]["math_accuracy"] is not None
+    assert info["rewards"]["math_accuracy"] == 1.0 and info["answers"]["math_accuracy"] == answer
+    wrong = str(int(answer) + 1)  # a wrong answer travels as well: it is what the completion said, not the reference
+    env.reset(options={"index": 0})
+    _, _, *_, info = env.step(f"<think>x</think><answer>{wrong}</answer>")
+    assert info["rewards"]["math_accuracy"] == 0.0 and info["answers"]["math_accuracy"] == wrong
 
 
 def test_math_answer_keys_put_equal_numbers_in_one_vote():
