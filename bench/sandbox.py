@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"appended to {path}")
         return
 
-    from r1gym.plugins.code.sandbox import LocalSandbox, Program, SandboxPool
+    from r1gym.core.contracts import Program
+    from r1gym.plugins.code.sandbox import LocalSandbox, SandboxPool
 
     info = report.start(None)
     sandbox = LocalSandbox()
@@ -229,7 +230,7 @@ def score_function_calls(humaneval: str) -> str:
 
     from r1gym.plugins.code import harness
     from r1gym.plugins.code.rewards import _pool, code_tests
-    from r1gym.plugins.code.sandbox import Limits, Program
+    from r1gym.core.contracts import Limits, Program
 
     tasks = _function_call_tasks(humaneval)
     pool = _pool("local", 4)

@@ -87,7 +87,7 @@ def r1gym_register_sandboxes(register) -> None:
     """Register code sandboxes by name (``local``, ``e2b``, ...).
 
     Call ``register(name, factory, *, description="")``; ``factory(**params)`` returns an object implementing
-    :class:`r1gym.plugins.code.sandbox.Sandbox` (``run(program, limits) -> RunResult``).
+    :class:`r1gym.core.contracts.Sandbox` (``run(program, limits) -> RunResult``).
 
     Called once, when the plugin host is built. Return value ignored.
 
@@ -100,7 +100,7 @@ def r1gym_register_judges(register) -> None:
     """Register LLM-judge backends by name (``local``, ``openai``, ...).
 
     Call ``register(name, factory, *, description="")``; ``factory(**params)`` returns an object implementing
-    :class:`r1gym.plugins.judge.backends.ChatBackend` (``chat(messages, *, max_tokens, temperature) -> str``),
+    :class:`r1gym.core.contracts.ChatBackend` (``chat(messages, *, max_tokens, temperature) -> str``),
     the model a judge sends its prompts to.
 
     Called once, when the plugin host is built. Return value ignored.

@@ -274,7 +274,7 @@ def test_shipped_references_name_real_problems_and_valid_comparisons():
 
 def test_unscorable_is_what_a_failing_checker_raises():
     from r1gym.plugins.code.compare import checker_verdict
-    from r1gym.plugins.code.sandbox import RunResult
+    from r1gym.core.contracts import RunResult
 
     assert checker_verdict(RunResult("ok", 0, "", "fine\n", 0.1, 0.1)).ok
     assert not checker_verdict(RunResult("runtime_error", 1, "", "wrong\n", 0.1, 0.1, "exit code 1")).ok

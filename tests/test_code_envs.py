@@ -112,7 +112,8 @@ def test_code_exec_ends_at_once_on_a_correct_answer_and_truncates_when_out_of_tu
 def test_a_sandbox_failure_mid_episode_is_counted_and_never_scored_as_the_program(monkeypatch, caplog):
     """A stand-in sandbox that always fails (named so: this tests the env's handling, not a backend)."""
     from r1gym.plugins.code import envs, rewards
-    from r1gym.plugins.code.sandbox import RunResult, SandboxPool
+    from r1gym.core.contracts import RunResult
+    from r1gym.plugins.code.sandbox import SandboxPool
 
     class AlwaysFailingSandbox:
         def run(self, program, limits):

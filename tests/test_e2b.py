@@ -14,7 +14,8 @@ from e2b.exceptions import InvalidArgumentException, RateLimitException, Sandbox
 from e2b_standin import StandInE2B  # noqa: E402
 
 from r1gym.plugins.code.e2b import E2BSandbox, RateLimiter  # noqa: E402
-from r1gym.plugins.code.sandbox import Limits, Program, SandboxPool  # noqa: E402
+from r1gym.core.contracts import Limits, Program  # noqa: E402
+from r1gym.plugins.code.sandbox import SandboxPool  # noqa: E402
 
 HELLO = Program("python", "print('hi')")
 FAST = Limits(time_s=2.0)

@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from r1gym.core.contracts import JudgeError
 from r1gym.core.rewards import Unscorable
-from r1gym.plugins.judge.backends import JudgeError, OpenAIBackend
+from r1gym.plugins.judge.backends import OpenAIBackend
 from r1gym.envs.rewards import completion_span
 from r1gym.plugins.judge.judge import Judge, llm_judge, load_template
 

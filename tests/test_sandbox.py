@@ -13,7 +13,8 @@ import pytest
 
 from r1gym.plugins.code import sandbox as sandbox_module
 from r1gym.plugins.code.conformance import strays as _strays
-from r1gym.plugins.code.sandbox import Limits, LocalSandbox, Program, SandboxPool, isolation_tool
+from r1gym.core.contracts import Limits, Program
+from r1gym.plugins.code.sandbox import LocalSandbox, SandboxPool, isolation_tool
 
 pytestmark = pytest.mark.skipif(isolation_tool() != "bwrap",
                                 reason="needs bubblewrap (apt-get install bubblewrap; `make install` does it)")
@@ -298,7 +299,7 @@ def test_an_exit_0_wrapper_cannot_pass_assert_tests(hack):
 def test_infrastructure_failure_is_unscorable_not_zero(monkeypatch):
     from r1gym.core.rewards import RewardComponent, RewardSet
     from r1gym.plugins.code import rewards
-    from r1gym.plugins.code.sandbox import RunResult
+    from r1gym.core.contracts import RunResult
 
     class Broken:
         def run(self, program, limits):

@@ -15,7 +15,8 @@ import pytest
 
 from r1gym.plugins.code import conformance
 from r1gym.plugins.code.conformance import ATTACKS, CATEGORIES, Attack, check_attack, plant, run_conformance, strays
-from r1gym.plugins.code.sandbox import STATUSES, LocalSandbox, RunResult, isolation_tool
+from r1gym.core.contracts import STATUSES, RunResult
+from r1gym.plugins.code.sandbox import LocalSandbox, isolation_tool
 
 NEEDS_BWRAP = pytest.mark.skipif(isolation_tool() != "bwrap",
                                  reason="needs bubblewrap (apt-get install bubblewrap; `make install` does it)")
@@ -171,7 +172,7 @@ def test_a_run_returns_only_when_its_processes_are_gone(sandbox):
     """A run's processes die with its PID namespace a moment after bwrap; until they are reaped they still
     count against their uid's RLIMIT_NPROC, so ``run`` hands the uid back only when none is left (the suite's
     process checks found zombies of the run's children after it had returned, about one run in ten)."""
-    from r1gym.plugins.code.sandbox import Limits, Program
+    from r1gym.core.contracts import Limits, Program
 
     children = Program("python", "import os, time\nfor i in range(20):\n    if os.fork() == 0: time.sleep(60)\n"
                                  "time.sleep(60)\n")

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from r1gym.plugins.code.sandbox import Limits, LocalSandbox, Program, isolation_tool
+from r1gym.core.contracts import Limits, Program
+from r1gym.plugins.code.sandbox import LocalSandbox, isolation_tool
 
 LIMITS = Limits(time_s=3.0, memory_mb=256, output_bytes=4096)
 

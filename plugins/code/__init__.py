@@ -1,7 +1,7 @@
 """Code plugin (issue #5): running untrusted programs safely, and rewards and environments built on it.
 
-* :mod:`.sandbox`: the ``Sandbox`` protocol, ``RunResult`` statuses, the ``local`` backend (bubblewrap or
-  unshare only with allow_weak_isolation, rlimits, a uid per run), ``SandboxPool``; ``r1gym sandbox run``;
+* :mod:`.sandbox`: the ``local`` backend of the :class:`r1gym.core.contracts.Sandbox` protocol (bubblewrap
+  or unshare only with allow_weak_isolation, rlimits, a uid per run), ``SandboxPool``;
 * :mod:`.e2b`: the ``e2b`` backend (E2B cloud sandboxes; extra ``[e2b]``, ``E2B_API_KEY``);
 * :mod:`.rewards`: ``code_tests`` and ``code_format``;
 * :mod:`.data`: the task source ``code`` (r1gym, HumanEval, MBPP and CodeContests formats);

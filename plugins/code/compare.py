@@ -209,10 +209,10 @@ def _part(token: str, limit: int = 64) -> str:
 
 # -- special judges -----------------------------------------------------------------------------------------
 def checker_program(comparison: Comparison, stdin: str, expected: str, got: str) -> Any:
-    """The sandbox :class:`~r1gym.plugins.code.sandbox.Program` that runs ``comparison``'s checker on one test:
+    """The sandbox :class:`~r1gym.core.contracts.Program` that runs ``comparison``'s checker on one test:
     a fixed ``main.py`` that runs ``checker.py input.txt output.txt answer.txt`` and turns an exception in the
     checker into exit code 3 (a Python exception would otherwise exit 1, "wrong answer")."""
-    from r1gym.plugins.code.sandbox import Program
+    from r1gym.core.contracts import Program
 
     return Program("python", _CHECKER_MAIN, files={"checker.py": str(comparison.checker), "input.txt": stdin,
                                                    "output.txt": got, "answer.txt": expected})

@@ -1,6 +1,6 @@
 """A conformance suite for sandbox backends: hostile programs that each try one trick, and what must hold after.
 
-Any object with the :class:`~r1gym.plugins.code.sandbox.Sandbox` protocol (``local``, ``e2b``, a plugin's)
+Any object with the :class:`~r1gym.core.contracts.Sandbox` protocol (``local``, ``e2b``, a plugin's)
 can run it against itself::
 
     failures = run_conformance(sandbox)           # [] when every attack ended as it must
@@ -49,8 +49,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from r1gym.core.contracts import Limits, Program, RunResult
 from r1gym.plugins.code import sandbox as sandbox_module
-from r1gym.plugins.code.sandbox import Limits, Program, RunResult
 
 CATEGORIES = ("escape", "secrets", "other-runs", "resources", "process", "time", "output", "fds")
 EVIL = "r1gym-conformance-evil"  # the name attacks try to create outside their scratch

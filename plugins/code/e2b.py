@@ -30,7 +30,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from r1gym.plugins.code.sandbox import LANGUAGES, Limits, Program, RunResult, classify_exit
+from r1gym.core.contracts import LANGUAGES, Limits, Program, RunResult
+from r1gym.plugins.code.sandbox import classify_exit
 
 WORKDIR = "/home/user/r1gym"
 KEY_HELP = ("set E2B_API_KEY to your E2B API key (https://e2b.dev/dashboard?tab=keys), or choose another "

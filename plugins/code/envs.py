@@ -101,7 +101,7 @@ class CodeExecEnv(MultiTurnEnv):
         return scorer.params.get("default_comparison") if scorer is not None else None
 
     def _show_run(self, code: str, language: str) -> str:
-        from r1gym.plugins.code.sandbox import Limits, Program
+        from r1gym.core.contracts import Limits, Program
 
         s = self.sandbox_settings
         pool = _pool(s["sandbox"], s["workers"], s["sandbox_options"])

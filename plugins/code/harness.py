@@ -324,7 +324,7 @@ def run_call_tests(
     ``check(f)``); ``pool`` is the sandbox pool the candidate runs on. Raises :class:`Unscorable` when the
     sandbox or the judge fails, or a test cannot be judged this way (see the module docstring).
     ``judge_timeout`` bounds each judge job (default ``max(5, 2 * time_limit)`` seconds)."""
-    from r1gym.plugins.code.sandbox import Limits, Program
+    from r1gym.core.contracts import Limits, Program
 
     judge = judge or default_judge()
     names, modules = expected_names(tests, setup, entry_point)

@@ -122,7 +122,7 @@ def run_tests(
     Raises :class:`Unscorable` when there are no tests, a test has neither shape, the sandbox could not run
     one, or a checker or the judge failed."""
     from r1gym.plugins.code.harness import run_call_tests
-    from r1gym.plugins.code.sandbox import Limits, Program
+    from r1gym.core.contracts import Limits, Program
 
     comparison = parse_comparison(comparison)
     if not tests:

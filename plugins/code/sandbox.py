@@ -1,4 +1,5 @@
-"""Running untrusted programs: the ``Sandbox`` protocol, its result, and the ``local`` backend.
+"""Running untrusted programs: the ``local`` sandbox backend (the ``Sandbox`` protocol, ``Program``, ``Limits`` and
+``RunResult`` are core contracts, :mod:`r1gym.core.contracts`).
 
 The local backend runs every program in a fresh, size-limited scratch directory under Linux namespaces:
 
@@ -58,68 +59,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
-STATUSES = ("ok", "runtime_error", "timeout", "memory_limit", "output_limit", "compile_error", "sandbox_error")
+from r1gym.core.contracts import LANGUAGES, Limits, Program, RunResult, Sandbox
+
 NOBODY = 65534
 SANDBOX_UIDS = range(65000, 65534)  # one per run in flight in this process; override with R1GYM_SANDBOX_UIDS=lo-hi
 _IN_FLIGHT: set[int] = set()  # pids of sandbox processes that their own thread will wait for
 _IN_FLIGHT_LOCK = threading.Lock()
-LANGUAGES = ("python", "cpp")
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-run limits. ``cpu_s`` defaults to ``time_s``; ``memory_mb`` is the address-space limit.
-    ``compile_s`` bounds compiling (C++), wall clock and CPU, so a run as a whole takes at most
-    ``compile_s + time_s``: a source that compiles for ever (``constexpr`` loops, template recursion) is a
-    ``timeout`` at ``compile_s``, not a worker held for minutes. ``g++ -O2`` of a contest program takes
-    about a second here (``bits/stdc++.h`` about three)."""
-
-    time_s: float = 5.0
-    cpu_s: float | None = None
-    memory_mb: int = 512
-    output_bytes: int = 1 << 20
-    processes: int = 64
-    file_mb: int = 16
-    open_files: int = 64
-    scratch_mb: int = 64
-    compile_s: float = 10.0
-
-
-@dataclass(frozen=True)
-class Program:
-    language: str
-    source: str
-    stdin: str = ""
-    files: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class RunResult:
-    """What happened. ``status`` is one of :data:`STATUSES`; ``detail`` says why when it is not ``ok``."""
-
-    status: str
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    wall_s: float
-    cpu_s: float
-    detail: str = ""
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-class Sandbox(Protocol):
-    """What code rewards and environments need from a sandbox backend (``local``, ``e2b``)."""
-
-    def run(self, program: Program, limits: Limits = Limits()) -> RunResult:
-        """Run ``program`` under ``limits``; never raise for a program's misbehaviour (that is a status)."""
-        ...
 
 
 class _UidSlots:

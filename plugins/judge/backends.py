@@ -1,6 +1,6 @@
 """Where a judge's prompts go: a local transformers model, or any OpenAI-compatible chat-completions server.
 
-Both implement :class:`ChatBackend` and are registered as judge backends (``local``, ``openai``):
+Both implement :class:`r1gym.core.contracts.ChatBackend` and are registered as judge backends (``local``, ``openai``):
 
 * ``local`` (the embedded default): any local causal LM (the built-in ``smollm2-135m``, a model folder, an
   r1gym checkpoint), loaded once per process; calls from many reward threads are batched
@@ -19,22 +19,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any
 
-Message = dict[str, str]
+from r1gym.core.contracts import JudgeError, Message
+
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-class JudgeError(Exception):
-    """The judge model could not be asked (the call failed for good): the completion cannot be scored."""
-
-
-class ChatBackend(Protocol):
-    """A chat model a judge can ask."""
-
-    def chat(self, messages: list[Message], *, max_tokens: int, temperature: float) -> str:
-        """The model's reply to ``messages``; raises :class:`JudgeError` when it cannot get one."""
-        ...
 
 
 _MODELS: dict[str, Any] = {}

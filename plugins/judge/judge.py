@@ -139,7 +139,7 @@ class Judge:
         self.stats = {"calls": 0, "cache_hits": 0, "unparseable": 0}
 
     def score(self, response: str, reference: str = "", question: str = "") -> float:
-        from r1gym.plugins.judge.backends import JudgeError
+        from r1gym.core.contracts import JudgeError
 
         key = json.dumps([getattr(self.backend, "key", id(self.backend)), self.template.name, self.mode, response,
                           reference, question])
