@@ -3,6 +3,7 @@ gymnasium's own checker, seeded determinism, no answer in ``info``, episodes tha
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import gymnasium
@@ -99,7 +100,14 @@ def test_sampled_actions_run_to_the_end(env_id):
     env.action_space.seed(3)
     for step in range(1, 51):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        assert obs in env.observation_space and isinstance(reward, float)
+        assert obs in env.observation_space and isinstance(reward, float)  # gymnasium's type; its value next:
+        # the reward is the weighted sum of the components that info reports (none before the last turn), or
+        # the configured stand-in when a weighted component could not score the text
+        if info["scorable"]:
+            weights = {c.name: c.weight for c in env.reward_set.components}
+            assert reward == pytest.approx(sum(weights[k] * (v or 0.0) for k, v in info["rewards"].items()))
+        else:  # masked (NaN) or the configured score (a mixture has no stand-in of its own)
+            assert math.isnan(reward) or reward == getattr(env, "unscorable_score", math.nan)
         if terminated or truncated:
             break
     assert terminated or truncated, "episode did not end within 50 steps"
