@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -98,11 +99,15 @@ def test_step_metrics_time_every_phase(test_plugins, tiny_model_dir, tmp_path):
     trainer = GRPOTrainer(cfg, tmp_path)
     trainer.setup()
     assert trainer.ref_model is not None
+    started = time.perf_counter()
     metrics, _ = trainer.train_step()
-    for phase in ("generate", "reward", "reference", "forward_backward", "optimizer", "weight_sync", "step"):
-        assert metrics[f"time/{phase}"] >= 0.0
-    assert metrics["time/reference"] > 0.0 and metrics["kl"] >= 0.0
-    assert metrics["time/step"] >= metrics["time/generate"] + metrics["time/forward_backward"]
+    wall = time.perf_counter() - started
+    phases = ("generate", "reward", "reference", "forward_backward", "optimizer", "weight_sync")
+    for phase in (*phases, "step"):
+        assert 0.0 < metrics[f"time/{phase}"] <= wall, phase  # measured, and within the call that measured it
+    assert metrics["kl"] >= 0.0
+    # the phases run one after another inside the step: together they take no longer than it
+    assert sum(metrics[f"time/{p}"] for p in phases) <= metrics["time/step"]
 
 
 def test_beta_zero_loads_no_reference_model(test_plugins, tiny_model_dir, tmp_path):
