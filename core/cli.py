@@ -9,6 +9,10 @@
     r1gym data check [OVERRIDES ...]      check every reference answer (or solution) of the env's data
     r1gym score REWARD --input IN.jsonl   apply a reward to records (completion + task fields), e.g.
           [--output OUT.jsonl] [--param k=v ...]   r1gym score math_accuracy --input samples.jsonl
+
+Plugins add commands through the hook ``r1gym_register_cli_commands`` (the code plugin: ``r1gym sandbox run``,
+``r1gym sandbox check``); ``r1gym --help`` lists them with the built-in ones. Every command reads the plugin
+host :func:`main` was given (by default the process-wide one), so a test can hand it a host of its own.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1gym.core.config import load_run_config
 from r1gym.core.jsonl import atomic_write_text
 from r1gym.core.registry import UnknownNameError
+
+if TYPE_CHECKING:
+    from r1gym.core.plugins import CliCommand, PluginHost
 
 log = logging.getLogger("r1gym")
 
@@ -92,62 +99,6 @@ def cmd_eval(overrides: Sequence[str]) -> int:
     return 0
 
 
-def cmd_sandbox_run(path: str, backend: str, language: str | None, timeout: float, memory: int,
-                    stdin_path: str | None) -> int:
-    from r1gym.core.plugins import default_host
-    from r1gym.plugins.code.sandbox import LANGUAGES, Limits, Program
-
-    factory = default_host().sandboxes.get(backend)  # unknown names list the known ones
-    suffixes = {".py": "python", ".cpp": "cpp", ".cc": "cpp", ".cxx": "cpp"}
-    source = Path(path)
-    language = language or suffixes.get(source.suffix)
-    if language not in LANGUAGES:
-        raise ValueError(f"cannot tell the language of {path}; pass --language ({', '.join(LANGUAGES)})")
-    program = Program(language, source.read_text(), stdin=Path(stdin_path).read_text() if stdin_path else "")
-    result = factory().run(program, Limits(time_s=timeout, memory_mb=memory))
-    print(json.dumps(result.to_dict(), indent=2))
-    return 0
-
-
-def cmd_sandbox_check(backend: str, only: Sequence[str], host_checks: bool) -> int:
-    """Run the conformance suite (plugins/code/conformance.py) against a sandbox backend; print a table."""
-    import difflib
-
-    from r1gym.core.plugins import default_host
-    from r1gym.plugins.code.conformance import ATTACKS, run_conformance
-    from r1gym.plugins.code.sandbox import LocalSandbox
-
-    factory = default_host().sandboxes.get(backend)  # unknown names list the known ones
-    names = [a.name for a in ATTACKS]
-    for name in only:
-        if name not in names:
-            close = difflib.get_close_matches(name, names, n=3)
-            hint = f"did you mean {', '.join(close)}?" if close else f"there are {len(names)}: {', '.join(names)}"
-            raise ValueError(f"no attack named {name!r}; {hint}")
-    attacks = [a for a in ATTACKS if not only or a.name in only]
-    sandbox = factory()
-    host_checks = host_checks or isinstance(sandbox, LocalSandbox)  # the host is this machine
-    known = []
-
-    def row(outcome) -> None:
-        if outcome.reasons and outcome.attack.xfail_reason:
-            known.append(outcome.attack.name)
-        verdict = "pass" if outcome.passed else ("xfail" if outcome.attack.xfail_reason else "FAIL")
-        status = outcome.result.status if outcome.result else "-"
-        why = "; ".join(outcome.reasons) + (f" [known: {outcome.attack.xfail_reason}]" if outcome.reasons and
-                                             outcome.attack.xfail_reason else "")
-        print(f"{verdict:5}  {outcome.attack.category:10}  {outcome.attack.name:42}  {status:13}  "
-              f"{outcome.seconds:5.1f}s  {why}", flush=True)
-
-    print(f"{'':5}  {'category':10}  {'attack':42}  {'status':13}  {'time':>6}  why it failed"
-          f"{'' if host_checks else '   (no host checks: the sandbox runs elsewhere)'}")
-    failures = run_conformance(sandbox, attacks, host_checks=host_checks, report=row)
-    print(f"{len(attacks) - len(failures) - len(known)} of {len(attacks)} attacks passed against the {backend} "
-          f"sandbox, {len(failures)} failed" + (f", {len(known)} known weaknesses failed as expected (xfail): "
-                                                f"{', '.join(known)}" if known else ""))
-    return 1 if failures else 0
-
-
 def transformers_quiet() -> None:
     """No transformers progress bars: r1gym's own progress is the one to watch."""
     import transformers
@@ -155,21 +106,18 @@ def transformers_quiet() -> None:
     transformers.logging.disable_progress_bar()
 
 
-def cmd_config(overrides: Sequence[str]) -> int:
+def cmd_config(overrides: Sequence[str], host: PluginHost) -> int:
     from omegaconf import OmegaConf
 
-    cfg, _, _ = load_run_config(overrides)
+    cfg, _, _ = load_run_config(overrides, host=host)
     print(OmegaConf.to_yaml(cfg))
     return 0
 
 
-def cmd_plugins() -> int:
+def cmd_plugins(host: PluginHost) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from r1gym.core.plugins import default_host
-
-    host = default_host()
     table = Table(title="r1gym plugins")
     for col in ("plugin", "version", "source", "registers"):
         table.add_column(col)
@@ -182,25 +130,19 @@ def cmd_plugins() -> int:
     return 1 if host.failed else 0
 
 
-def cmd_envs() -> int:
-    from r1gym.core.plugins import default_host
-
-    host = default_host()
+def cmd_envs(host: PluginHost) -> int:
     for env_id in host.envs:
         e = host.envs.entries[env_id]
         print(f"{env_id:32s} {e.description}  [{e.plugin}]")
     return 0
 
 
-def cmd_env_check(env_id: str, episodes: int, seed: int) -> int:
+def cmd_env_check(env_id: str, episodes: int, seed: int, host: PluginHost) -> int:
     import warnings
 
     import gymnasium
     from gymnasium.utils.env_checker import check_env
 
-    from r1gym.core.plugins import default_host
-
-    host = default_host()
     if env_id not in host.envs:
         host.envs.get(env_id)  # raises with the known ids
     with warnings.catch_warnings(record=True) as caught:
@@ -288,7 +230,8 @@ def _param(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
-def cmd_score(reward: str, input_path: str, output_path: str | None, params: Sequence[str], jobs: int | None) -> int:
+def cmd_score(reward: str, input_path: str, output_path: str | None, params: Sequence[str], jobs: int | None,
+              host: PluginHost) -> int:
     """Apply a registered reward to JSONL records (``completion`` + the task's fields, e.g. ``answer``); write
     each record back with ``reward`` (null when it cannot be scored), ``reason`` and the grader's ``flags``
     (see :class:`r1gym.core.rewards.Graded`) when it raised any; counts on stderr."""
@@ -296,10 +239,9 @@ def cmd_score(reward: str, input_path: str, output_path: str | None, params: Seq
     from concurrent.futures import ThreadPoolExecutor
 
     from r1gym.core.jsonl import iter_jsonl
-    from r1gym.core.plugins import default_host
     from r1gym.core.rewards import RewardComponent, RewardSet
 
-    component = RewardComponent(reward, default_host().rewards.get(reward), 1.0, dict(_param(p) for p in params))
+    component = RewardComponent(reward, host.rewards.get(reward), 1.0, dict(_param(p) for p in params))
     scorer = RewardSet([component])
     records = []
     for lineno, record in iter_jsonl(input_path):
@@ -333,7 +275,41 @@ def cmd_score(reward: str, input_path: str, output_path: str | None, params: Seq
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _add_plugin_commands(sub: argparse._SubParsersAction, host: PluginHost) -> None:
+    """Add the commands plugins registered (``"sandbox run"``: a group ``sandbox`` with ``run`` in it) beside
+    the built-in ones; a command whose name a built-in command has is left out with a warning."""
+    groups: dict[str, argparse._SubParsersAction] = {}
+    builtin = set(sub.choices)
+    by_group: dict[str, list[str]] = {}  # group -> its commands and the plugins they come from, for --help
+    for name in host.cli_commands:
+        words = name.split()
+        by_group.setdefault(words[0], []).append(f"{' '.join(words[1:])} [{host.cli_commands.entries[name].plugin}]")
+    for name in host.cli_commands:
+        entry = host.cli_commands.entries[name]
+        command: CliCommand = entry.obj
+        *path, leaf = name.split()
+        if (path[0] if path else leaf) in builtin:
+            log.warning("plugin %r: command %r not added: r1gym has a built-in command %r (built-in: %s)",
+                        entry.plugin, name, path[0] if path else leaf, ", ".join(sorted(builtin)))
+            continue
+        parent, prefix = sub, ""
+        for word in path:
+            prefix = f"{prefix} {word}".strip()
+            if prefix not in groups:
+                parser = parent.add_parser(word, help=f"{word} commands: {', '.join(by_group[path[0]])}")
+                groups[prefix] = parser.add_subparsers(dest=f"_{prefix.replace(' ', '_')}_command", required=True)
+            parent = groups[prefix]
+        p = parent.add_parser(leaf, help=command.description, description=command.description)
+        if command.arguments is not None:
+            command.arguments(p)
+        p.set_defaults(_plugin_command=command)
+
+
+def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -> int:
+    """Run the ``r1gym`` command line; ``host``: the plugins to use (default: the process-wide host)."""
+    from r1gym.core.plugins import default_host
+
+    host = host or default_host()
     parser = argparse.ArgumentParser(prog="r1gym", description="GRPO training of reasoning LLMs, the DeepSeek-R1 way.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     # the `deepspeed` launcher passes --local_rank=N to every process; the rank is read from the environment
@@ -343,21 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="e.g. experiment=demo trainer.max_steps=5")
     p = sub.add_parser("eval", help="pass@1 over k samples and cons@k on held-out data or files (Hydra overrides)")
     p.add_argument("overrides", nargs="*", help="e.g. env=math eval.checkpoint=runs/X eval.datasets=[test.jsonl]")
-    p = sub.add_parser("sandbox", help="code sandbox tools")
-    sb_sub = p.add_subparsers(dest="sandbox_command", required=True)
-    c = sb_sub.add_parser("run", help="run a program in the sandbox and print the result as JSON")
-    c.add_argument("file", help="the program (.py, .cpp)")
-    c.add_argument("--backend", default="local")
-    c.add_argument("--language", default=None, help="python or cpp (default: from the file's suffix)")
-    c.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit in seconds")
-    c.add_argument("--memory", type=int, default=512, help="address-space limit in MB")
-    c.add_argument("--stdin", dest="stdin_path", default=None, help="a file to give the program as standard input")
-    c = sb_sub.add_parser("check", help="run the conformance suite of hostile programs against a sandbox backend; "
-                                        "exit 1 if any attack got through")
-    c.add_argument("--backend", default="local")
-    c.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these attacks")
-    c.add_argument("--host-checks", action="store_true",
-                   help="also check this host after each attack (default: only for the local backend)")
     p = sub.add_parser("pipeline", help="run the R1 recipe as a sequence of stages (pipeline=r1 | r1_tiny | a path)")
     p.add_argument("overrides", nargs="*", help="pipeline=r1_tiny pipeline.run_dir=runs/X pipeline.stages=[sft] key=value ...")
     p = sub.add_parser("serve", help="serve a model as an OpenAI-compatible API (/v1/chat/completions) on localhost")
@@ -388,19 +349,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--output", help="where to write the scored records (default: stdout)")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="a reward parameter (YAML value)")
     p.add_argument("--jobs", type=int, default=None, help="records scored at once (default 4)")
+    _add_plugin_commands(sub, host)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     try:
+        if getattr(args, "_plugin_command", None) is not None:
+            return args._plugin_command.run(args, host)
         if args.command == "train":
             return cmd_train(args.overrides)
         if args.command == "eval":
             return cmd_eval(args.overrides)
         if args.command == "config":
-            return cmd_config(args.overrides)
-        if args.command == "sandbox" and args.sandbox_command == "check":
-            return cmd_sandbox_check(args.backend, args.only, args.host_checks)
-        if args.command == "sandbox":
-            return cmd_sandbox_run(args.file, args.backend, args.language, args.timeout, args.memory, args.stdin_path)
+            return cmd_config(args.overrides, host)
         if args.command == "pipeline":
             from r1gym.core.pipeline import run_pipeline
 
@@ -413,14 +373,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(args.model, host=args.host, port=args.port, name=args.name, max_tokens_limit=args.max_tokens)
             return 0
         if args.command == "plugins":
-            return cmd_plugins()
+            return cmd_plugins(host)
         if args.command == "envs":
-            return cmd_envs()
+            return cmd_envs(host)
         if args.command == "data":
             return cmd_data_check(args.overrides, args.eval, args.jobs)
         if args.command == "score":
-            return cmd_score(args.reward, args.input, args.output, args.param, args.jobs)
-        return cmd_env_check(args.env_id, args.episodes, args.seed)
+            return cmd_score(args.reward, args.input, args.output, args.param, args.jobs, host)
+        return cmd_env_check(args.env_id, args.episodes, args.seed, host)
     except (UnknownNameError, FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
         from hydra.errors import HydraException  # noqa: F401  (Hydra's own errors are ValueErrors/others)
 

@@ -8,6 +8,12 @@ points of the group ``r1gym``). An implementation may accept fewer arguments tha
 gain arguments later without breaking old plugins. An implementation whose name starts with ``r1gym_``
 but matches no hook below is an error that marks its plugin as failed.
 
+Each ``register`` callback has a type declared here (:class:`RegisterReward`, :class:`RegisterSandbox`, ...) and
+named in its hook's annotation; the host checks every call against it, so a call with a missing or unknown
+argument fails its plugin with a message that shows the right call. The contracts those callbacks take are
+core types (:mod:`r1gym.core.contracts`, :mod:`r1gym.core.rollout`, :mod:`r1gym.core.loggers`,
+:mod:`r1gym.core.rewards`; tasks: :mod:`r1gym.envs.base`), never a built-in plugin's.
+
 Implement hooks with :data:`hookimpl`::
 
     from r1gym.core.hookspecs import hookimpl
@@ -19,15 +25,85 @@ Implement hooks with :data:`hookimpl`::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
 import pluggy
+
+if TYPE_CHECKING:  # annotations only: declaring the contract imports none of its implementations
+    import argparse
+
+    from r1gym.core.contracts import ChatBackend, Sandbox
+    from r1gym.core.loggers import Logger
+    from r1gym.core.plugins import PluginHost
+    from r1gym.core.rewards import RewardFn
+    from r1gym.core.rollout import RolloutBackend
+    from r1gym.envs.base import TaskSource
 
 PROJECT = "r1gym"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+class RegisterEnv(Protocol):
+    """The ``register`` of :func:`r1gym_register_envs`."""
+
+    def __call__(self, env_id: str, entry_point: str, *, kwargs: Mapping[str, Any] | None = None,
+                 description: str = "") -> None: ...
+
+
+class RegisterReward(Protocol):
+    """The ``register`` of :func:`r1gym_register_rewards`."""
+
+    def __call__(self, name: str, fn: RewardFn, *, description: str = "") -> None: ...
+
+
+class RegisterTaskSource(Protocol):
+    """The ``register`` of :func:`r1gym_register_task_sources`."""
+
+    def __call__(self, name: str, factory: Callable[..., TaskSource], *, description: str = "") -> None: ...
+
+
+class RegisterRolloutBackend(Protocol):
+    """The ``register`` of :func:`r1gym_register_rollout_backends`."""
+
+    def __call__(self, name: str, factory: Callable[..., RolloutBackend], *, description: str = "") -> None: ...
+
+
+class RegisterSandbox(Protocol):
+    """The ``register`` of :func:`r1gym_register_sandboxes`."""
+
+    def __call__(self, name: str, factory: Callable[..., Sandbox], *, description: str = "") -> None: ...
+
+
+class RegisterJudge(Protocol):
+    """The ``register`` of :func:`r1gym_register_judges`."""
+
+    def __call__(self, name: str, factory: Callable[..., ChatBackend], *, description: str = "") -> None: ...
+
+
+class RegisterLogger(Protocol):
+    """The ``register`` of :func:`r1gym_register_loggers`."""
+
+    def __call__(self, name: str, factory: Callable[..., Logger], *, description: str = "") -> None: ...
+
+
+class RegisterConfigDir(Protocol):
+    """The ``register`` of :func:`r1gym_register_config_dirs`."""
+
+    def __call__(self, path: str) -> None: ...
+
+
+class RegisterCliCommand(Protocol):
+    """The ``register`` of :func:`r1gym_register_cli_commands`."""
+
+    def __call__(self, name: str, run: Callable[[argparse.Namespace, PluginHost], int], *,
+                 arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+                 description: str = "") -> None: ...
+
+
 @hookspec
-def r1gym_register_envs(register) -> None:
+def r1gym_register_envs(register: RegisterEnv) -> None:
     """Register gymnasium environments.
 
     Call ``register(env_id, entry_point, *, kwargs=None, description="")`` once per environment.
@@ -42,7 +118,7 @@ def r1gym_register_envs(register) -> None:
 
 
 @hookspec
-def r1gym_register_rewards(register) -> None:
+def r1gym_register_rewards(register: RegisterReward) -> None:
     """Register reward functions by name.
 
     Call ``register(name, fn, *, description="")``. ``fn(completion: str, **fields) -> float | None`` gets
@@ -57,7 +133,7 @@ def r1gym_register_rewards(register) -> None:
 
 
 @hookspec
-def r1gym_register_task_sources(register) -> None:
+def r1gym_register_task_sources(register: RegisterTaskSource) -> None:
     """Register task sources (procedural generators, dataset loaders) by name.
 
     Call ``register(name, factory, *, description="")``; ``factory(**params)`` returns an object with
@@ -70,7 +146,7 @@ def r1gym_register_task_sources(register) -> None:
 
 
 @hookspec
-def r1gym_register_rollout_backends(register) -> None:
+def r1gym_register_rollout_backends(register: RegisterRolloutBackend) -> None:
     """Register rollout (generation) backends by name.
 
     Call ``register(name, factory, *, description="")``; ``factory(model, tokenizer, **params)`` returns an
@@ -83,7 +159,7 @@ def r1gym_register_rollout_backends(register) -> None:
 
 
 @hookspec
-def r1gym_register_sandboxes(register) -> None:
+def r1gym_register_sandboxes(register: RegisterSandbox) -> None:
     """Register code sandboxes by name (``local``, ``e2b``, ...).
 
     Call ``register(name, factory, *, description="")``; ``factory(**params)`` returns an object implementing
@@ -96,7 +172,7 @@ def r1gym_register_sandboxes(register) -> None:
 
 
 @hookspec
-def r1gym_register_judges(register) -> None:
+def r1gym_register_judges(register: RegisterJudge) -> None:
     """Register LLM-judge backends by name (``local``, ``openai``, ...).
 
     Call ``register(name, factory, *, description="")``; ``factory(**params)`` returns an object implementing
@@ -110,7 +186,7 @@ def r1gym_register_judges(register) -> None:
 
 
 @hookspec
-def r1gym_register_loggers(register) -> None:
+def r1gym_register_loggers(register: RegisterLogger) -> None:
     """Register loggers/callbacks by name.
 
     Call ``register(name, factory, *, description="")``; ``factory(run_dir, **params)`` returns an object
@@ -124,7 +200,7 @@ def r1gym_register_loggers(register) -> None:
 
 
 @hookspec
-def r1gym_register_config_dirs(register) -> None:
+def r1gym_register_config_dirs(register: RegisterConfigDir) -> None:
     """Add config folders to Hydra's search path.
 
     Call ``register(path)`` with a Hydra search-path URL: ``"pkg://my_plugin.conf"`` for a package shipped as
@@ -134,4 +210,23 @@ def r1gym_register_config_dirs(register) -> None:
     Called once, when the plugin host is built. Return value ignored.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def r1gym_register_cli_commands(register: RegisterCliCommand) -> None:
+    """Add subcommands to the ``r1gym`` command line.
+
+    Call ``register(name, run, *, arguments=None, description="")``. ``name`` is one or more words: ``"sandbox
+    run"`` makes ``r1gym sandbox run`` (the group ``sandbox`` is made on first use; a built-in command's name
+    cannot be taken). ``arguments(parser)`` adds the command's options to its :class:`argparse.ArgumentParser`;
+    ``run(args, host)`` gets the parsed :class:`argparse.Namespace` and the :class:`r1gym.core.plugins.PluginHost`
+    the command line was built from, and returns the exit status. ``description`` is the command's line in
+    ``r1gym --help``. ``run`` may raise ``ValueError`` (or :class:`r1gym.core.registry.UnknownNameError`) for
+    bad input: the CLI prints it and exits with 2.
+
+    Called once, when the plugin host is built; the CLI reads the commands when it builds its parser.
+    Return value ignored.
+
+    .. versionadded:: 0.4
     """

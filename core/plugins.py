@@ -25,15 +25,24 @@ import importlib.metadata
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from r1gym.core import hookspecs
 from r1gym.core.registry import Registry, UnknownNameError, plural
+
+if TYPE_CHECKING:
+    import argparse
+
+    from r1gym.core.contracts import ChatBackend, Sandbox
+    from r1gym.core.loggers import Logger
+    from r1gym.core.rewards import RewardFn
+    from r1gym.core.rollout import RolloutBackend
+    from r1gym.envs.base import TaskSource
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,16 @@ class EnvEntry:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class CliCommand:
+    """A subcommand a plugin added to the ``r1gym`` command line (hook ``r1gym_register_cli_commands``)."""
+
+    name: str  # words: "sandbox run"
+    run: Callable[[argparse.Namespace, PluginHost], int]
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    description: str = ""
+
+
 @dataclass
 class PluginInfo:
     """What ``r1gym plugins`` shows for one plugin."""
@@ -84,12 +103,13 @@ class PluginHost:
 
     pm: pluggy.PluginManager
     envs: Registry[EnvEntry] = field(default_factory=lambda: Registry("environment"))
-    rewards: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("reward"))
-    task_sources: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("task source"))
-    rollout_backends: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("rollout backend"))
-    sandboxes: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("sandbox"))
-    judges: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("judge backend"))
-    loggers: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("logger"))
+    rewards: Registry[RewardFn] = field(default_factory=lambda: Registry("reward"))
+    task_sources: Registry[Callable[..., TaskSource]] = field(default_factory=lambda: Registry("task source"))
+    rollout_backends: Registry[Callable[..., RolloutBackend]] = field(default_factory=lambda: Registry("rollout backend"))
+    sandboxes: Registry[Callable[..., Sandbox]] = field(default_factory=lambda: Registry("sandbox"))
+    judges: Registry[Callable[..., ChatBackend]] = field(default_factory=lambda: Registry("judge backend"))
+    loggers: Registry[Callable[..., Logger]] = field(default_factory=lambda: Registry("logger"))
+    cli_commands: Registry[CliCommand] = field(default_factory=lambda: Registry("command"))
     config_dirs: list[str] = field(default_factory=list)
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
 
@@ -115,7 +135,31 @@ def _registries(host: PluginHost) -> dict[str, Registry]:
         "r1gym_register_sandboxes": host.sandboxes,
         "r1gym_register_judges": host.judges,
         "r1gym_register_loggers": host.loggers,
+        "r1gym_register_cli_commands": host.cli_commands,
     }
+
+
+@functools.lru_cache(maxsize=None)
+def _register_signature(hook_name: str) -> inspect.Signature:
+    """The signature of a hook's ``register`` callback: the Protocol named in the hookspec's annotation."""
+    annotation = getattr(hookspecs, hook_name).__annotations__["register"]
+    protocol = getattr(hookspecs, annotation) if isinstance(annotation, str) else annotation
+    sig = inspect.signature(protocol.__call__)
+    return sig.replace(parameters=list(sig.parameters.values())[1:])  # without self
+
+
+def _bind(hook_name: str, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A ``register`` call's arguments by name, defaults filled in; a call that does not fit the callback's
+    type is a ``TypeError`` showing the right call (so the plugin fails with it, not some later lookup)."""
+    sig = _register_signature(hook_name)
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        bare = sig.replace(parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+                           return_annotation=sig.empty)
+        raise TypeError(f"{hook_name}: {exc}; call it as register{bare}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 def _misspelled_hooks(plugin: object) -> list[str]:
@@ -144,19 +188,19 @@ def _plugin_candidates(builtins: Iterable[str], autoload: bool) -> list[tuple[st
     return out
 
 
-def _run_hooks(host: PluginHost, name: str, plugin: object) -> dict[str, list[tuple]]:
+def _run_hooks(host: PluginHost, name: str, plugin: object) -> dict[str, list[dict[str, Any]]]:
     """Call each hook the plugin implements with a staging ``register``; raise on the first error.
 
     Contributions are staged and only committed when all of a plugin's hooks succeeded, so a plugin that
     breaks halfway contributes nothing rather than half of itself.
     """
-    staged: dict[str, list[tuple]] = {}
+    staged: dict[str, list[dict[str, Any]]] = {}
     for impl in host.pm.get_hookcallers(plugin) or []:
         hook_name = impl.name
         calls = staged.setdefault(hook_name, [])
 
-        def register(*args: Any, _calls: list = calls, **kwargs: Any) -> None:
-            _calls.append((args, kwargs))
+        def register(*args: Any, _calls: list = calls, _hook: str = hook_name, **kwargs: Any) -> None:
+            _calls.append(_bind(_hook, args, kwargs))
 
         for hi in impl.get_hookimpls():
             if hi.plugin is plugin:
@@ -165,7 +209,7 @@ def _run_hooks(host: PluginHost, name: str, plugin: object) -> dict[str, list[tu
     return staged
 
 
-def _commit(host: PluginHost, name: str, staged: dict[str, list[tuple]], info: PluginInfo) -> None:
+def _commit(host: PluginHost, name: str, staged: dict[str, list[dict[str, Any]]], info: PluginInfo) -> None:
     """Add a plugin's staged contributions to the host; on any error undo what was added, then raise."""
     import gymnasium
 
@@ -175,9 +219,9 @@ def _commit(host: PluginHost, name: str, staged: dict[str, list[tuple]], info: P
     n_config_dirs = len(host.config_dirs)
     try:
         for hook_name, calls in staged.items():
-            for args, kwargs in calls:
+            for call in calls:
                 if hook_name == "r1gym_register_envs":
-                    entry = _env_entry(*args, **kwargs)
+                    entry = _env_entry(**call)
                     host.envs.add(entry.env_id, entry, plugin=name, description=entry.description)
                     added.append((host.envs, entry.env_id))
                     spec = gymnasium.registry.get(entry.env_id)
@@ -186,13 +230,17 @@ def _commit(host: PluginHost, name: str, staged: dict[str, list[tuple]], info: P
                         gymnasium.register(id=entry.env_id, entry_point=entry.entry_point, kwargs=dict(entry.kwargs))
                     info.contributes.setdefault("envs", []).append(entry.env_id)
                 elif hook_name == "r1gym_register_config_dirs":
-                    (path,) = args
+                    path = call["path"]
                     host.config_dirs.append(path)
                     info.contributes.setdefault("config dirs", []).append(path)
                 else:
                     reg = regs[hook_name]
-                    reg_name, obj = args[0], args[1]
-                    reg.add(reg_name, obj, plugin=name, description=kwargs.get("description", ""))
+                    reg_name, description = call["name"], call["description"]
+                    if hook_name == "r1gym_register_cli_commands":
+                        obj: Any = CliCommand(**call)
+                    else:  # the one argument besides name and description: fn or factory
+                        (obj,) = (v for k, v in call.items() if k not in ("name", "description"))
+                    reg.add(reg_name, obj, plugin=name, description=description)
                     added.append((reg, reg_name))
                     info.contributes.setdefault(plural(reg.kind), []).append(reg_name)
     except Exception:  # a plugin that fails halfway through its registrations contributes nothing
@@ -214,7 +262,7 @@ def _free_key(taken: dict[str, Any], key: str) -> str:
     return out
 
 
-def _env_entry(env_id: str, entry_point: str, *, kwargs: dict | None = None, description: str = "") -> EnvEntry:
+def _env_entry(env_id: str, entry_point: str, *, kwargs: Mapping[str, Any] | None = None, description: str = "") -> EnvEntry:
     if ":" not in entry_point:
         raise ValueError(f"env {env_id!r}: entry_point must look like 'package.module:ClassName', got {entry_point!r}")
     return EnvEntry(env_id, entry_point, dict(kwargs or {}), description)

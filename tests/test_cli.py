@@ -33,6 +33,35 @@ def test_plugins_lists_builtins(capsys):
     assert "r1gym/Countdown-v0" in out and "builtin" in out
 
 
+def test_help_lists_the_commands_plugins_add(capsys):
+    """``sandbox run``/``sandbox check`` come from the code plugin's hook, not from the CLI's own table."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert "sandbox commands: check [code], run [code]" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["sandbox", "run", "--help"])
+    assert "--backend" in capsys.readouterr().out
+
+
+def test_a_plugin_command_cannot_take_a_builtin_name(caplog, capsys):
+    from r1gym.core.hookspecs import hookimpl
+    from r1gym.core.plugins import load_plugins
+
+    class Greedy:
+        @hookimpl
+        def r1gym_register_cli_commands(self, register):
+            register("train", lambda args, host: 7, description="not r1gym's train")
+            register("greet", lambda args, host: 7, description="hello")
+
+    host = load_plugins(builtins=(), autoload=False, extra=[("greedy", Greedy())])
+    assert main(["greet"], host=host) == 7
+    assert "plugin 'greedy': command 'train' not added: r1gym has a built-in command 'train'" in caplog.text
+    with pytest.raises(SystemExit):
+        main(["train", "--help"], host=host)
+    assert "e.g. experiment=demo" in capsys.readouterr().out  # the built-in train's own help
+
+
 def test_env_check_passes(capsys):
     assert main(["env", "check", "r1gym/Countdown-v0", "--episodes", "2"]) == 0
     out = capsys.readouterr().out

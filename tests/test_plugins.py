@@ -82,6 +82,24 @@ def _check_named(attr: str, kind: str, obj: object) -> Callable[[PluginHost], No
     return check
 
 
+def probe_command(args: Any, host: PluginHost) -> int:
+    return 40 + args.n if "format" in host.rewards else 0  # the host it was given, with the built-in in it
+
+
+def probe_arguments(parser: Any) -> None:
+    parser.add_argument("--n", type=int, default=1)
+
+
+def _check_cli_commands(host: PluginHost) -> None:
+    from r1gym.core.cli import main
+
+    entry = host.cli_commands.entries["probe thing"]
+    assert (entry.plugin, entry.obj.run, entry.obj.arguments, entry.description) == (
+        "probe", probe_command, probe_arguments, "a probe")
+    assert host.plugins["probe"].contributes == {"commands": ["probe thing"]}
+    assert main(["probe", "thing", "--n", "2"], host=host) == 42  # the command line reaches it, with this host
+
+
 def _check_config_dirs(host: PluginHost) -> None:
     from r1gym.core.config import compose
 
@@ -122,6 +140,10 @@ PROBES: dict[str, tuple[Callable[..., None], Callable[[PluginHost], None]]] = {
     "r1gym_register_judges": (
         lambda register, **_: register("probe_thing", factory, description="a probe"),
         _check_named("judges", "judge backends", factory),
+    ),
+    "r1gym_register_cli_commands": (
+        lambda register, **_: register("probe thing", probe_command, arguments=probe_arguments, description="a probe"),
+        _check_cli_commands,
     ),
     "r1gym_register_config_dirs": (
         lambda register, conf_dir, **_: register(conf_dir.as_uri()),
@@ -210,6 +232,23 @@ def test_misspelled_hook_fails_the_plugin():
     assert "Did you mean 'r1gym_register_rewards'" in reason
     assert "typo_reward" not in host.rewards
     assert "typo" not in {host.pm.get_name(p) for p in host.pm.get_plugins()}
+
+
+@pytest.mark.parametrize("hook_name", HOOK_NAMES)
+def test_register_called_wrongly_fails_the_plugin_and_shows_the_right_call(hook_name):
+    """Every ``register`` is checked against its type in hookspecs (an unknown keyword is never accepted)."""
+    host = load(("wrong", make_plugin("wrong", **{hook_name: lambda register: register("x", reward_fn, colour="red")})))
+    reason = host.failed["wrong"]
+    assert reason.startswith(f"TypeError: {hook_name}: ") and "call it as register(" in reason
+    assert "colour" in reason or "too many positional arguments" in reason  # register(path) takes one
+    assert host.plugins["wrong"].contributes == {}
+
+
+def test_register_callback_types_are_declared_for_every_hook():
+    for hook_name in HOOK_NAMES:
+        annotation = getattr(hookspecs, hook_name).__annotations__["register"]
+        protocol = getattr(hookspecs, annotation)
+        assert protocol.__doc__ == f"The ``register`` of :func:`{hook_name}`.", hook_name
 
 
 def test_hook_raising_halfway_contributes_nothing():

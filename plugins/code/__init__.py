@@ -8,6 +8,7 @@
 * the envs ``r1gym/Code-v0`` (one completion per task, scored by the task's tests) and
   ``r1gym/CodeExec-v0`` (:mod:`.envs`: several turns, running code and seeing failing example tests),
   defaulting to a small sample of our own.
+* :mod:`.commands`: ``r1gym sandbox run`` and ``r1gym sandbox check``, added to the CLI through a hook.
 """
 
 from __future__ import annotations
@@ -66,3 +67,13 @@ def r1gym_register_envs(register) -> None:
 def r1gym_register_sandboxes(register) -> None:
     register("local", _local, description="bubblewrap: a read-only minimal view, namespaces, rlimits, a host-unique uid per run")
     register("e2b", _e2b, description="a fresh E2B cloud sandbox per run (pip install 'r1gym[e2b]', E2B_API_KEY)")
+
+
+@hookimpl
+def r1gym_register_cli_commands(register) -> None:
+    from r1gym.plugins.code.commands import check_arguments, run_arguments, sandbox_check, sandbox_run
+
+    register("sandbox run", sandbox_run, arguments=run_arguments,
+             description="run a program in the sandbox and print the result as JSON")
+    register("sandbox check", sandbox_check, arguments=check_arguments,
+             description="run the conformance suite of hostile programs against a sandbox backend; exit 1 if any attack got through")
