@@ -249,7 +249,7 @@ def test_the_local_backend_batches_calls_from_reward_threads():
     backend = LocalBackend("smollm2-135m", max_batch=4)
     messages = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(4)]
     replies: list[str] = [""] * 4
-    backend.chat(messages[0], max_tokens=4, temperature=0.0)  # loads the model
+    alone = [backend.chat(m, max_tokens=4, temperature=0.0) for m in messages]  # one at a time (loads the model)
     (batcher,) = backend._batchers.values()
     before = batcher.batches
 
@@ -261,7 +261,9 @@ def test_the_local_backend_batches_calls_from_reward_threads():
         t.start()
     for t in threads:
         t.join()
-    assert all(isinstance(r, str) and r for r in replies) and batcher.batches - before < 4
+    assert replies == alone and all(alone)  # greedy replies do not depend on the batch they were decoded in
+    assert len(set(alone)) > 1  # each thread got its own question's reply, not a neighbour's
+    assert batcher.batches - before < 4
 
 
 def test_choose_mode_scores_the_valid_verdicts_with_a_small_local_model():
