@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from fractions import Fraction
 
 import pytest
 
@@ -18,10 +19,20 @@ def _countdown_key(task):
 
 
 # -- Countdown ---------------------------------------------------------------------------------------------
+def _solves(solution: str, numbers: list[int], target: int) -> bool:
+    """Checked without the module under test: the solution's whole numbers are the task's numbers, each once,
+    and Python's exact evaluation of it (every literal a Fraction) is the target. (``eval`` of a string the
+    task source generated, never model text.)"""
+    literals = sorted(int(x) for x in re.findall(r"\d+", solution))
+    value = eval(re.sub(r"(\d+)", r"Fraction(\1)", solution), {"Fraction": Fraction})
+    return literals == sorted(numbers) and value == target
+
+
 def test_countdown_tasks_are_solvable_by_their_kept_solution():
     source = CountdownSource()
     for i in range(50):
         task, solution = source[i], source.solution(i)
+        assert _solves(solution, **task.fields), (i, task.fields, solution)
         completion = f"<think>x</think><answer>{solution}</answer>"
         assert countdown_reward(completion, **task.fields) == 1.0, (i, task.fields, solution)
         assert format_reward(completion) == 1.0
@@ -59,7 +70,7 @@ def test_countdown_difficulty_knobs_are_respected():
         numbers, target = source[i].fields["numbers"], source[i].fields["target"]
         counts.add(len(numbers))
         assert all(2 <= n <= 9 for n in numbers) and 20 <= target <= 30
-        assert evaluate_equation(source.solution(i)) == target
+        assert evaluate_equation(source.solution(i)) == target and _solves(source.solution(i), numbers, target)
     assert counts == {4, 5}
     assert {len(t.fields["numbers"]) for t in (CountdownSource(num_numbers=3)[i] for i in range(20))} == {3}
 
