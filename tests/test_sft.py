@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
 import pytest
 import torch
@@ -285,9 +286,11 @@ def test_r1gym_train_stage_sft_through_the_cli(tiny_model_dir, tmp_path):
 
     data = _write(tmp_path / "d.jsonl", [*FACTS, {"prompt": "Long?", "completion": "x " * 200}])
     run = tmp_path / "run"
+    started = time.perf_counter()
     assert main(["train", "stage=sft", f"model.name_or_path={tiny_model_dir}", f"sft.data=['{data}']",
                  "sft.max_steps=2", "sft.batch_tokens=64", "sft.max_length=128", "logger=jsonl_only",
                  "trainer.threads=1", f"run_dir={run}"]) == 0
+    wall = time.perf_counter() - started
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stage"] == "sft" and manifest["status"] == "finished" and manifest["step"] == 2
     assert manifest["dropped_too_long"] == 1 and manifest["examples"] == 4
@@ -296,3 +299,6 @@ def test_r1gym_train_stage_sft_through_the_cli(tiny_model_dir, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert {"loss", "lr", "grad_norm", "tokens", "loss_tokens", "time/step", "epoch"} <= set(rows[0])
+    for r in rows:  # a step's time was measured inside the run, and the throughput is its tokens over it
+        assert 0 < r["time/step"] <= wall and r["tokens"] > 0
+        assert r["tokens_per_s"] == pytest.approx(r["tokens"] / r["time/step"])
