@@ -94,6 +94,34 @@ def test_a_rate_limiter_spaces_events_evenly():
         RateLimiter(0)
 
 
+def test_a_rate_limiter_on_a_fake_clock_spaces_events_exactly_and_saves_no_credit(monkeypatch):
+    """The real-clock test above can only bound the time from below; on a clock that moves only when the
+    limiter sleeps, the spacing is exact: 1/50 s apart, no sleep for the first event, none after an idle
+    second, and no burst then (the idle time is not saved up as credit)."""
+    from r1gym.plugins.code import e2b
+
+    clock = {"now": 100.0}
+    sleeps: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        clock["now"] += s
+
+    monkeypatch.setattr(e2b, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock["now"]),
+                                                         "sleep": staticmethod(sleep)}))
+    limiter, at = RateLimiter(50), []
+    for _ in range(4):
+        limiter.wait()
+        at.append(clock["now"])
+    assert at == pytest.approx([100.0, 100.02, 100.04, 100.06]) and sleeps == pytest.approx([0.02] * 3)
+    clock["now"] += 1.0  # idle
+    sleeps.clear()
+    for _ in range(2):
+        limiter.wait()
+        at.append(clock["now"])
+    assert at[4:] == pytest.approx([101.06, 101.08]) and sleeps == pytest.approx([0.02])
+
+
 def test_code_tests_can_score_on_e2b_with_options(monkeypatch):
     """``code_tests(sandbox="e2b", sandbox_options=...)`` builds the backend from the registry with those
     options; an unknown sandbox name lists the known ones."""
