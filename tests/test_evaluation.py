@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -84,7 +85,9 @@ def test_r1gym_eval_writes_metrics_and_every_sample(tiny_model_dir, tmp_path, ca
     data = tmp_path / "mini.jsonl"
     data.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
                             for i in range(4)))
+    started = time.perf_counter()
     assert main(_eval_args(tiny_model_dir, tmp_path, f"eval.datasets=['mini={data}']")) == 0
+    wall = time.perf_counter() - started
     out = capsys.readouterr().out
     assert "pass@1" in out and "cons@3" in out and "mini" in out
     run = tmp_path / "eval"
@@ -92,6 +95,7 @@ def test_r1gym_eval_writes_metrics_and_every_sample(tiny_model_dir, tmp_path, ca
     assert results["sampling"] == {"temperature": 0.6, "top_p": 0.95, "top_k": 0, "max_new_tokens": 6, "greedy": False}
     m = results["datasets"]["mini"]
     assert m["problems"] == 4 and m["samples_per_problem"] == 3 and "cons@3" in m
+    assert 0 < m["seconds"] <= wall  # the dataset's time was measured, inside the command
     rows = [json.loads(line) for line in (run / "eval_samples.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and {r["task_id"] for r in rows} == {"q0", "q1", "q2", "q3"}
     # pass@1 in eval.json is what the samples file says
