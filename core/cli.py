@@ -164,7 +164,7 @@ def cmd_env_check(env_id: str, episodes: int, seed: int, host: PluginHost) -> in
     return 0
 
 
-def cmd_data_check(overrides: Sequence[str], eval_split: bool, jobs: int | None) -> int:
+def cmd_data_check(overrides: Sequence[str], eval_split: bool, jobs: int | None, host: PluginHost) -> int:
     """Check each task's reference answer with the env's first reward (its accuracy reward): a reference that
     cannot be scored, or that does not score 1.0, is listed with the reason. Exit 1 if any.
 
@@ -180,10 +180,10 @@ def cmd_data_check(overrides: Sequence[str], eval_split: bool, jobs: int | None)
     from r1gym.core.rewards import RewardSet, Unscorable
     from r1gym.envs.base import resolve_rewards, resolve_source
 
-    cfg, _, _ = load_run_config(overrides)
-    kwargs = env_kwargs(cfg.env, eval_split=eval_split)
-    source = resolve_source(kwargs["source"])
-    first = resolve_rewards(kwargs["rewards"]).components[0]
+    cfg, _, _ = load_run_config(overrides, host=host)
+    kwargs = env_kwargs(cfg.env, eval_split=eval_split, host=host)
+    source = resolve_source(kwargs["source"], host)
+    first = resolve_rewards(kwargs["rewards"], host).components[0]
     check = RewardSet([first])
     explain = getattr(first.fn, "check_reference", None)
     takes = set(inspect.signature(first.fn).parameters) - {"completion"}  # the reward's own keyword arguments
@@ -377,7 +377,7 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
         if args.command == "envs":
             return cmd_envs(host)
         if args.command == "data":
-            return cmd_data_check(args.overrides, args.eval, args.jobs)
+            return cmd_data_check(args.overrides, args.eval, args.jobs, host)
         if args.command == "score":
             return cmd_score(args.reward, args.input, args.output, args.param, args.jobs, host)
         return cmd_env_check(args.env_id, args.episodes, args.seed, host)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from r1gym.core.config import to_plain
-from r1gym.core.plugins import default_host
+from r1gym.core.plugins import PluginHost, default_host
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -22,11 +22,12 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
-def env_kwargs(env_cfg: Any, *, eval_split: bool = False) -> dict[str, Any]:
-    """The full kwargs for ``gymnasium.make(env_cfg.id, ...)``: registered defaults + config (+ eval)."""
+def env_kwargs(env_cfg: Any, *, eval_split: bool = False, host: PluginHost | None = None) -> dict[str, Any]:
+    """The full kwargs for ``gymnasium.make(env_cfg.id, ...)``: registered defaults + config (+ eval); with
+    ``host``, the env is made from that host's plugins (``host=`` among the kwargs)."""
     import gymnasium
 
-    host = default_host()
+    given, host = host, host or default_host()
     env_id = env_cfg.id
     if env_id not in host.envs and env_id not in gymnasium.registry:
         host.envs.get(env_id)  # raises with the known ids and the closest match
@@ -34,14 +35,15 @@ def env_kwargs(env_cfg: Any, *, eval_split: bool = False) -> dict[str, Any]:
     kwargs = deep_merge(spec.kwargs or {}, to_plain(env_cfg.kwargs) or {})
     if eval_split:
         kwargs = deep_merge(kwargs, to_plain(env_cfg.eval_kwargs) or {})
-    return kwargs
+    return kwargs if given is None else {**kwargs, "host": given}
 
 
-def make_envs(env_cfg: Any, n: int, *, eval_split: bool = False) -> list[Any]:
-    """``n`` independent instances of the configured env (each episode of a step needs its own)."""
+def make_envs(env_cfg: Any, n: int, *, eval_split: bool = False, host: PluginHost | None = None) -> list[Any]:
+    """``n`` independent instances of the configured env (each episode of a step needs its own), made from
+    ``host``'s plugins (default: the process-wide host)."""
     import gymnasium
 
-    kwargs = env_kwargs(env_cfg, eval_split=eval_split)
+    kwargs = env_kwargs(env_cfg, eval_split=eval_split, host=host)
     # gymnasium.make would merge kwargs shallowly over the spec's; we pass the merged whole
     return [gymnasium.make(env_cfg.id, disable_env_checker=True, **kwargs) for _ in range(n)]
 

@@ -109,7 +109,9 @@ def r1gym_register_envs(register: RegisterEnv) -> None:
     Call ``register(env_id, entry_point, *, kwargs=None, description="")`` once per environment.
     ``env_id`` is a versioned gymnasium id such as ``"r1gym/Countdown-v0"`` (namespace, name, version);
     ``entry_point`` is a lazy ``"package.module:ClassName"`` string, so registering imports nothing heavy.
-    The env lands in gymnasium's own registry: ``gymnasium.make(env_id)`` works afterwards.
+    The env lands in gymnasium's own registry: ``gymnasium.make(env_id)`` works afterwards. r1gym makes envs
+    with ``host=`` (the :class:`r1gym.core.plugins.PluginHost` their task source and rewards come from), as
+    :class:`r1gym.envs.base.SingleTurnEnv` and its subclasses accept; an env class of its own should too.
 
     Called once, when the plugin host is built. Return value ignored.
 

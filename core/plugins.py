@@ -113,6 +113,14 @@ class PluginHost:
     config_dirs: list[str] = field(default_factory=list)
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
 
+    def __deepcopy__(self, memo: dict) -> PluginHost:
+        """The host itself: it is process state (plugin modules, pools, loaded judges), shared and never
+        copied. gymnasium deep-copies an env's spec, whose kwargs carry the host the env was made with."""
+        return self
+
+    def __repr__(self) -> str:  # the registries' contents would fill an error message
+        return f"PluginHost(plugins=[{', '.join(self.plugins)}], failed=[{', '.join(self.failed)}])"
+
     @property
     def failed(self) -> dict[str, str]:
         """Plugin name -> why it failed to load or register."""

@@ -63,12 +63,18 @@ class RewardComponent:
     fn: RewardFn
     weight: float = 1.0
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: the plugin host the reward was looked up in, given to a reward that declares a ``host`` keyword (one
+    #: that builds something registered by name, e.g. ``code_tests``' sandbox); not a config parameter
+    host: Any = None
 
     def __post_init__(self) -> None:
         sig = inspect.signature(self.fn)
         takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
         accepted = None if takes_any else frozenset(sig.parameters)
         object.__setattr__(self, "_accepted", accepted)
+        object.__setattr__(self, "_takes_host", "host" in sig.parameters)
+        if "host" in self.params:
+            raise TypeError(f"reward {self.name!r}: 'host' is not a config parameter (the plugin host is passed in)")
         if accepted is not None:
             unknown = set(self.params) - accepted
             if unknown:
@@ -82,6 +88,10 @@ class RewardComponent:
         accepted = self._accepted  # type: ignore[attr-defined]
         if accepted is not None:
             kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+        if self._takes_host:  # type: ignore[attr-defined]  # never a task field's "host"
+            kwargs.pop("host", None)
+            if self.host is not None:
+                kwargs["host"] = self.host
         return self.fn(completion, **kwargs)
 
 
@@ -142,11 +152,12 @@ class RewardSet:
         return RewardOutcome(total, values, reasons, answers, flags)
 
 
-def build_reward_set(spec: Mapping[str, Any], lookup: Callable[[str], RewardFn]) -> RewardSet:
+def build_reward_set(spec: Mapping[str, Any], lookup: Callable[[str], RewardFn], *, host: Any = None) -> RewardSet:
     """Build a :class:`RewardSet` from config: ``{name: weight}`` or ``{name: {weight: w, **params}}``.
 
-    ``lookup`` maps a reward name to its function (normally ``default_host().rewards.get``), and raises an
-    error listing the known names for an unknown one. ``reward: <registered name>`` in a mapping uses that
+    ``lookup`` maps a reward name to its function (normally ``host.rewards.get``), and raises an
+    error listing the known names for an unknown one; ``host`` is handed to rewards that declare a ``host``
+    keyword (:attr:`RewardComponent.host`). ``reward: <registered name>`` in a mapping uses that
     function under the key's name, so one reward can appear twice with different parameters (R1's
     helpfulness and harmlessness judges: ``{helpfulness: {reward: llm_judge, template: helpfulness}, ...}``).
     """
@@ -164,7 +175,7 @@ def build_reward_set(spec: Mapping[str, Any], lookup: Callable[[str], RewardFn])
             params = {k: v for k, v in params.items() if not str(k).startswith("_")}
         else:
             raise TypeError(f"reward {name!r}: expected a weight or a mapping with 'weight', got {node!r}")
-        comps.append(RewardComponent(name, lookup(fn_name), weight, params))
+        comps.append(RewardComponent(name, lookup(fn_name), weight, params, host))
     if not comps:
         raise ValueError("an environment needs at least one reward; got an empty reward spec")
     return RewardSet(comps)

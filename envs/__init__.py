@@ -12,14 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 
-def make(env_id: str, **kwargs: Any) -> Any:
+def make(env_id: str, *, host: Any = None, **kwargs: Any) -> Any:
     """``gymnasium.make`` after loading the plugins, with r1gym's error (known ids, closest match) for a
-    name no plugin registered."""
+    name no plugin registered. ``host``: the plugin host to make it from (its task source, rewards,
+    sandbox); default: the process-wide one."""
     import gymnasium
 
     from r1gym.core.plugins import default_host
 
-    host = default_host()
-    if env_id not in host.envs and env_id not in gymnasium.registry:
-        host.envs.get(env_id)  # raises UnknownNameError listing the known ids
-    return gymnasium.make(env_id, **kwargs)
+    plugins = host or default_host()
+    if env_id not in plugins.envs and env_id not in gymnasium.registry:
+        plugins.envs.get(env_id)  # raises UnknownNameError listing the known ids
+    return gymnasium.make(env_id, **kwargs, **({"host": host} if host is not None else {}))

@@ -23,13 +23,16 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 
 from r1gym.core.rewards import UNSCORABLE_POLICIES, RewardOutcome, RewardSet, build_reward_set
 from r1gym.core.rollout import Completion  # noqa: F401  (part of the env API: step(Completion(...)))
 from r1gym.envs.spaces import Conversation, Message, Utterance
+
+if TYPE_CHECKING:
+    from r1gym.core.plugins import PluginHost
 
 #: The instructions of DeepSeek-R1-Zero's template (R1 paper, Table 1), used as the system message.
 R1_SYSTEM_PROMPT = (
@@ -61,8 +64,9 @@ class TaskSource(Protocol):
     def __getitem__(self, index: int) -> Task: ...
 
 
-def resolve_source(source: TaskSource | Mapping[str, Any]) -> TaskSource:
-    """A task source object, or a config mapping ``{"name": <registered source>, **params}``."""
+def resolve_source(source: TaskSource | Mapping[str, Any], host: PluginHost | None = None) -> TaskSource:
+    """A task source object, or a config mapping ``{"name": <registered source>, **params}`` looked up in
+    ``host`` (default: the process-wide host)."""
     # Mapping first: a dict has __len__ and __getitem__, so it also passes the runtime TaskSource check.
     if not isinstance(source, Mapping) and isinstance(source, TaskSource):
         return source
@@ -71,17 +75,19 @@ def resolve_source(source: TaskSource | Mapping[str, Any]) -> TaskSource:
     from r1gym.core.plugins import default_host
 
     params = dict(source)
-    factory = default_host().task_sources.get(params.pop("name"))
+    factory = (host or default_host()).task_sources.get(params.pop("name"))
     return factory(**params)
 
 
-def resolve_rewards(rewards: RewardSet | Mapping[str, Any]) -> RewardSet:
-    """A :class:`RewardSet`, or ``{name: weight | {weight, **params}}`` resolved through the plugins."""
+def resolve_rewards(rewards: RewardSet | Mapping[str, Any], host: PluginHost | None = None) -> RewardSet:
+    """A :class:`RewardSet`, or ``{name: weight | {weight, **params}}`` resolved through the plugins of
+    ``host`` (default: the process-wide host), which rewards that declare a ``host`` keyword are given."""
     if isinstance(rewards, RewardSet):
         return rewards
     from r1gym.core.plugins import default_host
 
-    return build_reward_set(rewards, default_host().rewards.get)
+    host = host or default_host()
+    return build_reward_set(rewards, host.rewards.get, host=host)
 
 
 def task_index(options: Mapping[str, Any] | None, num_tasks: int, rng: Any) -> int:
@@ -116,15 +122,17 @@ class SingleTurnEnv(gym.Env[list, str]):
         unscorable: str = "mask",
         unscorable_score: float = 0.0,
         render_mode: str | None = None,
+        host: PluginHost | None = None,
     ):
         if unscorable not in UNSCORABLE_POLICIES:
             raise ValueError(f"unscorable must be one of {UNSCORABLE_POLICIES}, got {unscorable!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.source = resolve_source(source)
+        self.host = host  # the plugins its source, rewards (and a subclass's sandbox) come from; None: the default
+        self.source = resolve_source(source, host)
         if len(self.source) == 0:
             raise ValueError("the task source is empty")
-        self.reward_set = resolve_rewards(rewards)
+        self.reward_set = resolve_rewards(rewards, host)
         self.system_prompt = SYSTEM_PROMPTS.get(system_prompt, system_prompt) if system_prompt else None
         self.few_shot = [_shot(s) for s in few_shot]
         self.unscorable, self.unscorable_score = unscorable, float(unscorable_score)

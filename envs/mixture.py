@@ -58,7 +58,7 @@ class MixtureEnv(gym.Env[list, str]):
     metadata = {"render_modes": ["ansi"]}
 
     def __init__(self, envs: Sequence[Mapping[str, Any]], size: int = 1024, seed: int = 0,
-                 render_mode: str | None = None):
+                 render_mode: str | None = None, host: Any = None):
         from r1gym.core.envs import deep_merge
 
         if not envs:
@@ -70,6 +70,8 @@ class MixtureEnv(gym.Env[list, str]):
                 raise ValueError(f"each mixture member needs an 'id' (and a 'weight'), got {dict(m)}")
             spec = gym.spec(m["id"])
             kwargs = deep_merge(spec.kwargs or {}, dict(m.get("kwargs") or {}))
+            if host is not None:  # the members come from the same plugins as the mixture
+                kwargs["host"] = host
             self.members.append(gym.make(m["id"], disable_env_checker=True, **kwargs).unwrapped)
             names.append(str(m.get("name", m["id"].split("/")[-1])))
             weights.append(float(m.get("weight", 1.0)))

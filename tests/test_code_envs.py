@@ -109,20 +109,26 @@ def test_code_exec_ends_at_once_on_a_correct_answer_and_truncates_when_out_of_tu
     assert truncated and not terminated and info["rewards"]["code_tests"] < 1.0
 
 
-def test_a_sandbox_failure_mid_episode_is_counted_and_never_scored_as_the_program(monkeypatch, caplog):
-    """A stand-in sandbox that always fails (named so: this tests the env's handling, not a backend)."""
-    from r1gym.plugins.code import envs, rewards
+def test_a_sandbox_failure_mid_episode_is_counted_and_never_scored_as_the_program(caplog):
+    """A stand-in sandbox that always fails (named so: this tests the env's handling, not a backend),
+    registered through the sandbox hook on a host of the test's own and chosen by name, as a user would."""
     from r1gym.core.contracts import RunResult
-    from r1gym.plugins.code.sandbox import SandboxPool
+    from r1gym.core.hookspecs import hookimpl
+    from r1gym.core.plugins import BUILTIN_PLUGINS, load_plugins
 
     class AlwaysFailingSandbox:
         def run(self, program, limits):
             return RunResult("sandbox_error", None, "", "", 0.0, 0.0, "bwrap: cannot create namespace")
 
-    pool = SandboxPool(AlwaysFailingSandbox(), 2)
-    monkeypatch.setattr(rewards, "_pool", lambda name, workers, options=None: pool)
-    monkeypatch.setattr(envs, "_pool", lambda name, workers, options=None: pool)
-    env = make("r1gym/CodeExec-v0").unwrapped  # no passive checker: a nan reward is the point here
+    class StandIn:
+        @hookimpl
+        def r1gym_register_sandboxes(self, register):
+            register("always_failing", AlwaysFailingSandbox, description="fails every run")
+
+    host = load_plugins(BUILTIN_PLUGINS, autoload=False, extra=[("stand_in", StandIn())])
+    env = make("r1gym/CodeExec-v0", host=host, sandbox="always_failing",  # the env's own runs
+               rewards={"code_tests": {"weight": 1.0, "sandbox": "always_failing"}}).unwrapped  # and the scoring
+    # (.unwrapped: no passive checker, a nan reward is the point here)
     env.reset(options={"index": 0})
     _, reward, terminated, _, info = env.step("<execute>\n```python\nprint(1)\n```\n</execute>")
     assert terminated and info["scorable"] is False and reward != reward  # nan: masked, not 0

@@ -251,6 +251,33 @@ def test_register_callback_types_are_declared_for_every_hook():
         assert protocol.__doc__ == f"The ``register`` of :func:`{hook_name}`.", hook_name
 
 
+def test_an_env_made_with_a_host_takes_its_source_and_rewards_from_that_host():
+    """The host is passed, not looked up: the test's own host has a task source the process-wide one lacks."""
+    import copy
+
+    from r1gym.envs import make
+    from r1gym.envs.base import Task
+
+    class OneTask:
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> Task:
+            return Task("only", "What is 2 + 2?", {"answer": "4"})
+
+    def plugin_hooks(register):
+        register("probe_source", OneTask, description="one task")
+
+    host = load(("probe", make_plugin(r1gym_register_task_sources=plugin_hooks)),
+                builtins=(TEMPLATES, "r1gym.plugins.arithmetic"))
+    env = make("r1gym/Arithmetic-v0", host=host, source={"name": "probe_source"}, rewards={"format": 1.0})
+    obs, info = env.reset(seed=0)
+    assert info["task_id"] == "only" and env.unwrapped.host is host
+    assert env.spec.kwargs["host"] is host and copy.deepcopy(host) is host  # shared, never copied
+    with pytest.raises(UnknownNameError, match="probe_source"):
+        make("r1gym/Arithmetic-v0", source={"name": "probe_source"})  # the process-wide host has no such source
+
+
 def test_hook_raising_halfway_contributes_nothing():
     def rewards(register):
         register("half_a", reward_fn)

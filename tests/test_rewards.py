@@ -211,3 +211,23 @@ def test_one_reward_twice_under_two_names_with_different_parameters():
     assert outcome.components == {"strict_format": 0.0, "loose_format": 1.0} and outcome.total == 0.5
     with pytest.raises(KeyError, match="Known rewards"):
         build_reward_set({"x": {"reward": "no_such_reward"}}, default_host().rewards.get)
+
+
+def test_the_host_reaches_rewards_that_declare_it_and_is_no_config_parameter():
+    from r1gym.core.rewards import build_reward_set
+
+    seen = []
+
+    def needs_host(completion: str, *, host=None) -> float:
+        seen.append(host)
+        return 1.0
+
+    host = object()  # any object: the reward set hands it over untouched
+    rs = build_reward_set({"needs_host": 1.0, "format": 0.0},
+                          {"needs_host": needs_host, "format": default_host().rewards.get("format")}.__getitem__, host=host)
+    assert rs.score("x", {"host": "from a task field"}).components["needs_host"] == 1.0 and seen == [host]
+    without = build_reward_set({"needs_host": 1.0}, {"needs_host": needs_host}.__getitem__)
+    without.score("x", {"host": "from a task field"})
+    assert seen[-1] is None  # no host given: the reward's own default (the process-wide host)
+    with pytest.raises(TypeError, match="'host' is not a config parameter"):
+        build_reward_set({"needs_host": {"weight": 1.0, "host": "x"}}, {"needs_host": needs_host}.__getitem__)

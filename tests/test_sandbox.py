@@ -296,19 +296,25 @@ def test_an_exit_0_wrapper_cannot_pass_assert_tests(hack):
     assert code_tests(_answer(wrong), tests=SQUARE_TESTS) <= 1 / 3  # square(0) == 0 is the only honest pass
 
 
-def test_infrastructure_failure_is_unscorable_not_zero(monkeypatch):
-    from r1gym.core.rewards import RewardComponent, RewardSet
-    from r1gym.plugins.code import rewards
+def test_infrastructure_failure_is_unscorable_not_zero():
+    """A broken sandbox registered through the hook on the test's own host, and chosen by name."""
     from r1gym.core.contracts import RunResult
+    from r1gym.core.hookspecs import hookimpl
+    from r1gym.core.plugins import load_plugins
+    from r1gym.core.rewards import build_reward_set
 
     class Broken:
         def run(self, program, limits):
             return RunResult("sandbox_error", None, "", "", 0.0, 0.0, "bwrap: cannot create namespace")
 
-    monkeypatch.setattr(rewards, "_pool", lambda name, workers, options=None: __import__(
-        "r1gym.plugins.code.sandbox", fromlist=["SandboxPool"]).SandboxPool(Broken(), 2))
-    outcome = RewardSet([RewardComponent("code_tests", rewards.code_tests)]).score(
-        _answer("def square(x):\n    return x * x"), {"tests": SQUARE_TESTS})
+    class StandIn:
+        @hookimpl
+        def r1gym_register_sandboxes(self, register):
+            register("broken", Broken, description="fails every run")
+
+    host = load_plugins(("r1gym.plugins.code",), autoload=False, extra=[("stand_in", StandIn())])
+    scorer = build_reward_set({"code_tests": {"weight": 1.0, "sandbox": "broken"}}, host.rewards.get, host=host)
+    outcome = scorer.score(_answer("def square(x):\n    return x * x"), {"tests": SQUARE_TESTS})
     assert outcome.total is None and "bwrap: cannot create namespace" in outcome.unscorable["code_tests"]
 
 

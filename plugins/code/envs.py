@@ -104,7 +104,7 @@ class CodeExecEnv(MultiTurnEnv):
         from r1gym.core.contracts import Limits, Program
 
         s = self.sandbox_settings
-        pool = _pool(s["sandbox"], s["workers"], s["sandbox_options"])
+        pool = _pool(s["sandbox"], s["workers"], s["sandbox_options"], self.host)
         result = pool.submit(Program(language, code), Limits(time_s=s["time_limit"], memory_mb=s["memory_mb"])).result()
         if result.status == "sandbox_error":
             raise Unscorable(f"sandbox error: {result.detail}")
@@ -121,7 +121,7 @@ class CodeExecEnv(MultiTurnEnv):
         s = self.sandbox_settings
         runs = run_tests(code, public, language=language, setup=task.fields.get("setup", ""),
                          entry_point=task.fields.get("entry_point"),
-                         stop_at_first_failure=True, comparison=self._comparison(task), **s)
+                         stop_at_first_failure=True, comparison=self._comparison(task), host=self.host, **s)
         failed = next((r for r in runs if not r.passed), None)
         if failed is None:
             return None

@@ -40,10 +40,13 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1gym.core.rewards import Graded, Unscorable
 from r1gym.plugins.code.compare import Comparison, Verdict, checker_program, checker_verdict, compare_outputs, parse_comparison
+
+if TYPE_CHECKING:
+    from r1gym.core.plugins import PluginHost
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+#-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _ALIASES = {"python": ("python", "py", "python3"), "cpp": ("cpp", "c++", "cc", "cxx")}
@@ -63,21 +66,23 @@ def outputs_match(got: str, expected: str, comparison: Any = "lines float_abs=1e
     return compare_outputs(got, expected, comparison).ok
 
 
-_POOLS: dict[tuple[str, int, str], Any] = {}
+_POOLS: dict[tuple[int, str, int, str], tuple[Any, Any]] = {}  # key -> (the host, kept alive so its id stays its own; pool)
 _POOLS_LOCK = threading.Lock()
 
 
-def _pool(name: str, workers: int, options: Mapping[str, Any] | None = None) -> Any:
-    """The sandbox pool for (backend, workers, options), made once per process and shared by all calls."""
+def _pool(name: str, workers: int, options: Mapping[str, Any] | None = None, host: PluginHost | None = None) -> Any:
+    """The sandbox pool for (host, backend, workers, options), made once per process and shared by all calls;
+    the backend ``name`` is looked up in ``host`` (default: the process-wide host)."""
     from r1gym.core.plugins import default_host
     from r1gym.plugins.code.sandbox import SandboxPool
 
-    key = (name, workers, repr(sorted((options or {}).items())))
+    host = host or default_host()
+    key = (id(host), name, workers, repr(sorted((options or {}).items())))
     with _POOLS_LOCK:
         if key not in _POOLS:
-            factory = default_host().sandboxes.get(name)  # an unknown name lists the known ones
-            _POOLS[key] = SandboxPool(factory(**dict(options or {})), workers)
-        return _POOLS[key]
+            factory = host.sandboxes.get(name)  # an unknown name lists the known ones
+            _POOLS[key] = (host, SandboxPool(factory(**dict(options or {})), workers))
+        return _POOLS[key][1]
 
 
 @dataclass
@@ -113,6 +118,7 @@ def run_tests(
     sandbox: str = "local",
     sandbox_options: Mapping[str, Any] | None = None,
     workers: int = 4,
+    host: PluginHost | None = None,
 ) -> list[CaseResult]:
     """Run ``code`` against ``tests`` on the sandbox pool; one :class:`CaseResult` per test run (fewer with
     ``stop_at_first_failure``, which runs them one after another). ``comparison`` judges the stdin/stdout
@@ -121,8 +127,8 @@ def run_tests(
     are judged together by :func:`r1gym.plugins.code.harness.run_call_tests` (``setup``, ``entry_point``).
     Raises :class:`Unscorable` when there are no tests, a test has neither shape, the sandbox could not run
     one, or a checker or the judge failed."""
-    from r1gym.plugins.code.harness import run_call_tests
     from r1gym.core.contracts import Limits, Program
+    from r1gym.plugins.code.harness import run_call_tests
 
     comparison = parse_comparison(comparison)
     if not tests:
@@ -131,7 +137,7 @@ def run_tests(
         if "assert" not in t and "stdout" not in t:
             raise Unscorable(f"a test case needs 'assert' or 'stdout', got keys {sorted(t)}")
     limits = Limits(time_s=time_limit, memory_mb=memory_mb)
-    pool = _pool(sandbox, workers, sandbox_options)
+    pool = _pool(sandbox, workers, sandbox_options, host)
     cases: dict[int, CaseResult] = {}
     calls = [k for k, t in enumerate(tests) if "assert" in t]
     if calls:
@@ -208,11 +214,13 @@ def code_tests(
     sandbox: str = "local",
     sandbox_options: Mapping[str, Any] | None = None,
     workers: int = 4,
+    host: PluginHost | None = None,
 ) -> float:
     """Share of ``tests`` passed (``mode="fraction"``) or 1/0 for all of them (``mode="all"``).
 
     ``sandbox`` names a registered backend (``local``, ``e2b``, ...) and ``sandbox_options`` are its
-    parameters (e.g. ``{"max_concurrent": 16}`` for e2b). No code block is 0.0. A test the sandbox could
+    parameters (e.g. ``{"max_concurrent": 16}`` for e2b), looked up in ``host`` (the env's plugin host, passed
+    in by the reward set; default: the process-wide host). No code block is 0.0. A test the sandbox could
     not run raises :class:`Unscorable`. With ``stop_at_first_failure`` the tests run one after another and
     stop at the first failure (cheaper for all-or-nothing scoring); otherwise they run concurrently on the
     sandbox pool.
@@ -236,7 +244,7 @@ def code_tests(
     runs = run_tests(code, tests, language=language, setup=setup, entry_point=entry_point,
                      stop_at_first_failure=stop_at_first_failure, time_limit=time_limit, memory_mb=memory_mb,
                      comparison=default_comparison if comparison is None else comparison, sandbox=sandbox,
-                     sandbox_options=sandbox_options, workers=workers)
+                     sandbox_options=sandbox_options, workers=workers, host=host)
     passed = sum(run.passed for run in runs)
     flags = [f for run in runs for f in run.flags]
     if mode == "all":

@@ -32,10 +32,13 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1gym.core.rewards import Unscorable
 from r1gym.envs.rewards import completion_span
+
+if TYPE_CHECKING:
+    from r1gym.core.plugins import PluginHost
 
 TEMPLATES = ("equivalence", "helpfulness", "harmlessness")
 MODES = ("generate", "choose")
@@ -182,21 +185,23 @@ class Judge:
         return sum(w * v for w, (_, v) in zip(weights, options)) / sum(weights)
 
 
-_JUDGES: dict[str, Judge] = {}
+_JUDGES: dict[tuple[int, str], tuple[Any, Judge]] = {}  # key -> (the host, kept alive so its id stays its own; judge)
 _JUDGES_LOCK = threading.Lock()
 
 
 def get_judge(template: str, backend: str, backend_options: Mapping[str, Any] | None, cache_size: int,
-              mode: str = "generate") -> Judge:
-    """The process-wide judge for (template, backend, options, mode): one model load, one cache."""
+              mode: str = "generate", host: PluginHost | None = None) -> Judge:
+    """The process-wide judge for (host, template, backend, options, mode): one model load, one cache; the
+    ``backend`` is looked up in ``host`` (default: the process-wide host)."""
     from r1gym.core.plugins import default_host
 
-    key = json.dumps([template, backend, sorted((backend_options or {}).items()), cache_size, mode], default=repr)
+    host = host or default_host()
+    key = (id(host), json.dumps([template, backend, sorted((backend_options or {}).items()), cache_size, mode], default=repr))
     with _JUDGES_LOCK:
         if key not in _JUDGES:
-            factory = default_host().judges.get(backend)  # an unknown name lists the known ones
-            _JUDGES[key] = Judge(load_template(template), factory(**dict(backend_options or {})), cache_size, mode)
-        return _JUDGES[key]
+            factory = host.judges.get(backend)  # an unknown name lists the known ones
+            _JUDGES[key] = (host, Judge(load_template(template), factory(**dict(backend_options or {})), cache_size, mode))
+        return _JUDGES[key][1]
 
 
 def llm_judge(
@@ -210,12 +215,13 @@ def llm_judge(
     backend_options: Mapping[str, Any] | None = None,
     cache_size: int = 4096,
     mode: str = "generate",
+    host: PluginHost | None = None,
 ) -> float:
     """The judge's score in [0, 1] for the completion's ``span`` (see the module docstring).
 
     ``answer`` (the task's reference, for ``equivalence``) and ``question`` come from the task's fields;
     ``template`` is a built-in name or a YAML path; ``backend`` a registered judge backend (``local``,
-    ``openai``) with ``backend_options`` (e.g. ``{base_url: http://127.0.0.1:8000/v1, model: judge}``).
+    ``openai``, looked up in ``host``, the env's plugin host, passed in by the reward set) with ``backend_options`` (e.g. ``{base_url: http://127.0.0.1:8000/v1, model: judge}``).
     ``mode``: ``generate`` (the judge writes its verdict, parsed strictly) or ``choose`` (local backend only: the
     probability-weighted score over the template's valid verdict lines, from one forward pass; every
     completion gets a score, which makes even a small local model usable as a judge). An unparseable verdict
@@ -227,5 +233,5 @@ def llm_judge(
     """
     if template == "equivalence" and (answer is None or str(answer).strip() == ""):
         raise Unscorable("the equivalence judge needs the task's reference answer (field 'answer')")
-    judge = get_judge(template, backend, backend_options, cache_size, mode)
+    judge = get_judge(template, backend, backend_options, cache_size, mode, host)
     return judge.score(completion_span(completion, span), "" if answer is None else str(answer), str(question or ""))
