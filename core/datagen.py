@@ -103,12 +103,10 @@ def generate(cfg: Any, run_dir: Path) -> dict[str, Any]:
     import torch
     from omegaconf import OmegaConf
 
-    from r1gym.core import onednn
     from r1gym.core.chat import load_chat_model
     from r1gym.core.envs import make_envs, primary_reward
-    from r1gym.core.plugins import default_host
-    from r1gym.core.prompts import PromptRenderer
     from r1gym.core.rollout import SamplingParams, collect_episodes
+    from r1gym.core.runtime import build_sampler, prepare_threads
 
     s, run_dir = cfg.sample, Path(run_dir)
     if s.keep not in ("correct", "all"):
@@ -119,16 +117,12 @@ def generate(cfg: Any, run_dir: Path) -> dict[str, Any]:
         stats = json.loads(stats_path.read_text())
         log.info("data generation already finished in %s: %d records", run_dir, stats["records"])
         return {"status": "finished", "stats": stats, "outputs": {"data": str(data_path), "stats": str(stats_path)}}
-    if cfg.trainer.threads:
-        torch.set_num_threads(int(cfg.trainer.threads))
-    onednn.select(cfg.trainer.matmul)
+    prepare_threads(cfg.trainer)
     torch.manual_seed(cfg.trainer.seed)
     source_model = s.model or cfg.model.name_or_path
     chat = load_chat_model(str(source_model))
-    onednn.patch(chat.model)
-    backend = default_host().rollout_backends.get(cfg.rollout.backend)(
-        chat.model, chat.tokenizer, **OmegaConf.to_container(cfg.rollout.params, resolve=True))
-    renderer = PromptRenderer(chat.tokenizer, cfg.model.prompt_format)
+    sampler = build_sampler(cfg, chat.model, chat.tokenizer)
+    backend, renderer = sampler.backend, sampler.renderer
     params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
                             stop=list(cfg.rollout.stop))
     env_cfg = OmegaConf.create(OmegaConf.to_container(cfg.env, resolve=True))

@@ -100,6 +100,14 @@ def eval_sampling(ev: Any, sampling: SamplingParams) -> SamplingParams:
     return replace(sampling, **changes)
 
 
+def eval_size(ev: Any, available: int) -> tuple[int, int]:
+    """(problems, samples per problem) of an evaluation: the first ``eval.num_problems`` of the ``available``
+    ones (all when unset), and 1 greedy sample or ``eval.samples`` sampled ones (at least 1). The trainer's
+    evaluation and ``r1gym eval`` size themselves here, so the same config evaluates the same problems."""
+    n = available if ev.num_problems is None else min(int(ev.num_problems), available)
+    return n, 1 if ev.greedy else max(1, int(ev.samples))
+
+
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else math.nan
 
@@ -208,29 +216,21 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
     import time
 
     import torch
-    from omegaconf import OmegaConf
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    from r1gym.core import onednn
     from r1gym.core.envs import make_envs, primary_reward
-    from r1gym.core.plugins import default_host
-    from r1gym.core.prompts import PromptRenderer
+    from r1gym.core.runtime import build_sampler, prepare_threads
 
     console = console or Console()
     ev = cfg.eval
-    if cfg.trainer.threads:
-        torch.set_num_threads(int(cfg.trainer.threads))
-    onednn.select(cfg.trainer.matmul)
+    prepare_threads(cfg.trainer)
     model, tokenizer, model_desc = load_eval_policy(cfg)
-    model.eval()
-    onednn.patch(model)
-    backend = default_host().rollout_backends.get(cfg.rollout.backend)(
-        model, tokenizer, **OmegaConf.to_container(cfg.rollout.params, resolve=True))
-    renderer = PromptRenderer(tokenizer, cfg.model.prompt_format)
+    sampler = build_sampler(cfg, model.eval(), tokenizer)
+    backend, renderer = sampler.backend, sampler.renderer
     params = eval_sampling(ev, SamplingParams.from_config(cfg.rollout))
-    k = 1 if ev.greedy else max(1, ev.samples)
+    _, k = eval_size(ev, available=0)  # samples per problem: the same for every dataset
     results: dict[str, Any] = {
         "model": model_desc, "samples_per_problem": k,
         "sampling": {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
@@ -243,7 +243,7 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
         for name, env_cfg, eval_split in dataset_envs(cfg):
             probe = make_envs(env_cfg, 1, eval_split=eval_split)[0]
             source = probe.unwrapped.source
-            n = len(source) if ev.num_problems is None else min(ev.num_problems, len(source))
+            n = eval_size(ev, len(source))[0]
             accuracy_key = primary_reward(probe)
             per_call = max(1, backend.batch_size // k) if hasattr(backend, "batch_size") else n
             envs = make_envs(env_cfg, min(n, per_call) * k, eval_split=eval_split)

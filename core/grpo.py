@@ -11,6 +11,11 @@ One step (DESIGN.md, "One GRPO step"):
    accumulation weighted so the result equals one big batch), gradient clipping, AdamW, LR schedule;
 5. weight sync to the rollout backend, metrics to the loggers, a checkpoint every ``save_every`` steps.
 
+The loop, checkpoints, evaluation schedule and the backend (one process, DDP, DeepSpeed) are the training
+core's (:mod:`r1gym.core.training`, :mod:`r1gym.core.strategies`); this module supplies GRPO's data (the envs
+and the prompt sampler), its step, and :meth:`GRPOTrainer.update` as a few named steps whose variants
+(advantage estimator, loss aggregation, reference policy, importance correction) are chosen once.
+
 Kept from the papers: everything in the GRPO objective, clip-higher, the three loss aggregations,
 overlong masking, dynamic sampling. Dropped: the value model (GRPO has none) and any reward model
 training (rewards are plugins).
@@ -19,31 +24,30 @@ training (rewards are plugins).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from r1gym.core import advantages as adv_mod
 from r1gym.core import distributed, evaluation, losses, onednn
 from r1gym.core.batch import CompletionLogprobs, PackedBatch, completion_logprobs, pack
-from r1gym.core.checkpoint import save_checkpoint
 from r1gym.core.envs import make_envs, primary_reward
-from r1gym.core.loggers import LoggerGroup
 from r1gym.core.models import load_model
-from r1gym.core.plugins import PluginHost, default_host
+from r1gym.core.plugins import PluginHost
 from r1gym.core.prompts import PromptRenderer
-from r1gym.core.registry import pick
 from r1gym.core.rollout import Episode, RolloutTimings, SamplingParams, collect_episodes
-from r1gym.core.runtime import (autocast, backward, build_loggers, build_optimizer, load_trainable, optimizer_step,
-                                prepare_process, restore, save_all)
+from r1gym.core.runtime import Sampler, build_sampler, build_scheduler  # noqa: F401 -- build_scheduler: re-exported
+from r1gym.core.training import TrainerShell, TrainState
 
 log = logging.getLogger(__name__)
 
@@ -75,39 +79,42 @@ class PromptSampler:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup: int, total: int):
-    """Linear warm-up, then constant / linear decay / cosine decay to 0 over ``total`` steps."""
+@dataclass
+class RolloutParts:
+    """What GRPO needs beyond the training state, built once in set-up (:meth:`GRPOTrainer.prepare`): the envs,
+    the sampler around the policy, the reward that counts as accuracy, and the variants that depend on them."""
 
-    def constant(p: float) -> float:
-        return 1.0
-
-    def linear(p: float) -> float:
-        return max(0.0, 1.0 - p)
-
-    def cosine(p: float) -> float:
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
-
-    shape = pick({"constant": constant, "linear": linear, "cosine": cosine}, name, "LR schedule")
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return shape((step - warmup) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    envs: list[Any]
+    sampler: Sampler
+    accuracy_key: str | None
+    ref_model: Any  # a frozen copy of the base model, or None (beta = 0, or LoRA: adapters off)
+    reference: Callable[[PackedBatch], torch.Tensor | None]  # reference log-probs of a batch, or None (beta = 0)
+    is_mode: str  # importance correction, ``auto`` resolved
+    correct: Callable[[torch.Tensor, PackedBatch], tuple[torch.Tensor | None, dict[str, float]]]
 
 
-class GRPOTrainer:
+class GRPOTrainer(TrainerShell):
     def __init__(self, cfg: DictConfig, run_dir: Path, *, host: PluginHost | None = None):
-        self.cfg, self.run_dir, self.host = cfg, Path(run_dir), host or default_host()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         algo = cfg.algo
-        self.advantage_fn = adv_mod.get_advantage_estimator(algo.advantage)
-        losses.get_loss_aggregation(algo.loss_aggregation)  # fail before loading a model
         if algo.group_size < 2:
             raise ValueError(f"algo.group_size must be >= 2 for group-relative advantages, got {algo.group_size}")
+        # every variant is chosen here, once (a bad name fails before a model is loaded)
+        self.advantage_fn = adv_mod.get_advantage_estimator(algo.advantage)
+        aggregate = losses.get_loss_aggregation(algo.loss_aggregation)
+        self.units = losses.AGGREGATION_UNITS[algo.loss_aggregation]  # what the aggregation divides by
+        self.loss_fn = functools.partial(
+            losses.grpo_loss, eps_low=algo.eps_low, eps_high=algo.eps_high, beta=algo.beta, aggregation=aggregate,
+            normalizer=float(cfg.rollout.max_episode_tokens or cfg.rollout.max_new_tokens))
+        # old log-probs are stored only with several iterations (with one, the ratio's denominator is lp.detach())
+        self.old_logprobs = self._policy_no_grad if algo.num_iterations > 1 else _nothing
         self.sampling = SamplingParams.from_config(cfg.rollout)
-        self.dist = distributed.init(cfg.trainer.backend) if cfg.trainer.distributed else distributed.Dist()
+        self.lp_kw = {"temperature": self.sampling.temperature or 1.0, "chunk": algo.logprob_chunk}
+        G = algo.group_size
+        self.micro_batch_rows = max(G, -(-max(1, algo.micro_batch_size) // G) * G)
+        super().__init__(cfg, run_dir, host=host, optim_cfg=algo.optim)
+        self.eval_envs: list[Any] | None = None  # made at the first evaluation, with its size
+        self.eval_indices: list[int] = []
+        self.eval_k = 1
         if self.dist.enabled:
             if self.dist.is_main:
                 log.info("data-parallel training on %d processes", self.dist.world)
@@ -116,129 +123,75 @@ class GRPOTrainer:
                                  f"{self.dist.world} processes (whole groups stay on one rank)")
 
     # -- set-up ----------------------------------------------------------------------------------------
-    def setup(self) -> int:
-        """Build everything; resume from the run folder's last checkpoint. Returns the step to start at."""
-        cfg = self.cfg
-        prepare_process(cfg.trainer)
-        self.model, self.tokenizer, ckpt = load_trainable(cfg, self.run_dir)
-        self.lora = cfg.model.lora.r > 0
-        self.ref_model = None
-        if cfg.algo.beta > 0 and not self.lora:  # beta = 0 loads no reference model at all; with LoRA the
-            # reference is the policy with its adapters switched off
-            self.ref_model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype).eval().requires_grad_(False)
-            self.ref_model.to(next(self.model.parameters()).device)
-            onednn.patch(self.ref_model)
-        o = cfg.algo.optim
-        self.optimizer = build_optimizer(self.model, o)
-        self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, cfg.trainer.max_steps)
-        self.engine = None  # DeepSpeed (trainer.deepspeed.stage): it reduces, clips and steps; we schedule
-        if cfg.trainer.deepspeed:  # the engine runs the policy's log-prob pass (it must see every forward)
-            self.engine = distributed.deepspeed_engine(
-                CompletionLogprobs(self.model), self.optimizer, distributed.deepspeed_config(cfg.trainer, o.max_grad_norm))
-        self.renderer = PromptRenderer(self.tokenizer, cfg.model.prompt_format)
-        backend_factory = self.host.rollout_backends.get(cfg.rollout.backend)
+    def build_data(self, model: Any, tokenizer: Any) -> tuple[PromptSampler, int, list[Any]]:
+        envs = make_envs(self.cfg.env, self.cfg.algo.prompts_per_step * self.cfg.algo.group_size)
+        return PromptSampler(len(envs[0].unwrapped.source), self.cfg.trainer.seed), self.cfg.trainer.max_steps, envs
+
+    def forward_module(self, model: Any) -> torch.nn.Module:
+        return CompletionLogprobs(model)  # a DeepSpeed engine must run the policy's log-prob pass itself
+
+    def prepare(self, state: TrainState) -> None:
+        """The sampler around the policy, the reference policy and the importance correction."""
+        cfg, algo = self.cfg, self.cfg.algo
         with self.gathered():  # a backend may read or push the weights when it starts (vllm_server does)
-            self.backend = backend_factory(self.model, self.tokenizer, **OmegaConf.to_container(cfg.rollout.params))
-        self.is_mode = cfg.algo.is_correction
-        if self.is_mode == "auto":  # correct only what needs it: a sampler whose log-probs are not the trainer's
-            self.is_mode = "none" if getattr(self.backend, "exact_logprobs", False) else "truncate"
-        losses.importance_weights(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), mode=self.is_mode,
-                                  level=cfg.algo.is_level, cap=cfg.algo.is_cap)  # a bad setting fails here
-        n_envs = cfg.algo.prompts_per_step * cfg.algo.group_size
-        self.envs = make_envs(cfg.env, n_envs)
-        self.eval_envs: list[Any] | None = None
-        self.eval_indices: list[int] = []
-        self.accuracy_key = primary_reward(self.envs[0])
-        self.sampler = PromptSampler(len(self.envs[0].unwrapped.source), cfg.trainer.seed)
-        self.loggers = build_loggers(self.host, cfg, self.run_dir) if self.dist.is_main else LoggerGroup([])
-        if self.engine is None:
-            start = restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
-        else:
-            if ckpt is not None:  # the optimizer's partitions are in DeepSpeed's own checkpoint, one per rank
-                distributed.load_engine_state(self.engine, ckpt)
-            start = restore(ckpt, scheduler=self.scheduler, sampler=self.sampler)
+            sampler = build_sampler(cfg, state.model, state.tokenizer, host=self.host)
+        ref_model, reference = self._reference(state.model)
+        is_mode = algo.is_correction
+        if is_mode == "auto":  # correct only what needs it: a sampler whose log-probs are not the trainer's
+            is_mode = "none" if getattr(sampler.backend, "exact_logprobs", False) else "truncate"
+        losses.importance_weights(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), mode=is_mode,
+                                  level=algo.is_level, cap=algo.is_cap)  # a bad setting fails here
+        correct = _no_correction if is_mode == "none" else functools.partial(
+            _importance_correction, mode=is_mode, level=algo.is_level, cap=algo.is_cap)
+        self.parts = RolloutParts(state.source, sampler, primary_reward(state.source[0]), ref_model, reference,
+                                  is_mode, correct)
         if self.dist.rank > 0:  # rank 0's RNG is the checkpointed one; the others sample from streams of their own
-            torch.manual_seed(cfg.trainer.seed + 7919 * self.dist.rank + start)
-        return start
+            torch.manual_seed(cfg.trainer.seed + 7919 * self.dist.rank + state.step)
 
-    # -- the loop --------------------------------------------------------------------------------------
-    def train(self) -> dict[str, Any]:
-        start = self.setup()
+    def _reference(self, model: Any) -> tuple[Any, Callable[[PackedBatch], torch.Tensor | None]]:
+        """(reference model or None, the function giving a batch's reference log-probs): none with beta = 0;
+        with LoRA the policy with its adapters switched off; else a frozen copy of the base model."""
         cfg = self.cfg
-        total = cfg.trainer.max_steps
-        self.loggers.start(self.run_dir, OmegaConf.to_container(cfg, resolve=True), total_steps=total, start_step=start)
-        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "status": "failed", "processes": self.dist.world}
-        try:
-            if start == 0 and cfg.eval.at_start and (ev := self._main_only(self.evaluate, 0)) is not None:
-                summary["eval_start"] = ev
-            unscorable_steps = 0
-            for step in range(start + 1, total + 1):
-                metrics, samples = self.train_step()
-                self.loggers.log_metrics(step, metrics)
-                self.loggers.log_samples(step, samples)
-                unscorable_steps = self._watch_rewards(step, metrics, samples, unscorable_steps, summary)
-                if cfg.eval.every and step % cfg.eval.every == 0 and step != total:
-                    self._main_only(self.evaluate, step)
-                if step % cfg.trainer.save_every == 0 or step == total:
-                    self.save_all(step)
-            if cfg.eval.at_end and total > start and (ev := self._main_only(self.evaluate, total)) is not None:
-                summary["eval_end"] = ev
-            summary["status"] = "finished"
-            summary["step"] = total
-        finally:
-            self.loggers.finish(summary)
-        return summary
+        if cfg.algo.beta <= 0:
+            return None, _nothing
+        if cfg.model.lora.r > 0:
+            def adapters_off(batch: PackedBatch) -> torch.Tensor:
+                with model.disable_adapter():
+                    return self._policy_no_grad(batch)
+            return None, adapters_off
+        ref_model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype).eval().requires_grad_(False)
+        ref_model.to(next(model.parameters()).device)
+        onednn.patch(ref_model)
+        return ref_model, functools.partial(self._no_grad_logprobs, forward=functools.partial(completion_logprobs, ref_model))
 
-    def _watch_rewards(self, step: int, metrics: dict[str, float], samples: list[dict[str, Any]], streak: int,
-                       summary: dict[str, Any]) -> int:
-        """Count the steps in a row whose share of unscorable completions is over ``trainer.max_unscorable``;
-        at ``trainer.unscorable_patience`` of them, stop the run with the most common reasons: a run whose
-        rewards stopped working (a dead sandbox, a checker that fails on everything) would otherwise train on
-        the few samples left for as long as it is allowed to."""
-        t = self.cfg.trainer
-        n = metrics.get("episodes", 0.0)
-        share = metrics.get("unscorable/count", 0.0) / n if n else 0.0
-        streak = streak + 1 if share > t.max_unscorable else 0
-        if streak >= t.unscorable_patience:
-            from collections import Counter
+    # -- the parts by name, for callers and tests --------------------------------------------------------
+    @property
+    def backend(self) -> Any:
+        return self.parts.sampler.backend
 
-            reasons = Counter(f"{comp}: {why}" for s in samples for comp, why in (s.get("unscorable") or {}).items())
-            top = "; ".join(f"{k} x {why}" for why, k in reasons.most_common(3)) or "see metrics.jsonl unscorable/*"
-            message = (f"stopping at step {step}: more than {t.max_unscorable:.0%} of the completions could not be "
-                       f"scored for {streak} steps in a row ({share:.0%} at this step); most common reasons: {top}. "
-                       "Fix the reward or its sandbox/checker (or raise trainer.max_unscorable) and continue with "
-                       f"r1gym train resume={self.run_dir}")
-            summary["error"] = message
-            self.save_all(step)
-            raise RuntimeError(message)
-        return streak
+    @property
+    def renderer(self) -> PromptRenderer:
+        return self.parts.sampler.renderer
 
-    def _main_only(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` on rank 0 only (evaluation, checkpoints: ranks hold the same weights); the others wait.
-        Under ZeRO-3 every rank gathers the weights first, so rank 0 holds them whole."""
-        with self.gathered():
-            out = fn(*args) if self.dist.is_main else None
-            distributed.barrier(self.dist)
-        return out
+    @property
+    def envs(self) -> list[Any]:
+        return self.parts.envs
 
-    def gathered(self) -> Any:
-        """A block in which ``self.model`` holds its full weights on every rank (ZeRO-3 partitions them between
-        forward passes; :func:`~r1gym.core.distributed.gathered`); a no-op otherwise. Collective."""
-        return distributed.gathered(getattr(self, "engine", None))
+    @property
+    def ref_model(self) -> Any:
+        return self.parts.ref_model
 
-    def save_all(self, step: int) -> None:
-        """A checkpoint of ``step`` from every rank (:func:`r1gym.core.runtime.save_all`)."""
-        save_all(self.engine, self.dist, self.run_dir, step, self.save)
+    @property
+    def is_mode(self) -> str:
+        return self.parts.is_mode
 
-    def save(self, step: int) -> Path:
-        state = {
-            "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict(),
-        }
-        if self.engine is None:
-            state["optimizer"] = self.optimizer.state_dict()
-        return save_checkpoint(self.run_dir, step, model=self.model, tokenizer=self.tokenizer, state=state,
-                               keep=self.cfg.trainer.keep_checkpoints)
+    @property
+    def accuracy_key(self) -> str | None:
+        return self.parts.accuracy_key
+
+    # -- one step --------------------------------------------------------------------------------------
+    def training_step(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        return self.train_step()
 
     def rollout(self, timings: RolloutTimings) -> tuple[list[Episode], dict[str, float]]:
         """G episodes for ``prompts_per_step`` prompts; with dynamic sampling, only groups with signal.
@@ -290,127 +243,121 @@ class GRPOTrainer:
         metrics["time/step"] = time.perf_counter() - t_step
         return distributed.mean_metrics(metrics, self.dist), samples
 
+    # -- the update, in named steps --------------------------------------------------------------------
     def update(self, episodes: list[Episode], t: dict[str, float] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        """One policy update on ``episodes`` (this rank's share of the step's, whole groups each): advantages,
-        ``num_iterations`` passes over micro-batches, the optimizer and scheduler steps, the weight sync.
-        Under ``trainer=ddp`` each micro-batch counts for its share of the *global* batch and gradients are
+        """One policy update on ``episodes`` (this rank's share of the step's, whole groups each): advantages and
+        packing, reference and old log-probs, ``num_iterations`` passes over micro-batches each followed by an
+        optimizer step, the scheduler step and the weight sync, metrics.
+        Over several ranks each micro-batch counts for its share of the *global* batch and gradients are
         summed over ranks, so the update equals a single process's on all the episodes."""
-        cfg, algo = self.cfg, self.cfg.algo
         t = t if t is not None else {}
-        metrics: dict[str, float] = {}
+        batch, advantages = self._pack(episodes)
+        t0 = time.perf_counter()
+        ref_lp = self.parts.reference(batch)
+        t["reference"] = time.perf_counter() - t0
+        old_lp = self.old_logprobs(batch)
+        # always the same keys, also for a step with nothing to train on
+        stats: Counter[str] = Counter(dict.fromkeys(("loss", "clip_frac", "ratio_mean", "entropy", "logprob/sampler_abs_diff"), 0.0))
+        if ref_lp is not None:
+            stats["kl"] = 0.0
+        share = self._global_share(batch, bool(episodes))
+        t["forward_backward"] = t["optimizer"] = 0.0
+        for _ in range(self.cfg.algo.num_iterations):
+            t0 = time.perf_counter()
+            self._accumulate(batch, advantages, old_lp, ref_lp, share, stats)
+            t["forward_backward"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            grad_norm = self.strategy.step()
+            t["optimizer"] += time.perf_counter() - t0
+        lr = self._schedule_and_sync(t)
+        metrics = self._update_metrics(stats, episodes, batch, grad_norm, lr)
+        return metrics, self._samples(episodes, advantages)
+
+    def _pack(self, episodes: list[Episode]) -> tuple[PackedBatch, torch.Tensor]:
+        """Group-relative advantages and the packed batch on the model's device. Unscorable samples (and
+        truncated ones with ``mask_truncated``) are packed but carry no loss. A rank without episodes this step
+        (dynamic sampling) gets one masked-out row, which keeps it in the collectives."""
         rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float64)
         valid = ~torch.isnan(rewards)
         group_ids = torch.tensor([e.group for e in episodes], dtype=torch.long)
         advantages = self.advantage_fn(rewards, group_ids, valid=valid).float()
-        include = [bool(v) and not (algo.mask_truncated and e.truncated) for v, e in zip(valid.tolist(), episodes)]
-        device = next(self.model.parameters()).device
-        if episodes:
-            batch = pack(episodes, self.tokenizer.pad_token_id, include=include).to(device)
-        else:  # no group on this rank this step (dynamic sampling): one masked-out row keeps it in the collectives
-            pad = self.tokenizer.pad_token_id
-            batch = pack([Episode(group=0, task_index=0, prompt_ids=[pad], completion_ids=[pad], completion_mask=[0],
-                                  sampler_logprobs=[0.0])], pad, include=[False]).to(device)
+        include = [bool(v) and not (self.cfg.algo.mask_truncated and e.truncated) for v, e in zip(valid.tolist(), episodes)]
+        pad = self.tokenizer.pad_token_id
+        if not episodes:
+            episodes, include = [Episode(group=0, task_index=0, prompt_ids=[pad], completion_ids=[pad],
+                                         completion_mask=[0], sampler_logprobs=[0.0])], [False]
             advantages = torch.zeros(1)
-        advantages = advantages.to(device)
+        device = next(self.model.parameters()).device
+        return pack(episodes, pad, include=include).to(device), advantages.to(device)
 
-        # reference log-probs (only with beta > 0) and old log-probs (only with several iterations)
-        t0 = time.perf_counter()
-        ref_lp = None
-        if self.ref_model is not None:
-            ref_lp = self._no_grad_logprobs(batch, self.ref_model)
-        elif algo.beta > 0 and self.lora:
-            with self.model.disable_adapter():
-                ref_lp = self._no_grad_logprobs(batch)
-        t["reference"] = time.perf_counter() - t0
-        old_lp = self._no_grad_logprobs(batch) if algo.num_iterations > 1 else None
+    def _global_share(self, batch: PackedBatch, has_episodes: bool) -> float:
+        """This rank's share of the global batch, in the units the loss aggregation counts (1 in one process)."""
+        local = float(self.units(batch.loss_mask)) if has_episodes else 0.0
+        total = distributed.global_units(local, self.dist)
+        return local / total if total > 0 else 0.0
 
-        t["forward_backward"] = t["optimizer"] = 0.0
-        # always the same keys, also for a step with nothing to train on
-        loss_stats: Counter[str] = Counter(dict.fromkeys(("loss", "clip_frac", "ratio_mean", "entropy", "logprob/sampler_abs_diff"), 0.0))
-        if ref_lp is not None:
-            loss_stats["kl"] = 0.0
-        # this rank's share of the global batch, in the units the loss aggregation counts (1 in one process)
-        units = losses.AGGREGATION_UNITS[algo.loss_aggregation]
-        local_units = float(units(batch.loss_mask)) if episodes else 0.0
-        global_units = distributed.global_units(local_units, self.dist)
-        share = local_units / global_units if global_units > 0 else 0.0
-        for _ in range(algo.num_iterations):
-            t0 = time.perf_counter()
-            for rows, counts in self._micro_batches(len(batch)):
-                part = batch.select(rows)
-                weight = losses.micro_batch_weight(algo.loss_aggregation, part.loss_mask, batch.loss_mask) * share
-                weight = weight if counts else 0.0
-                if weight == 0.0 and self.engine is None:  # (DeepSpeed reduces per backward, and ZeRO-3 gathers
-                    # weights per forward: every rank runs every micro-batch)
-                    continue
-                with self.autocast():
-                    lp, ent = self._logprobs(part, with_entropy=True)
-                T = lp.shape[1]
-                old = old_lp[rows, :T] if old_lp is not None else lp.detach()
-                ref = ref_lp[rows, :T] if ref_lp is not None else None
-                token_weights = None
-                if self.is_mode != "none":
-                    token_weights, is_m = losses.importance_weights(
-                        old, part.sampler_logprobs, part.loss_mask, mode=self.is_mode, level=algo.is_level, cap=algo.is_cap)
-                    for k, v in is_m.items():
-                        loss_stats[k] += v * weight
-                loss, m = losses.grpo_loss(
-                    lp, old, ref, advantages[rows], part.loss_mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
-                    beta=algo.beta, aggregation=algo.loss_aggregation, normalizer=float(cfg.rollout.max_episode_tokens or cfg.rollout.max_new_tokens),
-                    token_weights=token_weights,
-                )
-                backward(loss * weight, self.engine, self.dist.world)
-                loss_stats["loss"] += float(loss.detach()) * weight
-                for k, v in m.items():
-                    loss_stats[k] += v * weight
-                loss_stats["entropy"] += float(losses.masked_mean(ent, part.loss_mask)) * weight
-                loss_stats["logprob/sampler_abs_diff"] += float(
-                    losses.masked_mean((lp.detach() - part.sampler_logprobs).abs(), part.loss_mask)) * weight
-            t["forward_backward"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            grad_norm = optimizer_step(self.engine, self.optimizer, algo.optim.max_grad_norm, self.dist)
-            t["optimizer"] += time.perf_counter() - t0
+    def _accumulate(self, batch: PackedBatch, advantages: torch.Tensor, old_lp: torch.Tensor | None,
+                    ref_lp: torch.Tensor | None, share: float, stats: Counter[str]) -> None:
+        """Forward and backward over the micro-batches, each loss weighted by its share of the global batch;
+        the weighted figures of each are added to ``stats``."""
+        units = float(self.units(batch.loss_mask))
+        for rows, counts in self._micro_batches(len(batch)):
+            part = batch.select(rows)
+            weight = (float(self.units(part.loss_mask)) / units if units > 0 else 0.0) * share if counts else 0.0
+            if not self.strategy.needs_pass(weight):
+                continue
+            with self.autocast():
+                lp, ent = self.strategy.forward(part, with_entropy=True, **self.lp_kw)
+            T = lp.shape[1]
+            old = old_lp[rows, :T] if old_lp is not None else lp.detach()
+            ref = ref_lp[rows, :T] if ref_lp is not None else None
+            token_weights, is_metrics = self.parts.correct(old, part)
+            loss, m = self.loss_fn(lp, old, ref, advantages[rows], part.loss_mask, token_weights=token_weights)
+            self.strategy.backward(loss * weight)
+            stats["loss"] += float(loss.detach()) * weight
+            for k, v in {**is_metrics, **m}.items():
+                stats[k] += v * weight
+            stats["entropy"] += float(losses.masked_mean(ent, part.loss_mask)) * weight
+            stats["logprob/sampler_abs_diff"] += float(
+                losses.masked_mean((lp.detach() - part.sampler_logprobs).abs(), part.loss_mask)) * weight
+
+    def _schedule_and_sync(self, t: dict[str, float]) -> float:
+        """The scheduler's step and the weight sync to the rollout backend; the learning rate this step used."""
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         t0 = time.perf_counter()
         with self.gathered():
             self.backend.sync_weights(self.model)
         t["weight_sync"] = time.perf_counter() - t0
-        n_iter = algo.num_iterations
+        return lr
+
+    def _update_metrics(self, stats: Counter[str], episodes: list[Episode], batch: PackedBatch, grad_norm: float,
+                        lr: float) -> dict[str, float]:
         # loss figures were weighted by global shares: a rank's sum is its part, the ranks' mean x world the whole
-        metrics.update({k: v / n_iter * self.dist.world for k, v in loss_stats.items()})
+        metrics = {k: v / self.cfg.algo.num_iterations * self.dist.world for k, v in stats.items()}
         metrics.update(self._episode_metrics(episodes))
         metrics.update({"grad_norm": float(grad_norm), "lr": lr,
                         "trained_tokens": float(batch.loss_mask.sum()) * self.dist.world})
-        return metrics, self._samples(episodes, advantages)
-
-    def autocast(self) -> Any:
-        """The configured mixed-precision context for forward passes (a no-op for fp32)."""
-        return autocast(self.cfg.trainer, getattr(self, "model", None))
+        return metrics
 
     def _micro_batches(self, n: int) -> list[tuple[list[int], bool]]:
         """Row chunks of about ``micro_batch_size`` sequences, whole groups each (rows are group-contiguous),
-        so a group's shared prompt runs once per micro-batch; each with whether it counts (under DeepSpeed a rank
-        with fewer micro-batches than another repeats its last one at weight 0: :func:`distributed.lockstep`)."""
-        G = self.cfg.algo.group_size
-        size = max(G, -(-max(1, self.cfg.algo.micro_batch_size) // G) * G)
+        so a group's shared prompt runs once per micro-batch; each with whether it counts (a strategy whose
+        ranks must run as many passes pads with the last chunk at weight 0: ``lockstep``)."""
+        size = self.micro_batch_rows
         chunks = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
-        return distributed.lockstep(chunks, chunks[-1], self.engine, self.dist)
+        return self.strategy.lockstep(chunks, chunks[-1])
 
-    def _logprobs(self, batch: PackedBatch, model: Any = None, with_entropy: bool = False):
-        """Completion log-probs (and entropy) under ``model`` (default: the policy, through the DeepSpeed engine
-        when there is one)."""
-        kw = {"temperature": self.sampling.temperature or 1.0, "with_entropy": with_entropy,
-              "chunk": self.cfg.algo.logprob_chunk}
-        if model is None and self.engine is not None:
-            return self.engine(batch, **kw)
-        return completion_logprobs(self.model if model is None else model, batch, **kw)
+    def _policy_no_grad(self, batch: PackedBatch) -> torch.Tensor:
+        return self._no_grad_logprobs(batch, forward=self.strategy.forward)
 
-    def _no_grad_logprobs(self, batch: PackedBatch, model: Any = None) -> torch.Tensor:
+    def _no_grad_logprobs(self, batch: PackedBatch, forward: Callable[..., Any]) -> torch.Tensor:
+        """Completion log-probs of ``batch`` under ``forward`` (the policy through the strategy, or the reference
+        model), micro-batch by micro-batch, without gradients."""
         out = torch.zeros_like(batch.sampler_logprobs)
         with torch.no_grad(), self.autocast():
             for rows, _ in self._micro_batches(len(batch)):
-                lp, _ = self._logprobs(batch.select(rows), model)
+                lp, _ = forward(batch.select(rows), **self.lp_kw)
                 out[rows, : lp.shape[1]] = lp
         return out
 
@@ -460,11 +407,11 @@ class GRPOTrainer:
         ``eval.samples`` sampled completions per problem, reported as pass@1 over them and cons@k
         (:mod:`r1gym.core.evaluation`, the same code as ``r1gym eval``)."""
         ev = self.cfg.eval
-        k = 1 if ev.greedy else max(1, ev.samples)
         if self.eval_envs is None:
-            n = len(make_envs(self.cfg.env, 1, eval_split=True)[0].unwrapped.source)
-            self.eval_indices = list(range(n if ev.num_problems is None else min(ev.num_problems, n)))
-            self.eval_envs = make_envs(self.cfg.env, len(self.eval_indices) * k, eval_split=True)
+            n, self.eval_k = evaluation.eval_size(ev, len(make_envs(self.cfg.env, 1, eval_split=True)[0].unwrapped.source))
+            self.eval_indices = list(range(n))
+            self.eval_envs = make_envs(self.cfg.env, n * self.eval_k, eval_split=True)
+        k = self.eval_k
         params = evaluation.eval_sampling(ev, self.sampling)
         state = torch.get_rng_state()  # evaluation must not shift the training trajectory
         torch.manual_seed(self.cfg.trainer.seed + 1_000_003)  # and uses the same samples at every evaluation
@@ -486,6 +433,20 @@ class GRPOTrainer:
         metrics.update({f"eval/{key}": v for key, v in component_means(eps).items()})
         self.loggers.log_eval(step, metrics)
         return metrics
+
+
+
+def _nothing(batch: PackedBatch) -> None:
+    return None
+
+
+def _no_correction(old: torch.Tensor, part: PackedBatch) -> tuple[None, dict[str, float]]:
+    return None, {}
+
+
+def _importance_correction(old: torch.Tensor, part: PackedBatch, *, mode: str, level: str,
+                           cap: float) -> tuple[torch.Tensor, dict[str, float]]:
+    return losses.importance_weights(old, part.sampler_logprobs, part.loss_mask, mode=mode, level=level, cap=cap)
 
 
 #: flags reported every step, 0 until they happen, so a hack shows as a line leaving zero (see ``Graded``)

@@ -169,7 +169,7 @@ def grpo_loss(
     eps_low: float,
     eps_high: float,
     beta: float,
-    aggregation: str,
+    aggregation: str | Aggregation,
     normalizer: float | None = None,
     token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -179,9 +179,10 @@ def grpo_loss(
     beta = 0 and need no reference model). Metrics are python floats over
     masked tokens: "clip_frac", "ratio_mean", and "kl" when a reference is given.
     ``token_weights`` (no gradient), when given, multiply each token's term: the importance correction of
-    :func:`importance_weights`.
+    :func:`importance_weights`. ``aggregation``: a name of :data:`LOSS_AGGREGATIONS` or the function itself
+    (a trainer resolves the name once, not per micro-batch).
     """
-    aggregate = get_loss_aggregation(aggregation)
+    aggregate = aggregation if callable(aggregation) else get_loss_aggregation(aggregation)
     if beta > 0 and ref_logprobs is None:
         raise ValueError(f"beta={beta} > 0 needs ref_logprobs, got None")
 

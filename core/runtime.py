@@ -1,11 +1,17 @@
-"""Set-up shared by the trainers (GRPO, SFT): the process, the trainable model, the optimizer, the loggers.
+"""Set-up shared by the trainers (GRPO, SFT) and the sampling jobs (eval, data generation): the process, the
+trainable model, the optimizer and its schedule, the loggers, the sampler around a model.
 
-Kept in one place so that both trainers seed, thread, resume and log the same way.
+Kept in one place so that every job seeds, threads, samples, resumes and logs the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +21,7 @@ import torch
 
 def prepare_process(trainer_cfg: Any) -> None:
     """Threads, the fp32 matmul library (:mod:`r1gym.core.onednn`) and every RNG seeded from ``trainer.seed``."""
-    from r1gym.core import onednn
-
-    if trainer_cfg.threads:
-        torch.set_num_threads(int(trainer_cfg.threads))
-    onednn.select(trainer_cfg.matmul)
+    prepare_threads(trainer_cfg)
     random.seed(trainer_cfg.seed)
     np.random.seed(trainer_cfg.seed)
     torch.manual_seed(trainer_cfg.seed)
@@ -97,56 +99,73 @@ def restore(checkpoint: Path | None, **stateful: Any) -> int:
     return int(state["step"])
 
 
-def backward(loss: torch.Tensor, engine: Any, world: int) -> None:
-    """Backward of this rank's ``loss``, a share of a sum over ranks. DeepSpeed averages gradients over ranks,
-    so its loss is scaled by ``world``; without it the gradients are summed by :func:`optimizer_step`."""
-    if engine is not None:
-        engine.backward(loss * world, scale_wrt_gas=False)
-    else:
-        loss.backward()
-
-
-def optimizer_step(engine: Any, optimizer: torch.optim.Optimizer, max_grad_norm: float, d: Any) -> float:
-    """Sum the gradients over ranks, clip them, step and zero them; return the gradient norm before clipping.
-    DeepSpeed's ``engine.step()`` does all of it (clipping from its ``gradient_clipping``)."""
-    from r1gym.core import distributed
-
-    if engine is not None:
-        engine.step()
-        return float(engine.get_global_grad_norm() or 0.0)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    distributed.all_reduce_grads(params, d)
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm)
-
-
-def save_all(engine: Any, d: Any, run_dir: Path, step: int, save: Any) -> None:
-    """A checkpoint of ``step`` from every rank: DeepSpeed's partitions first (``checkpoints/deepspeed/step_N``,
-    collective), then ``save(step)`` on rank 0 alone (weights and trainer state, ``latest`` last; under ZeRO-3
-    with the weights gathered), then DeepSpeed's parts of the checkpoints ``save`` dropped; the others wait."""
-    from r1gym.core import distributed
-
-    if engine is not None:
-        distributed.save_engine_state(engine, run_dir, step)
-    with distributed.gathered(engine):
-        if d.is_main:
-            save(step)
-            if engine is not None:
-                distributed.prune_engine_states(run_dir)
-        distributed.barrier(d)
-
-
-def autocast(trainer_cfg: Any, model: Any) -> Any:
-    """The configured mixed-precision context for forward passes (``trainer.autocast``; a no-op for fp32)."""
-    import contextlib
-
+def autocast(trainer_cfg: Any, device_type: str) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """A factory of the configured mixed-precision context for forward passes on ``device_type``
+    (``trainer.autocast``; a no-op for fp32). The mode is checked here, once, not at the first forward pass."""
     from r1gym.core.registry import pick
 
     mode = trainer_cfg.autocast
     if mode is None:
-        return contextlib.nullcontext()
+        return contextlib.nullcontext
     dtype = pick({"bf16": torch.bfloat16, "fp16": torch.float16}, mode, "trainer.autocast mode")
-    device = next(model.parameters()).device.type if model is not None else "cpu"
-    return torch.autocast(device_type=device, dtype=dtype)
+    return functools.partial(torch.autocast, device_type=device_type, dtype=dtype)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup: int, total: int):
+    """Linear warm-up, then constant / linear decay / cosine decay to 0 over ``total`` steps."""
+    from r1gym.core.registry import pick
+
+    def constant(p: float) -> float:
+        return 1.0
+
+    def linear(p: float) -> float:
+        return max(0.0, 1.0 - p)
+
+    def cosine(p: float) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
+
+    shape = pick({"constant": constant, "linear": linear, "cosine": cosine}, name, "LR schedule")
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return shape((step - warmup) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class Sampler:
+    """A policy ready to sample from: the model, its tokenizer, the rollout backend around it and the prompt
+    renderer (:func:`build_sampler`)."""
+
+    model: Any
+    tokenizer: Any
+    backend: Any
+    renderer: Any
+
+
+def build_sampler(cfg: Any, model: Any, tokenizer: Any, *, host: Any = None) -> Sampler:
+    """The one way a model becomes a sampler, for training, ``r1gym eval`` and data generation alike: fp32
+    linears routed through oneDNN where chosen, the rollout backend ``rollout.backend`` with ``rollout.params``,
+    prompts rendered in ``model.prompt_format``. Under ZeRO-3, call it with the weights gathered (a backend may
+    read or push them when it starts)."""
+    from omegaconf import OmegaConf
+
+    from r1gym.core import onednn
+    from r1gym.core.plugins import default_host
+    from r1gym.core.prompts import PromptRenderer
+
+    onednn.patch(model)
+    factory = (host or default_host()).rollout_backends.get(cfg.rollout.backend)
+    backend = factory(model, tokenizer, **OmegaConf.to_container(cfg.rollout.params, resolve=True))
+    return Sampler(model, tokenizer, backend, PromptRenderer(tokenizer, cfg.model.prompt_format))
+
+
+def prepare_threads(trainer_cfg: Any) -> None:
+    """``trainer.threads`` and the fp32 matmul library (:mod:`r1gym.core.onednn`), for jobs that sample only."""
+    from r1gym.core import onednn
+
+    if trainer_cfg.threads:
+        torch.set_num_threads(int(trainer_cfg.threads))
+    onednn.select(trainer_cfg.matmul)

@@ -22,8 +22,9 @@ the step's loss tokens: every micro-batch adds its token log-likelihood sum divi
 count, so the gradient equals one big batch's whatever the layout. Examples longer than ``max_length`` are
 dropped and counted, never truncated.
 
-Kept from the GRPO trainer: the run folder, loggers, seeding, oneDNN linears, LoRA, checkpoints that resume
-the same trajectory (optimizer, schedule, data position, RNG). Dropped: evaluation on the env (SFT knows no
+Kept from the GRPO trainer (the shared training core, :mod:`r1gym.core.training`): the run folder, loggers,
+seeding, oneDNN linears, LoRA, the backends (one process, DDP, DeepSpeed), checkpoints that resume the same
+trajectory (optimizer, schedule, data position, RNG). Dropped: evaluation on the env (SFT knows no
 task; run ``r1gym eval`` on the checkpoint).
 """
 
@@ -40,19 +41,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from r1gym.core import distributed
 from r1gym.core.batch import _body, _head_logprobs
-from r1gym.core.loggers import LoggerGroup
-from r1gym.core.checkpoint import save_checkpoint
-from r1gym.core.grpo import build_scheduler
 from r1gym.core.jsonl import iter_jsonl
-from r1gym.core.plugins import PluginHost, default_host
+from r1gym.core.plugins import PluginHost
 from r1gym.core.prompts import PromptRenderer
 from r1gym.core.registry import pick
-from r1gym.core.runtime import (autocast, backward, build_loggers, build_optimizer, load_trainable, optimizer_step,
-                                prepare_process, restore, save_all)
+from r1gym.core.runtime import build_scheduler  # noqa: F401 -- re-exported
+from r1gym.core.training import TrainerShell
 
 log = logging.getLogger(__name__)
 
@@ -310,9 +308,18 @@ def check_packing(model: Any) -> None:
 
 
 # -- the trainer ----------------------------------------------------------------------------------------
-class SFTTrainer:
+@dataclass
+class SFTData:
+    """The encoded examples the sampler indexes, and what encoding kept and dropped."""
+
+    examples: list[Example]
+    stats: dict[str, int]
+
+
+class SFTTrainer(TrainerShell):
+    summary_keys = ("loss",)
+
     def __init__(self, cfg: DictConfig, run_dir: Path, *, host: PluginHost | None = None):
-        self.cfg, self.run_dir, self.host = cfg, Path(run_dir), host or default_host()
         s = cfg.sft
         pick(MASKS, s.loss_on, "sft.loss_on")  # fail before loading anything
         if not s.data:
@@ -320,40 +327,38 @@ class SFTTrainer:
         for key in ("batch_tokens", "micro_batch_tokens", "max_length"):
             if s[key] <= 0:
                 raise ValueError(f"sft.{key} must be > 0, got {s[key]}")
+        # checked before any model is loaded
+        self.conversations = read_conversations(list(s.data), need_assistant=s.loss_on == "assistant")
         # under torchrun (trainer=ddp, deepspeed_*) every rank takes the same examples per step and trains on its share
-        self.dist = distributed.init(cfg.trainer.backend) if cfg.trainer.distributed else distributed.Dist()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(cfg, run_dir, host=host, optim_cfg=s.optim)
 
-    def setup(self) -> int:
-        """Read the data, build everything, resume from the run folder's last checkpoint. Returns the step
-        to start at."""
-        cfg, s = self.cfg, self.cfg.sft
-        conversations = read_conversations(list(s.data), need_assistant=s.loss_on == "assistant")
-        prepare_process(cfg.trainer)
-        self.model, self.tokenizer, ckpt = load_trainable(cfg, self.run_dir)
-        if s.packing:
-            check_packing(self.model)
-        self.examples, self.stats = self._encode(conversations)
-        self.sampler = ExampleSampler([len(e) for e in self.examples], cfg.trainer.seed, s.epochs)
-        self.total_steps = self.sampler.count_steps(s.batch_tokens)
-        if s.max_steps is not None:
-            self.total_steps = min(self.total_steps, s.max_steps)
-        o = s.optim
-        self.optimizer = build_optimizer(self.model, o)
-        self.scheduler = build_scheduler(self.optimizer, o.schedule, o.warmup_steps, self.total_steps)
-        self.loggers = build_loggers(self.host, cfg, self.run_dir) if self.dist.is_main else LoggerGroup([])
-        self.engine = None  # DeepSpeed (trainer.deepspeed): it reduces, clips and steps; we schedule
-        if cfg.trainer.deepspeed:
-            self.engine = distributed.deepspeed_engine(NLLSum(self.model), self.optimizer,
-                                                       distributed.deepspeed_config(cfg.trainer, o.max_grad_norm))
-            if ckpt is not None:
-                distributed.load_engine_state(self.engine, ckpt)
-            return restore(ckpt, scheduler=self.scheduler, sampler=self.sampler)
-        return restore(ckpt, optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler)
-
-    def _encode(self, conversations: list[tuple[str, list[dict]]]) -> tuple[list[Example], dict[str, int]]:
+    def build_data(self, model: Any, tokenizer: Any) -> tuple[ExampleSampler, int, SFTData]:
+        """The encoded data, the sampler over it and the number of steps it lasts (capped by ``sft.max_steps``)."""
         s = self.cfg.sft
-        renderer = PromptRenderer(self.tokenizer, self.cfg.model.prompt_format)
+        if s.packing:
+            check_packing(model)
+        data = SFTData(*self._encode(self.conversations, tokenizer))
+        sampler = ExampleSampler([len(e) for e in data.examples], self.cfg.trainer.seed, s.epochs)
+        total = sampler.count_steps(s.batch_tokens)
+        return sampler, total if s.max_steps is None else min(total, s.max_steps), data
+
+    def forward_module(self, model: Any) -> torch.nn.Module:
+        return NLLSum(model)  # a DeepSpeed engine must run every forward pass itself
+
+    @property
+    def examples(self) -> list[Example]:
+        return self.state.source.examples
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.state.source.stats
+
+    def summary_start(self) -> dict[str, Any]:
+        return {"loss": None, **self.stats}
+
+    def _encode(self, conversations: list[tuple[str, list[dict]]], tokenizer: Any) -> tuple[list[Example], dict[str, int]]:
+        s = self.cfg.sft
+        renderer = PromptRenderer(tokenizer, self.cfg.model.prompt_format)
         kept, too_long, no_loss = [], [], 0
         for where, msgs in conversations:
             e = encode(renderer, msgs, s.loss_on, where)
@@ -377,24 +382,8 @@ class SFTTrainer:
         log.info("SFT data: %s", stats)
         return kept, stats
 
-    def train(self) -> dict[str, Any]:
-        start = self.setup()
-        total = self.total_steps
-        self.loggers.start(self.run_dir, OmegaConf.to_container(self.cfg, resolve=True), total_steps=total,
-                           start_step=start)
-        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "status": "failed", "step": start,
-                                   "total_steps": total, "loss": None, **self.stats}
-        try:
-            for step in range(start + 1, total + 1):
-                metrics = self.train_step()
-                self.loggers.log_metrics(step, metrics)
-                summary["step"], summary["loss"] = step, metrics["loss"]
-                if step % self.cfg.trainer.save_every == 0 or step == total:
-                    self.save_all(step)
-            summary["status"] = "finished"
-        finally:
-            self.loggers.finish(summary)
-        return summary
+    def training_step(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        return self.train_step(), []
 
     def train_step(self) -> dict[str, float]:
         s = self.cfg.sft
@@ -405,43 +394,23 @@ class SFTTrainer:
         device = next(self.model.parameters()).device
         loss, padded = 0.0, 0
         shape = {"packing": s.packing, "row_tokens": s.max_length, "micro_batch_tokens": s.micro_batch_tokens}
-        # under DeepSpeed a rank short of micro-batches runs the step's first example at weight 0 (lockstep)
-        micro_batches = distributed.lockstep(layout(mine, **shape) if mine else [], layout(examples[:1], **shape)[0],
-                                             self.engine, self.dist)
+        # a strategy whose ranks must run as many passes pads with the step's first example at weight 0
+        micro_batches = self.strategy.lockstep(layout(mine, **shape) if mine else [], layout(examples[:1], **shape)[0])
         for rows, counts in micro_batches:
             mb = collate(rows, self.tokenizer.pad_token_id, packing=s.packing, device=device)
             with self.autocast():
-                part = (self.engine(mb) if self.engine is not None else nll_sum(self.model, mb)) / n_loss
+                part = self.strategy.forward(mb) / n_loss
             if not counts:
                 part = part * 0.0
-            backward(part, self.engine, self.dist.world)
+            self.strategy.backward(part)
             loss += float(part.detach())
             padded += mb.tokens if counts else 0
         loss = distributed.global_units(loss, self.dist)
         padded = distributed.global_units(padded, self.dist)
-        grad_norm = optimizer_step(self.engine, self.optimizer, s.optim.max_grad_norm, self.dist)
+        grad_norm = self.strategy.step()
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         tokens, dt = sum(map(len, examples)), time.perf_counter() - t0
         return {"loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": float(tokens),
                 "loss_tokens": float(n_loss), "examples": float(len(examples)), "padding_frac": 1.0 - tokens / padded,
                 "epoch": self.sampler.epoch, "tokens_per_s": tokens / dt, "time/step": dt}
-
-    def autocast(self) -> Any:
-        """The configured mixed-precision context for forward passes (a no-op for fp32)."""
-        return autocast(self.cfg.trainer, getattr(self, "model", None))
-
-    def gathered(self) -> Any:
-        """Full weights on every rank for the block under ZeRO-3 (:func:`r1gym.core.distributed.gathered`)."""
-        return distributed.gathered(getattr(self, "engine", None))
-
-    def save_all(self, step: int) -> None:
-        """A checkpoint of ``step`` from every rank (:func:`r1gym.core.runtime.save_all`)."""
-        save_all(self.engine, self.dist, self.run_dir, step, self.save)
-
-    def save(self, step: int) -> Path:
-        state = {"scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict()}
-        if self.engine is None:
-            state["optimizer"] = self.optimizer.state_dict()
-        return save_checkpoint(self.run_dir, step, model=self.model, tokenizer=self.tokenizer, state=state,
-                               keep=self.cfg.trainer.keep_checkpoints)
