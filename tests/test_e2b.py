@@ -41,6 +41,23 @@ def test_transport_errors_are_retried_with_growing_backoff_then_the_run_goes_on(
     assert sandbox.stats["retries"] == 2 and client.killed == 1
 
 
+def test_the_backoff_starts_at_backoff_s_and_doubles_exactly(monkeypatch):
+    """The test above can only bound the waits from below on a real clock; here the sleeps are recorded (and
+    skipped): three transport failures wait 0.1, 0.2 and 0.4 s, then the fourth attempt succeeds."""
+    from types import SimpleNamespace
+
+    from r1gym.plugins.code import e2b
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(e2b, "time", SimpleNamespace(monotonic=time.monotonic, perf_counter=time.perf_counter,
+                                                     sleep=sleeps.append))
+    client = StandInE2B(create_errors=[httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), RateLimitException("429")])
+    r = E2BSandbox(client=client, retries=3, backoff_s=0.1, creations_per_s=1e9).run(HELLO, FAST)
+    assert (r.status, r.stdout) == ("ok", "hi\n"), r
+    backoffs = [s for s in sleeps if s > 1e-6]  # (the rate limiter's waits at 1e9 per second are nanoseconds)
+    assert backoffs == pytest.approx([0.1, 0.2, 0.4]) and len(client.create_calls) == 4
+
+
 def test_retries_run_out_into_a_sandbox_error_that_says_how_many():
     client = StandInE2B(create_errors=[httpx.ReadTimeout("timed out")] * 3)
     r = E2BSandbox(client=client, retries=2, backoff_s=0.01, creations_per_s=1000).run(HELLO, FAST)
