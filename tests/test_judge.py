@@ -161,6 +161,23 @@ class Flaky:
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
+def test_the_backoff_starts_at_backoff_s_and_doubles_exactly(monkeypatch):
+    """The real-clock test below can only bound the waits from below; here they are recorded (and skipped)."""
+    from types import SimpleNamespace
+
+    from r1gym.plugins.judge import backends
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(backends, "time", SimpleNamespace(sleep=sleeps.append))
+    server = Flaky(fail=3, status=503)
+    try:
+        backend = OpenAIBackend(base_url=server.url, model="m", retries=3, backoff_s=0.05)
+        assert backend.chat(MESSAGES, max_tokens=8, temperature=0) == "VERDICT: EQUIVALENT"
+        assert server.requests == 4 and sleeps == pytest.approx([0.05, 0.1, 0.2])
+    finally:
+        server.close()
+
+
 def test_transport_errors_and_5xx_are_retried_with_backoff_4xx_are_not():
     server = Flaky(fail=2, status=503)
     try:
