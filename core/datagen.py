@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from r1gym.core.jsonl import atomic_write_text, read_appended_jsonl
+from r1gym.core.r1_template import render, split_reasoning
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,6 @@ def load_examples(path: str) -> list[dict[str, Any]]:
     return [{"messages": msgs} for _, msgs in read_conversations([str(resolve_path(path))], need_assistant=True)]
 
 
-def split_reasoning(text: str) -> tuple[str | None, str]:
-    """(reasoning, summary): the chain of thought before ``</think>`` (``None`` without one) and what follows."""
-    head, sep, tail = text.rpartition("</think>")
-    if not sep:
-        return None, text.strip()
-    return head.split("<think>", 1)[-1].strip(), tail.strip()
-
-
 def rewrite(text: str) -> str | None:
     """The readable format ``<think>\\n{reasoning}\\n</think>\\n\\n{summary}``: paragraphs separated by one
     blank line, no empty reasoning or summary (``None`` when either is missing: not a usable trace)."""
@@ -63,7 +56,7 @@ def rewrite(text: str) -> str | None:
     if not reasoning or not summary:
         return None
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", reasoning) if p.strip()]
-    return "<think>\n" + "\n\n".join(paragraphs) + "\n</think>\n\n" + summary
+    return render("\n\n".join(paragraphs), summary)
 
 
 def filter_reason(text: str, filters: Any, language_score: Any) -> str | None:

@@ -13,9 +13,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from r1gym.core.r1_template import extract_answer_tag
 from r1gym.core.rewards import Graded, Unscorable
 from r1gym.envs.base import Task
-from r1gym.envs.rewards import extract_answer_tag
 
 SPLITS = {"train": 0, "test": 1}
 TEST_MODULUS = 10

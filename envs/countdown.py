@@ -22,8 +22,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from r1gym.core.r1_template import extract_answer_tag
 from r1gym.envs.base import MultiTurnEnv, Task
-from r1gym.envs.rewards import extract_answer_tag
 
 SPLITS = {"train": 0, "test": 1}
 TEST_MODULUS = 10  # a problem is in the test split iff hash(problem) % TEST_MODULUS == 0 (about 10%)

@@ -1,4 +1,5 @@
-"""Rewards for the DeepSeek-R1 output template ``<think> … </think> <answer> … </answer>``.
+"""Rewards for the DeepSeek-R1 output template ``<think> … </think> <answer> … </answer>`` (parsed by
+:mod:`r1gym.core.r1_template`).
 
 These check only the *shape* of a completion, never its correctness, so any task can add them with a small
 weight (R1-Zero used a format reward next to the accuracy reward to teach the template). They are pure
@@ -10,58 +11,10 @@ A chat model's completion may or may not begin with ``<think>``: some chat templ
 
 from __future__ import annotations
 
-import re
+from r1gym.core.r1_template import ANSWER_CLOSE, ANSWER_OPEN, TAGS, THINK_CLOSE, THINK_OPEN, template_parts
 
-THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE = "<think>", "</think>", "<answer>", "</answer>"
-TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-# think body, answer body; the optional leading <think> is checked separately (strict / non-strict)
-_TEMPLATE_RE = re.compile(r"\s*(?:<think>)?(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*", re.DOTALL)
-
-
-def extract_answer_tag(text: str) -> str | None:
-    """The stripped content of the LAST ``<answer>…</answer>`` pair, or ``None`` if there is none.
-
-    The last one, because models often restate a draft answer before the final one.
-
-    >>> extract_answer_tag("<think>2+2</think> <answer> 4 </answer>")
-    '4'
-    >>> extract_answer_tag("<answer>3</answer> no, <answer>4</answer>")
-    '4'
-    >>> extract_answer_tag("<answer>4") is None
-    True
-    """
-    found = _ANSWER_RE.findall(text)
-    return found[-1].strip() if found else None
-
-
-SPANS = ("think", "answer", "summary", "all")
-
-
-def completion_span(completion: str, span: str) -> str:
-    """The part of a completion a reward looks at (R1 scores each kind of reward on its own part):
-
-    * ``think``: the reasoning, between ``<think>`` (or the start: the chat template may have written it)
-      and ``</think>``; the whole completion if there is no ``</think>``;
-    * ``summary``: what follows ``</think>``, the final summary the user reads (helpfulness);
-    * ``answer``: the last ``<answer>…</answer>``, else the summary (answer equivalence);
-    * ``all``: everything, reasoning included (harmlessness).
-
-    >>> completion_span("<think>a</think> b <answer>c</answer>", "summary")
-    'b <answer>c</answer>'
-    """
-    if span not in SPANS:
-        raise ValueError(f"span must be one of {', '.join(SPANS)}, got {span!r}")
-    if span == "all":
-        return completion
-    head, sep, tail = completion.rpartition(THINK_CLOSE)
-    if span == "think":
-        return (head.split(THINK_OPEN, 1)[-1] if sep else completion).strip()
-    summary = (tail if sep else completion).strip()
-    if span == "answer":
-        answer = extract_answer_tag(completion)
-        return answer if answer is not None else summary
-    return summary
+# re-exported, not used here: third-party plugins import them from this module (examples/r1gym-echo-plugin does)
+from r1gym.core.r1_template import completion_span, extract_answer_tag  # noqa: F401
 
 
 def format_reward(completion: str, *, strict: bool = False) -> float:
@@ -81,13 +34,13 @@ def format_reward(completion: str, *, strict: bool = False) -> float:
     0.0
     """
     counts = {tag: completion.count(tag) for tag in TAGS}
-    if counts[THINK_CLOSE] != 1 or counts[ANSWER_OPEN] != 1 or counts[ANSWER_CLOSE] != 1:
+    if any(counts[tag] != 1 for tag in (THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)):
         return 0.0
     has_open = completion.lstrip().startswith(THINK_OPEN)
     if counts[THINK_OPEN] > 1 or (counts[THINK_OPEN] == 1 and not has_open) or (strict and not has_open):
         return 0.0
-    match = _TEMPLATE_RE.fullmatch(completion)
-    if match is None or not match["think"].strip() or not match["answer"].strip():
+    parts = template_parts(completion)
+    if parts is None or not all(part.strip() for part in parts):
         return 0.0
     return 1.0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-import gymnasium
 import pytest
 
 from r1gym.core.plugins import default_host
@@ -156,7 +155,9 @@ def test_arithmetic_reward_missing_tag_is_zero_and_bad_reference_is_unscorable()
 
 
 def test_unscorable_reference_reaches_the_env_as_nan():
-    env = gymnasium.make("r1gym/Arithmetic-v0").unwrapped
+    from r1gym.envs import make  # loads the plugins first (gymnasium.make alone passed only after another test did)
+
+    env = make("r1gym/Arithmetic-v0").unwrapped
     env.reset(seed=0)
     env.task = Task("t", "What is it?", {"answer": "n/a"})  # a dataset with a broken reference
     _, reward, terminated, _, info = env.step("<think> t </think> <answer> 4 </answer>")

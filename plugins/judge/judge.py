@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from r1gym.core.r1_template import completion_span
 from r1gym.core.rewards import Unscorable
-from r1gym.envs.rewards import completion_span
 
 if TYPE_CHECKING:
     from r1gym.core.plugins import PluginHost

@@ -7,7 +7,8 @@ one:
 
 1. **Span.** ``span="think"`` scores the chain of thought: the ``<think>…</think>`` blocks (a missing
    ``<think>`` before the first ``</think>`` is fine: the chat template may have written it; an unclosed
-   block runs to the end, as in a truncated completion). ``span="all"`` scores the whole completion.
+   block runs to the end, as in a truncated completion; :func:`r1gym.core.r1_template.think_text`).
+   ``span="all"`` scores the whole completion.
 2. **Exclusions.** Fenced code blocks, inline code, LaTeX (``$…$``, ``$$…$$``, ``\\(…\\)``, ``\\[…\\]``,
    ``\\begin{env}…\\end{env}``, stray ``\\commands``) and XML-like tags are removed first; numbers,
    punctuation and symbols are never units. So they count neither for nor against the target language.
@@ -51,6 +52,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from r1gym.core.r1_template import think_text
 from r1gym.core.rewards import Unscorable
 
 log = logging.getLogger(__name__)
@@ -103,19 +105,6 @@ class Units:
     cjk: Counter = field(default_factory=Counter)
     #: (script, words) for each run of consecutive same-script words inside a sentence
     runs: list[tuple[str, list[str]]] = field(default_factory=list)
-
-
-def think_text(completion: str) -> str | None:
-    """The chain of thought: the ``<think>`` blocks joined, or ``None`` when there is none.
-
-    >>> think_text("<think>a</think><answer>b</answer>"), think_text("a</think>b"), think_text("ab")
-    ('a', 'a', None)
-    """
-    if "<think>" not in completion:
-        head, sep, _ = completion.partition("</think>")
-        return head if sep else None
-    blocks = re.findall(r"<think>(.*?)(?:</think>|\Z)", completion, re.DOTALL)
-    return "\n".join(blocks)
 
 
 def strip_excluded(text: str) -> str:

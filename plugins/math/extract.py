@@ -38,6 +38,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from r1gym.core.r1_template import after_think, extract_answer_tag
+
 METHODS = ("answer_tag", "boxed", "gsm8k", "answer_is", "bold", "bare", "math_span", "last_number")
 #: methods that find an answer nobody stated as the answer: a verdict on it is flagged ``fallback``
 FALLBACK_METHODS = ("bold", "bare", "math_span", "last_number")
@@ -48,7 +50,6 @@ MAX_SCAN_CHARS = 16_384
 #: an extracted answer longer than this is graded wrong without being parsed (MATH-500's longest is 53)
 MAX_ANSWER_CHARS = 1_024
 
-_ANSWER_TAG = re.compile(r"<(/?)answer>", re.IGNORECASE)
 _BOX_CMD = re.compile(r"\\(?:boxed|fbox)\b")
 _BRACE = re.compile(r"\\.|[{}]", re.DOTALL)  # an escaped brace \{ does not count
 _BARE_BOX = re.compile(r"\\?[^\s$.,\\]{1,100}")  # \boxed 5, \boxed \pi: a short word
@@ -171,8 +172,8 @@ def all_boxed(text: str) -> str | None:
     ('(3, 3), (1, 1)', None)
     """
     text = text[-MAX_SCAN_CHARS:]
-    close = text.rfind("</think>")
-    text = text[close:] if close >= 0 else text
+    summary = after_think(text)
+    text = summary if summary is not None else text
     if "boxed" not in text and "fbox" not in text:
         return None
     boxes = outermost_boxed(text)
@@ -337,17 +338,6 @@ def _inner(content: str) -> str:
     return content.strip()
 
 
-def _last_answer_tag(text: str) -> str | None:
-    """The content of the last closed ``<answer>…</answer>`` (from the nearest ``<answer>`` before its end)."""
-    found, start = None, None
-    for m in _ANSWER_TAG.finditer(text):
-        if not m.group(1):
-            start = m.end()
-        elif start is not None:
-            found, start = text[start : m.start()], None
-    return found
-
-
 _FINDERS = {
     "boxed": last_boxed,
     "gsm8k": lambda t: (m[-1].strip() if (m := _GSM8K.findall(t)) else None),
@@ -377,12 +367,12 @@ def extract_answer(completion: str, methods: Sequence[str] | None = None) -> Ext
         raise ValueError(f"unknown extraction method(s) {sorted(unknown)}; known: {', '.join(METHODS)}")
     completion = repair_escapes(completion[-MAX_SCAN_CHARS:])
     if "answer_tag" in methods:
-        tag = _last_answer_tag(completion)
+        tag = extract_answer_tag(completion)
         if tag is not None:
             inner = _inner(tag)
             return Extraction(inner, "answer_tag") if inner else None
-    close = completion.rfind("</think>")
-    regions = [completion[close + len("</think>") :], completion] if close >= 0 else [completion]
+    summary = after_think(completion)
+    regions = [summary, completion] if summary is not None else [completion]
     for region in regions:
         for method in methods:
             if method == "answer_tag":

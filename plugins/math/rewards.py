@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 
+from r1gym.core.r1_template import after_think
 from r1gym.core.rewards import Graded, Unscorable
 from r1gym.plugins.math.extract import FALLBACK_METHODS, MAX_ANSWER_CHARS, MAX_SCAN_CHARS, extract_answer, find_boxed
 from r1gym.plugins.math.normalize import DEFAULT_APPROX_DIGITS, answer_key
@@ -92,8 +93,8 @@ def hedged(completion: str) -> bool:
     (True, False)
     """
     tail = completion[-MAX_SCAN_CHARS:]
-    close = tail.rfind("</think>")
-    region = tail[close:] if close >= 0 else tail
+    summary = after_think(tail)
+    region = summary if summary is not None else tail
     if region.count("boxed") + region.count("fbox") < HEDGE_BOXES:
         return False
     return len({re.sub(r"\s+", "", c) for _, _, c in find_boxed(region)}) >= HEDGE_BOXES

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from r1gym.envs.rewards import completion_span
+from r1gym.core.r1_template import completion_span
 
 NORMALIZE = ("none", "sigmoid")
 
