@@ -28,7 +28,7 @@ def test_envs_lists_builtin_ids(capsys):
 def test_plugins_lists_builtins(capsys):
     assert main(["plugins"]) == 0  # non-zero would mean a plugin failed to load
     out = capsys.readouterr().out
-    for name in ("templates", "countdown", "arithmetic", "datasets", "hf_rollout", "loggers"):
+    for name in ("templates", "countdown", "arithmetic", "file_tasks", "hf_rollout", "loggers"):
         assert name in out
     assert "r1gym/Countdown-v0" in out and "builtin" in out
 

@@ -333,7 +333,7 @@ def test_duplicate_env_ids_from_two_plugins():
 
     def second_envs(register):
         register(PROBE_ENV, "r1gym.envs.base:SingleTurnEnv", kwargs={})  # fine on its own ...
-        register(FIRST_ENV, "r1gym.envs.countdown:CountdownRetryEnv", kwargs={})  # ... but this one is taken
+        register(FIRST_ENV, "r1gym.plugins.countdown.envs:CountdownRetryEnv", kwargs={})  # ... but this one is taken
 
     host = load(("a", make_plugin("a", r1gym_register_envs=first_envs)),
                 ("b", make_plugin("b", r1gym_register_envs=second_envs)))

@@ -9,10 +9,11 @@ import pytest
 
 from r1gym.core.plugins import default_host
 from r1gym.core.rewards import Unscorable
-from r1gym.envs.arithmetic import arithmetic_reward
 from r1gym.envs.base import Task
-from r1gym.envs.countdown import CountdownRetryEnv, countdown_reward, evaluate_equation
 from r1gym.envs.rewards import extract_answer_tag, format_reward, tag_count_reward
+from r1gym.plugins.arithmetic.rewards import arithmetic_reward
+from r1gym.plugins.countdown.envs import CountdownRetryEnv
+from r1gym.plugins.countdown.rewards import countdown_reward, evaluate_equation
 
 NUMS, TARGET = [3, 5, 7], 22  # 3 * 5 + 7 = 22
 

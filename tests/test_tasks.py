@@ -8,10 +8,12 @@ from fractions import Fraction
 
 import pytest
 
-from r1gym.envs.arithmetic import ArithmeticSource, arithmetic_reward
-from r1gym.envs.countdown import CountdownSource, countdown_reward, evaluate_equation
 from r1gym.envs.datasets import SAMPLE_ARITHMETIC, JsonlSource
 from r1gym.envs.rewards import format_reward
+from r1gym.plugins.arithmetic.data import ArithmeticSource
+from r1gym.plugins.arithmetic.rewards import arithmetic_reward
+from r1gym.plugins.countdown.data import CountdownSource
+from r1gym.plugins.countdown.rewards import countdown_reward, evaluate_equation
 
 
 def _countdown_key(task):

@@ -6,12 +6,12 @@ or rewritten by the candidate: the token (in its code object, in its own source 
 (``sys.excepthook``, ``os._exit(0)``), ``==`` itself (an object equal to everything), ``abs`` or
 ``math.isclose``. Here the test and the candidate never meet:
 
-1. **record** (:mod:`.judge`, no candidate code): the test code runs against a stand-in that writes down
+1. **record** (:mod:`.calljudge`, no candidate code): the test code runs against a stand-in that writes down
    the arguments of every call it makes; done once per task and cached.
 2. **candidate** (:mod:`.callrunner`, in the sandbox): the candidate's code gets only those arguments, and
    its return values (or the exceptions it raised) come back as plain data through a strict codec: a
    custom object, a subclass of ``int`` or a callable is not plain data and fails the test.
-3. **verdict** (:mod:`.judge`, no candidate code): the test code runs as written against a stand-in that
+3. **verdict** (:mod:`.calljudge`, no candidate code): the test code runs as written against a stand-in that
    replays the recorded outcomes, so ``check()`` bodies with loops, helpers and tolerances work as they are.
    A call with arguments that depend on an earlier result (``decode(encode(x))``) is not known after
    step 1; the verdict asks for it, and steps 2-3 repeat (at most ``max_rounds`` times, then the task
@@ -141,14 +141,14 @@ def expected_names(tests: Sequence[str], setup: str, entry_point: str | Sequence
 # -- the judge's worker processes ------------------------------------------------------------------------------
 class _Judge:
     def __init__(self, memory_mb: int, startup_timeout: float):
-        self.proc = subprocess.Popen([sys.executable, "-m", "r1gym.plugins.code.judge", str(memory_mb)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "r1gym.plugins.code.calljudge", str(memory_mb)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      start_new_session=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
         self.buffer = b""
         ready = self.read(time.monotonic() + startup_timeout)
         if ready != {"ready": True}:
             self.kill()
-            raise RuntimeError(f"the judge process did not start ({ready!r}); run `python -m r1gym.plugins.code.judge` to see why")
+            raise RuntimeError(f"the judge process did not start ({ready!r}); run `python -m r1gym.plugins.code.calljudge` to see why")
 
     def read(self, deadline: float) -> dict | None:
         fd = self.proc.stdout.fileno()
@@ -177,7 +177,7 @@ class _Judge:
 
 
 class JudgePool:
-    """A few judge processes (:mod:`.judge`) kept warm. A job's time limit starts when a process picks it
+    """A few judge processes (:mod:`.calljudge`) kept warm. A job's time limit starts when a process picks it
     up, never while it waits for one, so a burst of slow jobs does not time out the fast ones behind them;
     a process that overruns is killed and replaced."""
 

@@ -1,4 +1,8 @@
-"""Built-in plugin: procedural integer arithmetic, the smallest task that exercises the whole GRPO loop."""
+"""Built-in plugin: procedural integer arithmetic, the smallest task that exercises the whole GRPO loop.
+
+A task family laid out as every one is (README, "Task families"): :mod:`.data` (the task source),
+:mod:`.rewards` (its reward); the env is the generic single-turn one.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,14 @@ from r1gym.core.hookspecs import hookimpl
 
 @hookimpl
 def r1gym_register_task_sources(register) -> None:
-    from r1gym.envs.arithmetic import ArithmeticSource
+    from r1gym.plugins.arithmetic.data import ArithmeticSource
 
     register("arithmetic", ArithmeticSource, description="procedural integer expressions such as 7 + 3 * 4")
 
 
 @hookimpl
 def r1gym_register_rewards(register) -> None:
-    from r1gym.envs.arithmetic import arithmetic_reward
+    from r1gym.plugins.arithmetic.rewards import arithmetic_reward
 
     register("arithmetic", arithmetic_reward, description="1.0 if the number in <answer> equals the reference")
 

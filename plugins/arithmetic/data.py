@@ -1,4 +1,4 @@
-"""Arithmetic: evaluate a short integer expression such as ``7 + 3 * 4``.
+"""The arithmetic task source: evaluate a short integer expression such as ``7 + 3 * 4``.
 
 The smallest useful reasoning task: a tiny model can learn it on a CPU in minutes, which makes it the
 smoke test of the whole GRPO loop. Task ``i`` is derived from ``(seed, split, i)`` alone; the test split
@@ -8,13 +8,10 @@ holds the expressions whose stable hash is 0 mod 10, the train split the rest, s
 from __future__ import annotations
 
 import hashlib
-import re
 from fractions import Fraction
 
 import numpy as np
 
-from r1gym.core.r1_template import extract_answer_tag
-from r1gym.core.rewards import Graded, Unscorable
 from r1gym.envs.base import Task
 
 SPLITS = {"train": 0, "test": 1}
@@ -30,9 +27,6 @@ PROMPTS = {
     ),
     "plain": "What is {expression}?",
 }
-# a whole or decimal number, optionally with thousands commas; sign may be followed by spaces
-_NUMBER = re.compile(r"([+-]?)\s*(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?")
-
 
 def split_of(expression: str) -> str:
     """The split an expression belongs to, from a stable hash of its text."""
@@ -122,34 +116,3 @@ def _evaluate(values: list[int], ops: list[str]) -> int | None:
             current = Fraction(v)
     terms.append(current)
     return int(sum(t if s == "+" else -t for s, t in zip(signs, terms)))
-
-
-def parse_number(text: str) -> Fraction | None:
-    """A number as people write it: ``" 42. "``, ``"1,234"``, ``"-7"``, ``"2.50"``; ``None`` otherwise."""
-    match = _NUMBER.fullmatch(text.strip().rstrip(".").strip())
-    if match is None:
-        return None
-    sign, whole, decimals = match.groups()
-    value = Fraction(whole.replace(",", "") + (decimals or ""))
-    return -value if sign == "-" else value
-
-
-def arithmetic_reward(completion: str, *, answer: str | int) -> float:
-    """1.0 if the number in the last ``<answer>`` tag equals the reference ``answer``, else 0.0.
-
-    A missing tag or a non-number is the model's failure (0.0); a reference that is not a number is the
-    dataset's, so it raises :class:`Unscorable` instead of punishing the model.
-
-    >>> arithmetic_reward("<think>7+12</think> <answer> 19. </answer>", answer="19")
-    1.0
-    >>> arithmetic_reward("<answer> nineteen </answer>", answer="19")
-    0.0
-    """
-    reference = parse_number(str(answer))
-    if reference is None:
-        raise Unscorable(f"reference answer {answer!r} does not parse as a number")
-    given = extract_answer_tag(completion)
-    value = parse_number(given) if given is not None else None
-    if value is None:
-        return Graded(0.0, answer=None)
-    return Graded(1.0 if value == reference else 0.0, answer=str(value))

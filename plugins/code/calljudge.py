@@ -1,4 +1,5 @@
-"""The judge side of function-call tests: the test code runs here, against a stand-in for the candidate.
+"""The judge side of function-call tests (:mod:`.callrunner` is the candidate's): the test code runs here,
+against a stand-in for the candidate.
 
 This process never runs candidate code. The test code (HumanEval's ``check(candidate)``, an MBPP assert)
 runs in it with every name the test expects from the candidate (``candidate``'s argument, ``remove_Occ``,
@@ -15,7 +16,7 @@ runs in it with every name the test expects from the candidate (``candidate``'s 
   (as the builtin of that name), or a failure no ``except Exception`` can swallow (the candidate returned
   something that is not plain data, or never answered). The test passes when it runs to its end.
 
-Run as ``python -m r1gym.plugins.code.judge MEMORY_MB``, it serves jobs, one JSON line each, on stdin
+Run as ``python -m r1gym.plugins.code.calljudge MEMORY_MB``, it serves jobs, one JSON line each, on stdin
 (:class:`r1gym.plugins.code.harness.JudgePool` keeps a few such processes and kills one that overruns).
 """
 
