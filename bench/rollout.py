@@ -80,7 +80,7 @@ def counted_tokens(rows: Sequence[Sequence[int]], eos: set[int]) -> list[int]:
 def build_prompts(env_name: str, n_distinct: int, tokenizer: Any, prompt_format: str) -> list[list[int]]:
     """Prompts for task indices 0..n_distinct-1 of the built-in env, rendered as the trainer renders them."""
     from r1gym.core.config import compose
-    from r1gym.core.envs import make_envs
+    from r1gym.core.env_factory import make_envs
     from r1gym.core.prompts import PromptRenderer
 
     cfg = compose([f"env={env_name}"])

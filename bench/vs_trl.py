@@ -133,7 +133,7 @@ def r1gym_config(spec: dict[str, Any]):
 
 def task_order(cfg: Any, prompts: int, steps: int) -> tuple[list[Any], list[int]]:
     """The envs and the task indices r1gym's trainer draws over ``steps`` steps (the order TRL is given)."""
-    from r1gym.core.envs import make_envs
+    from r1gym.core.env_factory import make_envs
     from r1gym.core.grpo import PromptSampler
 
     envs = make_envs(cfg.env, 1)

@@ -176,7 +176,7 @@ def cmd_data_check(overrides: Sequence[str], eval_split: bool, jobs: int | None,
     import inspect
     from concurrent.futures import ThreadPoolExecutor
 
-    from r1gym.core.envs import env_kwargs
+    from r1gym.core.env_factory import env_kwargs
     from r1gym.core.rewards import RewardSet, Unscorable
     from r1gym.envs.base import resolve_rewards, resolve_source
 

@@ -97,7 +97,7 @@ def generate(cfg: Any, run_dir: Path) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from r1gym.core.chat import load_chat_model
-    from r1gym.core.envs import make_envs, primary_reward
+    from r1gym.core.env_factory import make_envs, primary_reward
     from r1gym.core.rollout import SamplingParams, collect_episodes
     from r1gym.core.runtime import build_sampler, prepare_threads
 

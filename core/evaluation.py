@@ -11,7 +11,7 @@ rewards, so training and evaluation use the same checker. Per problem:
   With rewards that attach no answers, cons@k is not reported.
 
 Both are then averaged over problems. The accuracy reward is the env's first reward component
-(:func:`~r1gym.core.envs.primary_reward`). With k = 1 and greedy decoding both equal plain accuracy.
+(:func:`~r1gym.core.env_factory.primary_reward`). With k = 1 and greedy decoding both equal plain accuracy.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def dataset_envs(cfg: Any) -> list[tuple[str, Any, bool]]:
     source, ``split: all`` where the source has splits), or the env's held-out split when there are none."""
     from omegaconf import OmegaConf
 
-    from r1gym.core.envs import env_kwargs
+    from r1gym.core.env_factory import env_kwargs
 
     if not cfg.eval.datasets:
         return [(str(cfg.env.id).split("/")[-1] + " (eval split)", cfg.env, True)]
@@ -220,7 +220,7 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
     from rich.progress import Progress
     from rich.table import Table
 
-    from r1gym.core.envs import make_envs, primary_reward
+    from r1gym.core.env_factory import make_envs, primary_reward
     from r1gym.core.runtime import build_sampler, prepare_threads
 
     console = console or Console()

@@ -59,7 +59,7 @@ class MixtureEnv(gym.Env[list, str]):
 
     def __init__(self, envs: Sequence[Mapping[str, Any]], size: int = 1024, seed: int = 0,
                  render_mode: str | None = None, host: Any = None):
-        from r1gym.core.envs import deep_merge
+        from r1gym.core.env_factory import deep_merge
 
         if not envs:
             raise ValueError("MixtureEnv needs at least one member env: envs=[{id: ..., weight: ...}]")

@@ -12,7 +12,7 @@ import pytest
 
 from r1gym.core.cli import main
 from r1gym.core.config import compose
-from r1gym.core.envs import make_envs
+from r1gym.core.env_factory import make_envs
 from r1gym.core.registry import UnknownNameError
 
 BUILTIN_ENVS = ("r1gym/Arithmetic-v0", "r1gym/Countdown-v0", "r1gym/CountdownRetry-v0", "r1gym/Dataset-v0")

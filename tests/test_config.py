@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from r1gym.core.config import compose
-from r1gym.core.envs import make_envs
+from r1gym.core.env_factory import make_envs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # conf/pipeline holds pipeline files (lists of stages), not options of the run config: tests/test_pipeline.py

@@ -122,7 +122,7 @@ def test_config_typo_in_its_option_is_caught_by_the_schema(site):
 def test_make_envs_from_its_config(site):
     code = textwrap.dedent("""
         from r1gym.core.config import compose
-        from r1gym.core.envs import make_envs
+        from r1gym.core.env_factory import make_envs
         from r1gym.core.plugins import default_host
 
         cfg = compose(["env=reverse", "env.kwargs.source.max_len=4"], config_dirs=default_host().config_dirs)
