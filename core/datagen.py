@@ -78,21 +78,20 @@ def filter_reason(text: str, filters: Any, language_score: Any) -> str | None:
     return None
 
 
-def _language_scorer(filters: Any) -> Any:
-    from r1gym.core.plugins import default_host
-
+def _language_scorer(filters: Any, host: Any) -> Any:
     if filters.min_language_consistency is None:
         return None
-    if "language_consistency" not in default_host().rewards:
+    if "language_consistency" not in host.rewards:
         log.warning("sample.filters.min_language_consistency is set but no plugin registers the reward "
                     "'language_consistency': the mixed-language filter is skipped")
         return None
-    fn = default_host().rewards.get("language_consistency")
+    fn = host.rewards.get("language_consistency")
     return lambda text: fn(text, language=filters.language)
 
 
-def generate(cfg: Any, run_dir: Path) -> dict[str, Any]:
-    """Run the data-generation stage; see the module docstring. Returns the stage summary."""
+def generate(cfg: Any, run_dir: Path, host: Any = None) -> dict[str, Any]:
+    """Run the data-generation stage; see the module docstring. Returns the stage summary. ``host``: the plugin
+    host its env, rewards, judge and language filter come from (default: the process-wide one)."""
     import torch
     from omegaconf import OmegaConf
 
@@ -123,15 +122,18 @@ def generate(cfg: Any, run_dir: Path) -> dict[str, Any]:
         shots = [{"user": m["messages"][0]["content"], "assistant": m["messages"][-1]["content"]}
                  for m in load_examples(s.few_shot)]
         env_cfg.kwargs = OmegaConf.merge(env_cfg.kwargs or {}, {"few_shot": shots})
-    probe = make_envs(env_cfg, 1)[0]
+    from r1gym.core.plugins import default_host
+
+    host = host or default_host()
+    probe = make_envs(env_cfg, 1, host=host)[0]
     source = probe.unwrapped.source
     accuracy_key = s.accuracy_reward or primary_reward(probe)
     n = len(source) if s.num_prompts is None else min(int(s.num_prompts), len(source))
     k = int(s.samples_per_prompt)
     per_call = max(1, getattr(backend, "batch_size", 16) // k)
-    envs = make_envs(env_cfg, min(n, per_call) * k)
-    judge = _judge(s.judge)
-    language_score = _language_scorer(s.filters)
+    envs = make_envs(env_cfg, min(n, per_call) * k, host=host)
+    judge = _judge(s.judge, host)
+    language_score = _language_scorer(s.filters, host)
 
     done: set[int] = set()
     counts: Counter = Counter()
@@ -166,18 +168,16 @@ def generate(cfg: Any, run_dir: Path) -> dict[str, Any]:
     return {"status": "finished", "stats": stats, "outputs": {"data": str(data_path), "stats": str(stats_path)}}
 
 
-def _judge(judge_cfg: Any) -> Any:
+def _judge(judge_cfg: Any, host: Any) -> Any:
     """``llm_judge`` with the configured parameters, or ``None`` when ``sample.judge`` is empty."""
     from omegaconf import OmegaConf
 
     if not judge_cfg:
         return None
-    from r1gym.core.plugins import default_host
-
     params = OmegaConf.to_container(judge_cfg, resolve=True) if OmegaConf.is_config(judge_cfg) else dict(judge_cfg)
-    fn = default_host().rewards.get("llm_judge")
+    fn = host.rewards.get("llm_judge")
     return lambda completion, fields: fn(completion, **{k: v for k, v in fields.items() if k in ("answer", "question")},
-                                         **params)
+                                         **params, host=host)
 
 
 def _select(episodes: list, source: Any, tokenizer: Any, accuracy_key: str | None, judge: Any, s: Any,
