@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from r1gym.core.r1_template import ANSWER_CLOSE, ANSWER_OPEN, TAGS, THINK_CLOSE, THINK_OPEN, template_parts
 
-# re-exported, not used here: third-party plugins import them from this module (examples/r1gym-echo-plugin does)
+# re-exported, not used here: plugins written before core/r1_template.py existed import them from this module
 from r1gym.core.r1_template import completion_span, extract_answer_tag  # noqa: F401
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import random
 
+from r1gym.core.r1_template import extract_answer_tag
 from r1gym.core.rewards import Unscorable
 from r1gym.envs.base import Task
-from r1gym.envs.rewards import extract_answer_tag
 
 SPLITS = ("train", "test")
 TEST_MODULUS = 10
