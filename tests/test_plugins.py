@@ -152,6 +152,23 @@ PROBES: dict[str, tuple[Callable[..., None], Callable[[PluginHost], None]]] = {
 }
 
 
+def test_core_and_envs_import_no_plugin():
+    """The direction of imports (DESIGN.md): core and envs never import a plugin by name, not even lazily;
+    every contract a hook names is in core (r1gym.core.contracts, ...), so a plugin needs only core."""
+    import ast
+    from pathlib import Path
+
+    root = Path(hookspecs.__file__).resolve().parents[1]
+    offenders = []
+    for folder in ("core", "envs"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                offenders += [f"{folder}/{path.name}:{node.lineno} {n}" for n in names if n.startswith("r1gym.plugins")]
+    assert offenders == []
+
+
 def test_hook_names_found():
     assert "r1gym_register_rewards" in HOOK_NAMES and len(HOOK_NAMES) >= 6
     pm = load(builtins=()).pm
