@@ -208,10 +208,11 @@ def dataset_envs(cfg: Any) -> list[tuple[str, Any, bool]]:
     return out
 
 
-def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
+def run_job(cfg: Any, run_dir: Path, *, console: Any = None, host: Any = None) -> dict[str, Any]:
     """``r1gym eval``: k samples per problem for each dataset; a table on the console, ``eval.json`` (metrics per
     dataset, sampling settings, model) and ``eval_samples.jsonl`` (every completion with its verdict) in
-    ``run_dir``. Returns what ``eval.json`` holds."""
+    ``run_dir``. Returns what ``eval.json`` holds. ``host``: the plugin host the envs come from (default: the
+    process-wide one)."""
     import json
     import time
 
@@ -241,12 +242,12 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None) -> dict[str, Any]:
     samples_path = run_dir / "eval_samples.jsonl"
     with samples_path.open("w") as samples_file:
         for name, env_cfg, eval_split in dataset_envs(cfg):
-            probe = make_envs(env_cfg, 1, eval_split=eval_split)[0]
+            probe = make_envs(env_cfg, 1, eval_split=eval_split, host=host)[0]
             source = probe.unwrapped.source
             n = eval_size(ev, len(source))[0]
             accuracy_key = primary_reward(probe)
             per_call = max(1, backend.batch_size // k) if hasattr(backend, "batch_size") else n
-            envs = make_envs(env_cfg, min(n, per_call) * k, eval_split=eval_split)
+            envs = make_envs(env_cfg, min(n, per_call) * k, eval_split=eval_split, host=host)
             torch.manual_seed(cfg.trainer.seed)
             episodes: list[Episode] = []
             start = time.perf_counter()
