@@ -1,4 +1,6 @@
-"""r1gym.envs: gymnasium environments for LLM episodes and the task sources behind them.
+"""r1gym.envs: what every task family shares: the gymnasium env classes for LLM episodes (:mod:`.base`),
+their spaces, mixtures of envs and file-backed task sources. A family's own source, rewards and envs live in
+its plugin package, ``plugins/<family>/`` (README, "Task families").
 
 Environments are registered by plugins when the plugin host is built, so use :func:`make` (or build
 ``r1gym.core.plugins.default_host()`` once before ``gymnasium.make``)::
