@@ -127,6 +127,9 @@ def r1gym_register_rewards(register: RegisterReward) -> None:
     the completion text and, by keyword, the task's fields and the reward's parameters from config; it may
     declare only the keywords it needs. Return ``None`` or raise :class:`r1gym.core.rewards.Unscorable` when
     the completion cannot be scored (a crashed or timed-out checker): that is counted and logged, never 0.
+    A reward that builds something registered by name (``code_tests``' sandbox, ``llm_judge``'s backend)
+    declares a ``host`` keyword: it gets the :class:`r1gym.core.plugins.PluginHost` its env was made from
+    (``host`` is never a config parameter).
 
     Called once, when the plugin host is built. Return value ignored.
 
