@@ -113,7 +113,7 @@ def generate(cfg: Any, run_dir: Path, host: Any = None) -> dict[str, Any]:
     torch.manual_seed(cfg.trainer.seed)
     source_model = s.model or cfg.model.name_or_path
     chat = load_chat_model(str(source_model))
-    sampler = build_sampler(cfg, chat.model, chat.tokenizer)
+    sampler = build_sampler(cfg, chat.model, chat.tokenizer, host=host)
     backend, renderer = sampler.backend, sampler.renderer
     params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
                             stop=list(cfg.rollout.stop))

@@ -228,7 +228,7 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None, host: Any = None) -
     ev = cfg.eval
     prepare_threads(cfg.trainer)
     model, tokenizer, model_desc = load_eval_policy(cfg)
-    sampler = build_sampler(cfg, model.eval(), tokenizer)
+    sampler = build_sampler(cfg, model.eval(), tokenizer, host=host)
     backend, renderer = sampler.backend, sampler.renderer
     params = eval_sampling(ev, SamplingParams.from_config(cfg.rollout))
     _, k = eval_size(ev, available=0)  # samples per problem: the same for every dataset

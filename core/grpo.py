@@ -41,7 +41,7 @@ from omegaconf import DictConfig
 from r1gym.core import advantages as adv_mod
 from r1gym.core import distributed, evaluation, losses, onednn
 from r1gym.core.batch import CompletionLogprobs, PackedBatch, completion_logprobs, pack
-from r1gym.core.envs import make_envs, primary_reward
+from r1gym.core.env_factory import make_envs, primary_reward
 from r1gym.core.models import load_model
 from r1gym.core.plugins import PluginHost
 from r1gym.core.prompts import PromptRenderer
@@ -124,7 +124,7 @@ class GRPOTrainer(TrainerShell):
 
     # -- set-up ----------------------------------------------------------------------------------------
     def build_data(self, model: Any, tokenizer: Any) -> tuple[PromptSampler, int, list[Any]]:
-        envs = make_envs(self.cfg.env, self.cfg.algo.prompts_per_step * self.cfg.algo.group_size)
+        envs = make_envs(self.cfg.env, self.cfg.algo.prompts_per_step * self.cfg.algo.group_size, host=self.host)
         return PromptSampler(len(envs[0].unwrapped.source), self.cfg.trainer.seed), self.cfg.trainer.max_steps, envs
 
     def forward_module(self, model: Any) -> torch.nn.Module:
@@ -145,8 +145,12 @@ class GRPOTrainer(TrainerShell):
             _importance_correction, mode=is_mode, level=algo.is_level, cap=algo.is_cap)
         self.parts = RolloutParts(state.source, sampler, primary_reward(state.source[0]), ref_model, reference,
                                   is_mode, correct)
+
+    def setup(self) -> int:
+        start = super().setup()
         if self.dist.rank > 0:  # rank 0's RNG is the checkpointed one; the others sample from streams of their own
-            torch.manual_seed(cfg.trainer.seed + 7919 * self.dist.rank + state.step)
+            torch.manual_seed(self.cfg.trainer.seed + 7919 * self.dist.rank + start)
+        return start
 
     def _reference(self, model: Any) -> tuple[Any, Callable[[PackedBatch], torch.Tensor | None]]:
         """(reference model or None, the function giving a batch's reference log-probs): none with beta = 0;
@@ -402,15 +406,19 @@ class GRPOTrainer(TrainerShell):
         ]
 
     # -- evaluation ------------------------------------------------------------------------------------
+    def eval_schedule(self) -> Any:
+        return self.cfg.eval
+
     def evaluate(self, step: int) -> dict[str, float]:
         """Held-out problems (``env.eval_kwargs``), scored by the env's own rewards: greedy by default, or
         ``eval.samples`` sampled completions per problem, reported as pass@1 over them and cons@k
         (:mod:`r1gym.core.evaluation`, the same code as ``r1gym eval``)."""
         ev = self.cfg.eval
         if self.eval_envs is None:
-            n, self.eval_k = evaluation.eval_size(ev, len(make_envs(self.cfg.env, 1, eval_split=True)[0].unwrapped.source))
+            probe = make_envs(self.cfg.env, 1, eval_split=True, host=self.host)[0]
+            n, self.eval_k = evaluation.eval_size(ev, len(probe.unwrapped.source))
             self.eval_indices = list(range(n))
-            self.eval_envs = make_envs(self.cfg.env, n * self.eval_k, eval_split=True)
+            self.eval_envs = make_envs(self.cfg.env, n * self.eval_k, eval_split=True, host=self.host)
         k = self.eval_k
         params = evaluation.eval_sampling(ev, self.sampling)
         state = torch.get_rng_state()  # evaluation must not shift the training trajectory

@@ -197,7 +197,7 @@ def deepspeed_config(trainer_cfg: Any, max_grad_norm: float) -> dict[str, Any]:
     ``trainer.deepspeed.config`` deep-merged over it (raw DeepSpeed keys pass through)."""
     from omegaconf import OmegaConf
 
-    from r1gym.core.envs import deep_merge
+    from r1gym.core.env_factory import deep_merge
 
     ds = OmegaConf.to_container(trainer_cfg.deepspeed, resolve=True) if OmegaConf.is_config(trainer_cfg.deepspeed) \
         else dict(trainer_cfg.deepspeed)

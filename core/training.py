@@ -55,11 +55,13 @@ class TrainState:
 
 def build_state(cfg: DictConfig, run_dir: Path, strategy: PlainStrategy, *, optim_cfg: Any,
                 data: Callable[[Any, Any], tuple[Any, int, Any]],
-                forward_module: Callable[[Any], torch.nn.Module]) -> TrainState:
+                forward_module: Callable[[Any], torch.nn.Module],
+                prepare: Callable[[TrainState], None] = lambda state: None) -> TrainState:
     """Seed the process, load the policy (from the run folder's last checkpoint if there is one), build the
     data (``data(model, tokenizer) -> (sampler, total steps, the data it indexes)``), optimizer and LR schedule, hand the
-    strategy the module every training forward pass goes through, and restore the checkpoint's state into all
-    of them (the RNGs last)."""
+    strategy the module every training forward pass goes through, let the trainer ``prepare`` what it builds
+    around the state (a sampler, a reference model), and restore the checkpoint's state into all of them. The
+    RNGs are restored last, so whatever set-up draws from them, a resumed run continues the saved trajectory."""
     prepare_process(cfg.trainer)
     model, tokenizer, ckpt = load_trainable(cfg, run_dir)
     sampler, total, source = data(model, tokenizer)
@@ -67,6 +69,7 @@ def build_state(cfg: DictConfig, run_dir: Path, strategy: PlainStrategy, *, opti
     scheduler = build_scheduler(optimizer, optim_cfg.schedule, optim_cfg.warmup_steps, total)
     strategy.wrap(forward_module(model), optimizer)
     state = TrainState(model, tokenizer, optimizer, scheduler, sampler, source, total, 0, ckpt)
+    prepare(state)
     strategy.load(ckpt)
     state.step = restore(ckpt, **state.checkpointed(strategy))
     return state
@@ -102,14 +105,22 @@ class TrainerShell:
         raise NotImplementedError
 
     def prepare(self, state: TrainState) -> None:
-        """What the trainer needs beyond the state, built once the state is (nothing by default)."""
+        """What the trainer needs beyond the state, built once the state is and before the checkpoint is
+        restored into it (nothing by default)."""
 
     def training_step(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """One step: (metrics, samples to log)."""
         raise NotImplementedError
 
+    #: when :meth:`evaluate` runs (``at_start``, ``every`` N steps, ``at_end``); none by default
+    NO_EVAL = {"at_start": False, "every": 0, "at_end": False}
+
+    def eval_schedule(self) -> Any:
+        """When to evaluate: a mapping with ``at_start``, ``every`` and ``at_end`` (GRPO: ``cfg.eval``)."""
+        return self.NO_EVAL
+
     def evaluate(self, step: int) -> dict[str, float] | None:
-        """Held-out evaluation on rank 0 (none by default)."""
+        """Held-out evaluation on rank 0, by :meth:`eval_schedule` (a trainer without evaluation never runs it)."""
         return None
 
     def summary_start(self) -> dict[str, Any]:
@@ -121,10 +132,9 @@ class TrainerShell:
         """Build the state and everything else; resume from the run folder's last checkpoint. Returns the step
         to start after."""
         self.state = build_state(self.cfg, self.run_dir, self.strategy, optim_cfg=self.optim_cfg,
-                                 data=self.build_data, forward_module=self.forward_module)
+                                 data=self.build_data, forward_module=self.forward_module, prepare=self.prepare)
         if self.dist.is_main:
             self.loggers = build_loggers(self.host, self.cfg, self.run_dir)
-        self.prepare(self.state)
         return self.state.step
 
     def train(self) -> dict[str, Any]:
@@ -134,9 +144,9 @@ class TrainerShell:
                            start_step=start)
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "status": "failed", "processes": self.dist.world,
                                    "step": start, "total_steps": total, **self.summary_start()}
-        ev = self.cfg.get("eval") or {}
+        ev = self.eval_schedule()
         try:
-            if start == 0 and ev.get("at_start") and (m := self._main_only(self.evaluate, 0)) is not None:
+            if start == 0 and ev["at_start"] and (m := self._main_only(self.evaluate, 0)) is not None:
                 summary["eval_start"] = m
             streak = 0
             for step in range(start + 1, total + 1):
@@ -145,11 +155,11 @@ class TrainerShell:
                 self.loggers.log_samples(step, samples)
                 summary.update({"step": step, **{k: metrics[k] for k in self.summary_keys}})
                 streak = self._watch_rewards(step, metrics, samples, streak, summary)
-                if ev.get("every") and step % ev["every"] == 0 and step != total:
+                if ev["every"] and step % ev["every"] == 0 and step != total:
                     self._main_only(self.evaluate, step)
                 if step % self.cfg.trainer.save_every == 0 or step == total:
                     self.save_all(step)
-            if ev.get("at_end") and total > start and (m := self._main_only(self.evaluate, total)) is not None:
+            if ev["at_end"] and total > start and (m := self._main_only(self.evaluate, total)) is not None:
                 summary["eval_end"] = m
             summary["status"] = "finished"
         finally:

@@ -110,6 +110,30 @@ def test_the_shell_checkpoints_every_save_every_steps_and_at_the_end_and_resumes
     assert again.scheduler.last_epoch == 5
 
 
+class EvaluatingToy(ToyTrainer):
+    schedule = ToyTrainer.NO_EVAL
+
+    def eval_schedule(self):
+        return self.schedule
+
+    def evaluate(self, step):
+        self.evaluated.append(step)
+        return {"eval/accuracy": 0.5}
+
+
+@pytest.mark.parametrize(("schedule", "expected"), [
+    ({"at_start": True, "every": 2, "at_end": True}, [0, 2, 4, 5]),
+    ({"at_start": False, "every": 3, "at_end": False}, [3]),
+    (ToyTrainer.NO_EVAL, []),
+])
+def test_the_shell_evaluates_on_its_schedule(tiny_model_dir, tmp_path, schedule, expected):
+    trainer = EvaluatingToy(_toy_cfg(tiny_model_dir, tmp_path), tmp_path)
+    trainer.schedule, trainer.evaluated = schedule, []
+    summary = trainer.train()
+    assert trainer.evaluated == expected
+    assert ("eval_start" in summary, "eval_end" in summary) == (schedule["at_start"], schedule["at_end"])
+
+
 def test_the_shell_stops_a_run_whose_rewards_stopped_working_and_keeps_its_last_step(tiny_model_dir, tmp_path):
     trainer = ToyTrainer(_toy_cfg(tiny_model_dir, tmp_path, "trainer.unscorable_patience=3",
                                   "trainer.save_every=100"), tmp_path, unscorable=0.75)
@@ -159,3 +183,45 @@ def test_grpo_looks_its_variants_up_once_not_per_step(varied_rewards, tiny_model
 ])
 def test_eval_size_caps_problems_at_what_exists_and_takes_one_greedy_sample(settings, available, expected):
     assert eval_size(SimpleNamespace(**settings), available) == expected
+
+
+def test_grpo_with_a_reference_model_resumes_on_the_uninterrupted_trajectory(varied_rewards, tiny_model_dir,
+                                                                              tmp_path, monkeypatch):
+    """The reference is the base model also after a resume (not the checkpoint's policy), and set-up draws
+    nothing from the RNGs after they are restored: steps 3 and 4 of a run cut after step 2 equal the whole run's."""
+    import json
+
+    from r1gym.core.grpo import GRPOTrainer
+
+    def cfg(run_dir):
+        return compose([f"model.name_or_path={tiny_model_dir}", "env=arithmetic", "algo.prompts_per_step=2",
+                        "algo.group_size=4", "algo.micro_batch_size=4", "rollout.max_new_tokens=6",
+                        "trainer.threads=1", "trainer.matmul=torch", "algo.beta=0.5", "algo.optim.lr=1e-2", "trainer.max_steps=4",
+                        "trainer.save_every=2", "+env.kwargs.rewards.char_variety=1.0", "eval.at_start=false",
+                        "eval.at_end=false", "logger=jsonl_only", f"run_dir={run_dir}"])
+
+    def metrics(run_dir):
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: (r["loss"], r["kl"], r["grad_norm"]) for r in rows}
+
+    GRPOTrainer(cfg(tmp_path / "whole"), tmp_path / "whole").train()
+
+    class Killed(Exception):
+        pass
+
+    real_step, calls = GRPOTrainer.train_step, []
+
+    def dying(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Killed
+        return real_step(self)
+
+    monkeypatch.setattr(GRPOTrainer, "train_step", dying)
+    with pytest.raises(Killed):
+        GRPOTrainer(cfg(tmp_path / "cut"), tmp_path / "cut").train()
+    monkeypatch.setattr(GRPOTrainer, "train_step", real_step)
+    assert GRPOTrainer(cfg(tmp_path / "cut"), tmp_path / "cut").train()["status"] == "finished"
+    whole, cut = metrics(tmp_path / "whole"), metrics(tmp_path / "cut")
+    assert whole[4][1] > 0  # the KL term is on
+    assert cut[3] == whole[3] and cut[4] == whole[4]
