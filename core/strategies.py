@@ -195,12 +195,10 @@ def deepspeed_config(trainer_cfg: Any, max_grad_norm: float) -> dict[str, Any]:
     optimizer config, gradient accumulation left to the trainer (``managed_gradient_accumulation: false``: the
     trainer runs a varying number of micro-batches per step and calls ``step()`` once), then
     ``trainer.deepspeed.config`` deep-merged over it (raw DeepSpeed keys pass through)."""
-    from omegaconf import OmegaConf
-
+    from r1gym.core.config import to_plain
     from r1gym.core.env_factory import deep_merge
 
-    ds = OmegaConf.to_container(trainer_cfg.deepspeed, resolve=True) if OmegaConf.is_config(trainer_cfg.deepspeed) \
-        else dict(trainer_cfg.deepspeed)
+    ds = dict(to_plain(trainer_cfg.deepspeed))
     stage = int(ds.get("stage", 2))
     if stage not in (1, 2, 3):
         raise ValueError(f"trainer.deepspeed.stage={stage}: DeepSpeed ZeRO has stages 1, 2 and 3")
