@@ -177,10 +177,14 @@ class TrainerShell:
         share = metrics.get("unscorable/count", 0.0) / n if n else 0.0
         streak = streak + 1 if share > t.max_unscorable else 0
         if streak >= t.unscorable_patience:
+            failing = sorted(((int(v), k.split("/", 1)[1]) for k, v in metrics.items()
+                              if k.startswith("unscorable/") and k != "unscorable/count" and v), reverse=True)
+            who = ", ".join(f"{comp} ({k} of {int(n)})" for k, comp in failing) or "unknown"
             reasons = Counter(f"{comp}: {why}" for s in samples for comp, why in (s.get("unscorable") or {}).items())
             top = "; ".join(f"{k} x {why}" for why, k in reasons.most_common(3)) or "see metrics.jsonl unscorable/*"
             message = (f"stopping at step {step}: more than {t.max_unscorable:.0%} of the completions could not be "
-                       f"scored for {streak} steps in a row ({share:.0%} at this step); most common reasons: {top}. "
+                       f"scored for {streak} steps in a row ({share:.0%} at this step); failing: {who}; "
+                       f"most common reasons: {top}. "
                        "Fix the reward or its sandbox/checker (or raise trainer.max_unscorable) and continue with "
                        f"r1gym train resume={self.run_dir}")
             summary["error"] = message

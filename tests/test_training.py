@@ -90,7 +90,8 @@ class ToyTrainer(TrainerShell):
         self.strategy.backward(loss)
         self.strategy.step()
         self.scheduler.step()
-        return ({"loss": float(loss.detach()), "episodes": 4.0, "unscorable/count": 4.0 * self.unscorable},
+        return ({"loss": float(loss.detach()), "episodes": 4.0, "unscorable/count": 4.0 * self.unscorable,
+                 "unscorable/judge": 4.0 * self.unscorable},
                 [{"unscorable": {"judge": "timeout"}}] if self.unscorable else [])
 
 
@@ -137,7 +138,7 @@ def test_the_shell_evaluates_on_its_schedule(tiny_model_dir, tmp_path, schedule,
 def test_the_shell_stops_a_run_whose_rewards_stopped_working_and_keeps_its_last_step(tiny_model_dir, tmp_path):
     trainer = ToyTrainer(_toy_cfg(tiny_model_dir, tmp_path, "trainer.unscorable_patience=3",
                                   "trainer.save_every=100"), tmp_path, unscorable=0.75)
-    with pytest.raises(RuntimeError, match="stopping at step 3: .* judge: timeout"):
+    with pytest.raises(RuntimeError, match=r"stopping at step 3: .*failing: judge \(3 of 4\); .* judge: timeout"):
         trainer.train()
     assert [p.name for p in (tmp_path / "checkpoints").glob("step_*")] == ["step_000003"]
 
