@@ -8,7 +8,6 @@ misspelled key (``algo.gropu_size=8``) fails at compose time with Hydra's own me
 
 from __future__ import annotations
 
-import importlib.resources
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from r1gym.core.paths import PKG_PREFIX, resolve_path  # noqa: F401  (re-exported: config names the paths)
+
 if TYPE_CHECKING:
     from r1gym.core.plugins import PluginHost
 
 CONFIG_MODULE = "r1gym.conf"
 SCHEMA_NAME = "r1gym_schema"
-PKG_PREFIX = "pkg://"
 
 
 @dataclass
@@ -322,23 +322,6 @@ def to_plain(node: Any) -> Any:
     if OmegaConf.is_config(node):
         return OmegaConf.to_container(node, resolve=True)
     return node
-
-
-def resolve_path(path: str | Path) -> Path:
-    """A filesystem path for ``path``; ``pkg://pkg.name/rel/path`` is looked up inside that package.
-
-    Here, not in a task source, because data generation, datasets and plugins all read files that config
-    names, and a ``pkg://`` path (the same spelling Hydra uses for ``pkg://r1gym.conf``) works from a wheel
-    and from an editable install alike (:mod:`importlib.resources`).
-    """
-    text = str(path)
-    if not text.startswith(PKG_PREFIX):
-        return Path(text).expanduser()
-    package, _, relative = text[len(PKG_PREFIX) :].partition("/")
-    if not package or not relative:
-        raise ValueError(f"a package path looks like 'pkg://package.name/relative/file.jsonl', got {text!r}")
-    resource = importlib.resources.files(package).joinpath(relative)
-    return Path(str(resource))
 
 
 def load_run_config(overrides: Sequence[str], *, host: PluginHost | None = None) -> tuple[Any, Path, bool]:

@@ -43,7 +43,7 @@ _FENCE = re.compile(r"```")
 def load_examples(path: str) -> list[dict[str, Any]]:
     """``{"messages": [...]}`` or ``{"prompt", "completion"}`` records (a path or ``pkg://``) as chat records,
     checked the way :mod:`r1gym.core.sft` reads its data."""
-    from r1gym.core.config import resolve_path
+    from r1gym.core.paths import resolve_path
     from r1gym.core.sft import read_conversations
 
     return [{"messages": msgs} for _, msgs in read_conversations([str(resolve_path(path))], need_assistant=True)]
@@ -235,7 +235,7 @@ def _select(episodes: list, source: Any, tokenizer: Any, accuracy_key: str | Non
 
 def _non_reasoning(s: Any, chat: Any) -> list[dict]:
     """Non-reasoning records: the given files as they are, plus prompts answered directly by the model."""
-    from r1gym.core.config import resolve_path
+    from r1gym.core.paths import resolve_path
     from r1gym.core.jsonl import iter_jsonl
 
     out = [{**r, "kind": "non_reasoning"} for path in s.non_reasoning for r in load_examples(str(path))]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from r1gym.core.config import resolve_path
+from r1gym.core.paths import resolve_path
 from r1gym.core.jsonl import iter_jsonl
 from r1gym.envs.base import Task
 

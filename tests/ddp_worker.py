@@ -69,6 +69,7 @@ def run(rank: int, world: int, port: int, model_dir: str, out_dir: str, aggregat
         torch.save({"state": state, "metrics": metrics, "sample_before": before, "sample_after": after},
                    Path(out_dir) / f"world{world}{'-' + trainer_name if world > 1 else ''}{'-uneven' * uneven}.pt")
     if world > 1:
+        torch.distributed.barrier()  # leave together: a rank destroying its group while rank 0 still saves can abort
         torch.distributed.destroy_process_group()
 
 
@@ -93,4 +94,5 @@ def run_sft(rank: int, world: int, port: int, model_dir: str, out_dir: str, data
         torch.save({"state": state, "metrics": metrics},
                    Path(out_dir) / f"sft-world{world}{'-' + trainer_name if world > 1 else ''}.pt")
     if world > 1:
+        torch.distributed.barrier()  # leave together: a rank destroying its group while rank 0 still saves can abort
         torch.distributed.destroy_process_group()

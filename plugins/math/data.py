@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from r1gym.envs.base import Task
-from r1gym.core.config import resolve_path
+from r1gym.core.paths import resolve_path
 from r1gym.envs.datasets import TaskList, field_of, read_records, split_of
 from r1gym.plugins.math.extract import extract_reference, last_boxed
 
