@@ -17,14 +17,14 @@ from tests.conftest import TESTS
 
 @pytest.fixture()
 def test_plugins(monkeypatch):
-    """Load tests/plugins/varied_reward.py through R1GYM_PLUGINS, with a fresh default plugin host."""
-    from r1gym.core import plugins
+    """A plugin host of the test's own with tests/plugins/varied_reward.py registered through its hooks; the
+    trainers below are given it (``host=``), so nothing reaches the process-wide host."""
+    import importlib
+
+    from r1gym.core.plugins import load_plugins
 
     monkeypatch.syspath_prepend(str(TESTS / "plugins"))
-    monkeypatch.setenv("R1GYM_PLUGINS", "varied_reward")
-    plugins.default_host.cache_clear()
-    yield plugins.default_host()
-    plugins.default_host.cache_clear()
+    return load_plugins(autoload=False, extra=[("varied_reward", importlib.import_module("varied_reward"))])
 
 
 def _cfg(model_dir, run_dir, *extra):
@@ -38,7 +38,7 @@ def _cfg(model_dir, run_dir, *extra):
 
 def test_unscorable_samples_are_counted_and_masked(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.flaky_parity=1.0")
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=test_plugins)
     trainer.setup()
     metrics, samples = trainer.train_step()
     n_bad = sum(1 for s in samples if "flaky_parity" in s["unscorable"])
@@ -54,7 +54,7 @@ def test_unscorable_samples_are_counted_and_masked(test_plugins, tiny_model_dir,
 
 def test_reward_flags_are_counted_per_step_and_shown_per_sample(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.flags_even=0.0", "trainer.log_samples=-1")
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=test_plugins)
     trainer.setup()
     metrics, samples = trainer.train_step()
     flagged = [s for s in samples if s["flags"]]
@@ -68,7 +68,7 @@ def test_a_run_whose_rewards_stop_working_stops_itself_with_the_reason(test_plug
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.sandbox_down=1.0", "trainer.max_steps=6",
                "trainer.unscorable_patience=2")
     with pytest.raises(RuntimeError, match=r"stopping at step 2: more than 50% .* 2 steps in a row .*bwrap.*resume="):
-        GRPOTrainer(cfg, tmp_path).train()
+        GRPOTrainer(cfg, tmp_path, host=test_plugins).train()
     assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step_000002"  # resumable once fixed
 
@@ -76,7 +76,7 @@ def test_a_run_whose_rewards_stop_working_stops_itself_with_the_reason(test_plug
 def test_unscorable_score_policy_uses_the_configured_value(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.flaky_parity=1.0",
                "env.kwargs.unscorable=score", "+env.kwargs.unscorable_score=-1.0")
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=test_plugins)
     trainer.setup()
     _, samples = trainer.train_step()
     bad = [s for s in samples if s["unscorable"]]
@@ -86,7 +86,7 @@ def test_unscorable_score_policy_uses_the_configured_value(test_plugins, tiny_mo
 def test_dynamic_sampling_drops_flat_groups(test_plugins, tiny_model_dir, tmp_path):
     # arithmetic reward on a random model is always 0: every group is flat, so every round drops them all
     cfg = _cfg(tiny_model_dir, tmp_path, "algo.dynamic_sampling=true", "algo.max_sampling_rounds=2")
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=test_plugins)
     trainer.setup()
     metrics, samples = trainer.train_step()
     assert metrics["sampling/rounds"] == 2.0
@@ -96,7 +96,7 @@ def test_dynamic_sampling_drops_flat_groups(test_plugins, tiny_model_dir, tmp_pa
 
 def test_step_metrics_time_every_phase(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.char_variety=1.0", "algo.beta=0.1")
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=test_plugins)
     trainer.setup()
     assert trainer.ref_model is not None
     started = time.perf_counter()
@@ -111,14 +111,14 @@ def test_step_metrics_time_every_phase(test_plugins, tiny_model_dir, tmp_path):
 
 
 def test_beta_zero_loads_no_reference_model(test_plugins, tiny_model_dir, tmp_path):
-    trainer = GRPOTrainer(_cfg(tiny_model_dir, tmp_path), tmp_path)
+    trainer = GRPOTrainer(_cfg(tiny_model_dir, tmp_path), tmp_path, host=test_plugins)
     trainer.setup()
     assert trainer.ref_model is None
 
 
 def test_full_run_writes_run_folder(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "eval.at_start=true", "eval.at_end=true", "eval.num_problems=3")
-    summary = GRPOTrainer(cfg, tmp_path).train()
+    summary = GRPOTrainer(cfg, tmp_path, host=test_plugins).train()
     assert summary["status"] == "finished"
     assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert [json.loads(l)["step"] for l in (tmp_path / "eval.jsonl").read_text().splitlines()] == [0, 2]
@@ -163,11 +163,11 @@ def test_unknown_schedule_lists_known_ones():
         build_scheduler(opt, "cosin", 0, 5)
 
 
-def _grads_after_one_step(model_dir, run_dir, *extra):
+def _grads_after_one_step(host, model_dir, run_dir, *extra):
     """Run one train_step with lr=0 (weights unchanged) and return the accumulated gradients by name."""
     cfg = _cfg(model_dir, run_dir, "+env.kwargs.rewards.char_variety=1.0", "algo.optim.lr=0.0",
                "algo.optim.max_grad_norm=1e9", *extra)
-    trainer = GRPOTrainer(cfg, run_dir)
+    trainer = GRPOTrainer(cfg, run_dir, host=host)
     trainer.setup()
     captured = {}
 
@@ -183,9 +183,9 @@ def _grads_after_one_step(model_dir, run_dir, *extra):
 
 @pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"])
 def test_gradient_accumulation_equals_one_big_batch(test_plugins, tiny_model_dir, tmp_path, aggregation):
-    big, m_big = _grads_after_one_step(tiny_model_dir, tmp_path / "a", "algo.micro_batch_size=8",
+    big, m_big = _grads_after_one_step(test_plugins, tiny_model_dir, tmp_path / "a", "algo.micro_batch_size=8",
                                       f"algo.loss_aggregation={aggregation}")
-    small, m_small = _grads_after_one_step(tiny_model_dir, tmp_path / "b", "algo.micro_batch_size=4",
+    small, m_small = _grads_after_one_step(test_plugins, tiny_model_dir, tmp_path / "b", "algo.micro_batch_size=4",
                                           f"algo.loss_aggregation={aggregation}")
     assert m_big["reward/mean"] == m_small["reward/mean"]  # same samples
     assert big.keys() == small.keys() and big
@@ -198,7 +198,7 @@ def test_gradient_accumulation_equals_one_big_batch(test_plugins, tiny_model_dir
 def test_several_iterations_use_stored_old_logprobs(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.char_variety=1.0", "algo.num_iterations=3",
                "algo.optim.lr=1e-2")
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=test_plugins)
     trainer.setup()
     metrics, _ = trainer.train_step()
     # after the first update the policy moved away from the stored old log-probs: the ratio is no longer 1
@@ -208,7 +208,7 @@ def test_several_iterations_use_stored_old_logprobs(test_plugins, tiny_model_dir
 def test_mask_truncated_drops_completions_that_hit_the_limit(test_plugins, tiny_model_dir, tmp_path):
     # a random model never samples EOS within 6 tokens: every completion is truncated, nothing is trained
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.char_variety=1.0", "algo.mask_truncated=true")
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=test_plugins)
     trainer.setup()
     metrics, samples = trainer.train_step()
     assert metrics["completion/truncated_frac"] == 1.0 and all(s["truncated"] for s in samples)
@@ -218,7 +218,7 @@ def test_mask_truncated_drops_completions_that_hit_the_limit(test_plugins, tiny_
 def test_freeze_embeddings_keeps_them_fixed(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.char_variety=1.0", "algo.optim.lr=1e-2",
                "model.freeze=[embeddings]")
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=test_plugins)
     trainer.setup()
     emb = trainer.model.get_input_embeddings().weight.detach().clone()
     layer = trainer.model.model.layers[0].mlp.up_proj.weight.detach().clone()
@@ -226,7 +226,7 @@ def test_freeze_embeddings_keeps_them_fixed(test_plugins, tiny_model_dir, tmp_pa
     assert torch.equal(trainer.model.get_input_embeddings().weight, emb)
     assert not torch.equal(trainer.model.model.layers[0].mlp.up_proj.weight, layer)
     with pytest.raises(ValueError, match="Known model.freeze groups: embeddings, lm_head"):
-        GRPOTrainer(_cfg(tiny_model_dir, tmp_path / "x", "model.freeze=[embedings]"), tmp_path / "x").setup()
+        GRPOTrainer(_cfg(tiny_model_dir, tmp_path / "x", "model.freeze=[embedings]"), tmp_path / "x", host=test_plugins).setup()
 
 
 def test_lora_trains_adapters_only_and_resumes(test_plugins, tiny_model_dir, tmp_path):
@@ -235,7 +235,7 @@ def test_lora_trains_adapters_only_and_resumes(test_plugins, tiny_model_dir, tmp
 
     extra = ("+env.kwargs.rewards.char_variety=1.0", "algo.optim.lr=1e-2", "model.lora.r=4", "algo.beta=0.1",
              "model.lora.target_modules=[q_proj,v_proj]", "trainer.save_every=1")
-    trainer = GRPOTrainer(_cfg(tiny_model_dir, tmp_path, *extra), tmp_path)
+    trainer = GRPOTrainer(_cfg(tiny_model_dir, tmp_path, *extra), tmp_path, host=test_plugins)
     trainer.setup()
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
@@ -250,7 +250,7 @@ def test_lora_trains_adapters_only_and_resumes(test_plugins, tiny_model_dir, tmp
     ckpt = latest_checkpoint(tmp_path)
     assert (ckpt / "adapter_model.safetensors").exists() and not (ckpt / "model.safetensors").exists()
     adapters = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
-    resumed = GRPOTrainer(_cfg(tiny_model_dir, tmp_path, *extra), tmp_path)
+    resumed = GRPOTrainer(_cfg(tiny_model_dir, tmp_path, *extra), tmp_path, host=test_plugins)
     assert resumed.setup() == 1
     for n, p in resumed.model.named_parameters():
         if n in adapters:
@@ -260,7 +260,7 @@ def test_lora_trains_adapters_only_and_resumes(test_plugins, tiny_model_dir, tmp
 def test_bf16_autocast_step_trains_in_fp32_weights(test_plugins, tiny_model_dir, tmp_path):
     cfg = _cfg(tiny_model_dir, tmp_path, "+env.kwargs.rewards.char_variety=1.0", "trainer.autocast=bf16",
                "algo.optim.lr=1e-2")
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=test_plugins)
     trainer.setup()
     before = trainer.model.model.layers[0].mlp.up_proj.weight.detach().clone()
     metrics, _ = trainer.train_step()
@@ -270,7 +270,7 @@ def test_bf16_autocast_step_trains_in_fp32_weights(test_plugins, tiny_model_dir,
     # bf16 forward passes differ from the fp32 sampler's log-probs, but not wildly
     assert metrics["logprob/sampler_abs_diff"] < 0.5
     with pytest.raises(ValueError, match="Known trainer.autocast modes: bf16, fp16"):
-        GRPOTrainer(_cfg(tiny_model_dir, tmp_path / "y", "trainer.autocast=bf61"), tmp_path / "y").autocast()
+        GRPOTrainer(_cfg(tiny_model_dir, tmp_path / "y", "trainer.autocast=bf61"), tmp_path / "y", host=test_plugins).autocast()
 
 
 @pytest.mark.parametrize(("params", "mode"), [([], "none"), (["+rollout.params.dtype=bfloat16"], "truncate"),

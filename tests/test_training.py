@@ -145,15 +145,15 @@ def test_the_shell_stops_a_run_whose_rewards_stopped_working_and_keeps_its_last_
 
 @pytest.fixture()
 def varied_rewards(monkeypatch):
-    """tests/plugins/varied_reward.py (char_variety: rewards that vary within a group) on a fresh plugin host."""
-    from r1gym.core import plugins
+    """A plugin host of the test's own with tests/plugins/varied_reward.py (char_variety: rewards that vary
+    within a group) registered through its hooks; the trainers are given it (``host=``)."""
+    import importlib
+
+    from r1gym.core.plugins import load_plugins
     from tests.conftest import TESTS
 
     monkeypatch.syspath_prepend(str(TESTS / "plugins"))
-    monkeypatch.setenv("R1GYM_PLUGINS", "varied_reward")
-    plugins.default_host.cache_clear()
-    yield
-    plugins.default_host.cache_clear()
+    return load_plugins(autoload=False, extra=[("varied_reward", importlib.import_module("varied_reward"))])
 
 
 def test_grpo_looks_its_variants_up_once_not_per_step(varied_rewards, tiny_model_dir, tmp_path, monkeypatch):
@@ -164,7 +164,7 @@ def test_grpo_looks_its_variants_up_once_not_per_step(varied_rewards, tiny_model
                    "algo.group_size=4", "algo.micro_batch_size=2", "rollout.max_new_tokens=6", "trainer.threads=1",
                    "algo.beta=0.04", "algo.num_iterations=2", "+env.kwargs.rewards.char_variety=1.0", "algo.is_correction=truncate", "logger=jsonl_only",
                    f"run_dir={tmp_path}"])
-    trainer = GRPOTrainer(cfg, tmp_path)
+    trainer = GRPOTrainer(cfg, tmp_path, host=varied_rewards)
     trainer.setup()
 
     def looked_up(*args, **kwargs):
@@ -205,7 +205,7 @@ def test_grpo_with_a_reference_model_resumes_on_the_uninterrupted_trajectory(var
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         return {r["step"]: (r["loss"], r["kl"], r["grad_norm"]) for r in rows}
 
-    GRPOTrainer(cfg(tmp_path / "whole"), tmp_path / "whole").train()
+    GRPOTrainer(cfg(tmp_path / "whole"), tmp_path / "whole", host=varied_rewards).train()
 
     class Killed(Exception):
         pass
@@ -220,9 +220,9 @@ def test_grpo_with_a_reference_model_resumes_on_the_uninterrupted_trajectory(var
 
     monkeypatch.setattr(GRPOTrainer, "train_step", dying)
     with pytest.raises(Killed):
-        GRPOTrainer(cfg(tmp_path / "cut"), tmp_path / "cut").train()
+        GRPOTrainer(cfg(tmp_path / "cut"), tmp_path / "cut", host=varied_rewards).train()
     monkeypatch.setattr(GRPOTrainer, "train_step", real_step)
-    assert GRPOTrainer(cfg(tmp_path / "cut"), tmp_path / "cut").train()["status"] == "finished"
+    assert GRPOTrainer(cfg(tmp_path / "cut"), tmp_path / "cut", host=varied_rewards).train()["status"] == "finished"
     whole, cut = metrics(tmp_path / "whole"), metrics(tmp_path / "cut")
     assert whole[4][1] > 0  # the KL term is on
     assert cut[3] == whole[3] and cut[4] == whole[4]
