@@ -14,9 +14,17 @@ argument fails its plugin with a message that shows the right call. The contract
 core types (:mod:`r1gym.core.contracts`, :mod:`r1gym.core.rollout`, :mod:`r1gym.core.loggers`,
 :mod:`r1gym.core.rewards`; tasks: :mod:`r1gym.envs.base`), never a built-in plugin's.
 
+The contract has a version, :data:`API_VERSION` (``MAJOR.MINOR``). A plugin module says which one it was
+written for with a module attribute ``R1GYM_API = "1.0"``; the host loads it when the major versions are
+equal and the plugin's minor is not newer than r1gym's (a minor adds hooks or ``register`` arguments, a
+major removes or changes them), and otherwise records it as failed, naming both versions. Each hook's
+``versionadded`` below is the API version that introduced it.
+
 Implement hooks with :data:`hookimpl`::
 
     from r1gym.core.hookspecs import hookimpl
+
+    R1GYM_API = "1.0"
 
     @hookimpl
     def r1gym_register_rewards(register):
@@ -41,6 +49,11 @@ if TYPE_CHECKING:  # annotations only: declaring the contract imports none of it
     from r1gym.envs.base import TaskSource
 
 PROJECT = "r1gym"
+#: the version of this contract (``MAJOR.MINOR``) that plugins declare they target with ``R1GYM_API``;
+#: 1.0 is the contract of r1gym 0.1.0, every hook below included
+API_VERSION = "1.0"
+#: the module attribute a plugin declares its target API version in
+API_ATTRIBUTE = "R1GYM_API"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -115,7 +128,7 @@ def r1gym_register_envs(register: RegisterEnv) -> None:
 
     Called once, when the plugin host is built. Return value ignored.
 
-    .. versionadded:: 0.1
+    .. versionadded:: 1.0 (r1gym 0.1.0)
     """
 
 
@@ -133,7 +146,7 @@ def r1gym_register_rewards(register: RegisterReward) -> None:
 
     Called once, when the plugin host is built. Return value ignored.
 
-    .. versionadded:: 0.1
+    .. versionadded:: 1.0 (r1gym 0.1.0)
     """
 
 
@@ -146,7 +159,7 @@ def r1gym_register_task_sources(register: RegisterTaskSource) -> None:
 
     Called once, when the plugin host is built. Return value ignored.
 
-    .. versionadded:: 0.1
+    .. versionadded:: 1.0 (r1gym 0.1.0)
     """
 
 
@@ -159,7 +172,7 @@ def r1gym_register_rollout_backends(register: RegisterRolloutBackend) -> None:
 
     Called once, when the plugin host is built. Return value ignored.
 
-    .. versionadded:: 0.1
+    .. versionadded:: 1.0 (r1gym 0.1.0)
     """
 
 
@@ -172,7 +185,7 @@ def r1gym_register_sandboxes(register: RegisterSandbox) -> None:
 
     Called once, when the plugin host is built. Return value ignored.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 1.0 (r1gym 0.1.0)
     """
 
 
@@ -186,7 +199,7 @@ def r1gym_register_judges(register: RegisterJudge) -> None:
 
     Called once, when the plugin host is built. Return value ignored.
 
-    .. versionadded:: 0.3
+    .. versionadded:: 1.0 (r1gym 0.1.0)
     """
 
 
@@ -200,7 +213,7 @@ def r1gym_register_loggers(register: RegisterLogger) -> None:
 
     Called once, when the plugin host is built. Return value ignored.
 
-    .. versionadded:: 0.1
+    .. versionadded:: 1.0 (r1gym 0.1.0)
     """
 
 
@@ -214,7 +227,7 @@ def r1gym_register_config_dirs(register: RegisterConfigDir) -> None:
 
     Called once, when the plugin host is built. Return value ignored.
 
-    .. versionadded:: 0.1
+    .. versionadded:: 1.0 (r1gym 0.1.0)
     """
 
 
@@ -233,5 +246,5 @@ def r1gym_register_cli_commands(register: RegisterCliCommand) -> None:
     Called once, when the plugin host is built; the CLI reads the commands when it builds its parser.
     Return value ignored.
 
-    .. versionadded:: 0.4
+    .. versionadded:: 1.0 (r1gym 0.1.0)
     """

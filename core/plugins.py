@@ -11,9 +11,13 @@ Loading, in order (as pytest and llm do it):
 3. the modules named in ``R1GYM_PLUGINS`` (comma-separated import paths), like pytest's ``-p``: a plugin
    module tried out without packaging it.
 
-A plugin that fails to import, misspells a hook, or raises in a hook is recorded in
+A plugin that fails to import, targets a plugin API this r1gym does not provide (``R1GYM_API``, see
+:data:`r1gym.core.hookspecs.API_VERSION`), misspells a hook, or raises in a hook is recorded in
 :attr:`PluginHost.failed` with its reason and logged; it contributes nothing and the others load anyway.
 A later lookup of a name it would have provided fails with that reason attached.
+
+:func:`declared_envs` is the light path beside the host: it calls only the ``r1gym_register_envs`` hook of the
+same plugins, so ``import r1gym.envs`` can put every env id in gymnasium's registry without building a host.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ class PluginInfo:
     source: str  # "builtin" or "entry point <dist>"
     contributes: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    api: str | None = None  # the plugin API version it targets (None: it declares none)
 
 
 @dataclass
@@ -168,6 +173,44 @@ def _bind(hook_name: str, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]
         raise TypeError(f"{hook_name}: {exc}; call it as register{bare}") from None
     bound.apply_defaults()
     return dict(bound.arguments)
+
+
+class IncompatiblePlugin(RuntimeError):
+    """A plugin targets a plugin API version this r1gym does not provide."""
+
+
+def _api_tuple(version: str) -> tuple[int, int]:
+    major, _, minor = str(version).strip().partition(".")
+    return int(major), int(minor or 0)
+
+
+def check_api(plugin: object) -> str | None:
+    """The plugin API version a plugin declares (its ``R1GYM_API``; ``None`` when it declares none).
+
+    Raises :class:`IncompatiblePlugin`, naming both versions, when r1gym cannot serve it: a different major
+    version (hooks removed or changed), or a newer minor (it may call hooks or ``register`` arguments this
+    r1gym lacks). A plugin that declares nothing is loaded as before versions existed.
+    """
+    declared = getattr(plugin, hookspecs.API_ATTRIBUTE, None)
+    if declared is None:
+        return None
+    ours = hookspecs.API_VERSION
+    try:
+        want, have = _api_tuple(declared), _api_tuple(ours)
+    except ValueError:
+        raise IncompatiblePlugin(f"{hookspecs.API_ATTRIBUTE} = {declared!r} is not a version like {ours!r}") from None
+    if want[0] != have[0] or want[1] > have[1]:
+        fix = "upgrade r1gym" if want > have else f"install a version of the plugin written for API {have[0]}.x"
+        raise IncompatiblePlugin(f"it targets r1gym plugin API {declared}, this r1gym provides API {ours} "
+                                 f"(it loads plugins for {have[0]}.0 to {ours}); {fix}")
+    return str(declared)
+
+
+def _autoload(autoload: bool | None) -> bool:
+    """``None``: follow ``R1GYM_DISABLE_PLUGIN_AUTOLOAD`` (1/true/yes skip entry points)."""
+    if autoload is None:
+        return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
+    return autoload
 
 
 def _misspelled_hooks(plugin: object) -> list[str]:
@@ -286,8 +329,7 @@ def load_plugins(
 
     ``autoload=None`` follows ``R1GYM_DISABLE_PLUGIN_AUTOLOAD`` (set to 1 to skip entry points).
     """
-    if autoload is None:
-        autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
+    autoload = _autoload(autoload)
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     host = PluginHost(pm=pm)
@@ -303,6 +345,7 @@ def load_plugins(
         host.plugins[name] = info
         try:
             plugin = loader()
+            info.api = check_api(plugin) or (hookspecs.API_VERSION if source == "builtin" else None)
             if isinstance(plugin, ModuleType) or inspect.isclass(plugin) or plugin is not None:
                 bad = _misspelled_hooks(plugin)
                 if bad:
@@ -325,6 +368,32 @@ def load_plugins(
     for reg in [host.envs, *_registries(host).values()]:
         reg.failed_plugins = host.failed
     return host
+
+
+def declared_envs(builtins: Iterable[str] = BUILTIN_PLUGINS, *, autoload: bool | None = None) -> list[tuple[str, EnvEntry]]:
+    """(plugin name, env) for every env the plugins would register, from their ``r1gym_register_envs`` hook
+    alone: the same plugins as :func:`load_plugins` (built-ins, entry points, ``R1GYM_PLUGINS``), none of the
+    other hooks run. Importing a plugin module is cheap by contract (its task code is imported inside its
+    hooks), so this is what ``import r1gym.envs`` can afford. A plugin that fails here (import error,
+    incompatible API, a raising hook, a bad call) is skipped with a debug log: the host reports it with its
+    reason when it is built, and the env ids it would have added are not guessed at.
+    """
+    out: list[tuple[str, EnvEntry]] = []
+    for name, _, source, loader in _plugin_candidates(builtins, _autoload(autoload)):
+        try:
+            plugin = loader()
+            check_api(plugin)
+            impl = getattr(plugin, "r1gym_register_envs", None)
+            if impl is None or not hasattr(impl, f"{hookspecs.PROJECT}_impl"):
+                continue
+            entries: list[EnvEntry] = []
+            impl(**({"register": lambda *a, **k: entries.append(_env_entry(**_bind("r1gym_register_envs", a, k)))}
+                    if "register" in inspect.signature(impl).parameters else {}))
+        except Exception as exc:  # noqa: BLE001  (reported by the host, with its reason, when one is built)
+            log.debug("plugin %r (%s): its envs are not declared: %s: %s", name, source, type(exc).__name__, exc)
+            continue
+        out += [(name, e) for e in entries]
+    return out
 
 
 @functools.lru_cache(maxsize=1)
