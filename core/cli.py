@@ -118,14 +118,16 @@ def cmd_plugins(host: PluginHost) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="r1gym plugins")
-    for col in ("plugin", "version", "source", "registers"):
+    from r1gym.core.hookspecs import API_VERSION
+
+    table = Table(title=f"r1gym plugins (plugin API {API_VERSION})")
+    for col in ("plugin", "version", "API", "source", "registers"):
         table.add_column(col)
     for info in host.plugins.values():
         what = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.contributes.items()) or "-"
         if info.error:
             what = f"[red]FAILED: {info.error}[/]"
-        table.add_row(info.name, info.version, info.source, what)
+        table.add_row(info.name, info.version, info.api or "-", info.source, what)
     Console(width=200).print(table)
     return 1 if host.failed else 0
 

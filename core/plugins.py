@@ -202,7 +202,7 @@ def check_api(plugin: object) -> str | None:
     if want[0] != have[0] or want[1] > have[1]:
         fix = "upgrade r1gym" if want > have else f"install a version of the plugin written for API {have[0]}.x"
         raise IncompatiblePlugin(f"it targets r1gym plugin API {declared}, this r1gym provides API {ours} "
-                                 f"(it loads plugins for {have[0]}.0 to {ours}); {fix}")
+                                 f"(it loads plugins written for API {ours} or an older {have[0]}.x); {fix}")
     return str(declared)
 
 
@@ -345,7 +345,9 @@ def load_plugins(
         host.plugins[name] = info
         try:
             plugin = loader()
-            info.api = check_api(plugin) or (hookspecs.API_VERSION if source == "builtin" else None)
+            declared = getattr(plugin, hookspecs.API_ATTRIBUTE, None)  # shown even when it does not fit
+            info.api = str(declared) if declared is not None else (hookspecs.API_VERSION if source == "builtin" else None)
+            check_api(plugin)
             if isinstance(plugin, ModuleType) or inspect.isclass(plugin) or plugin is not None:
                 bad = _misspelled_hooks(plugin)
                 if bad:

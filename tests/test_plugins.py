@@ -440,3 +440,48 @@ def test_hookspec_module_docstring_example_works():
     exec(compile(code, "<hookspecs docstring>", "exec"), mod.__dict__)
     host = load(("doc_example", mod))
     assert host.rewards.get("shouting")("HI") == 1.0
+
+
+@pytest.mark.parametrize(("declared", "ok"), [("1.0", True), ("1", True), (1, True), ("1.1", False), ("2.0", False),
+                                              ("0.9", False), ("one", False)])
+def test_plugin_api_version_is_checked(declared, ok):
+    """A plugin declares the API it targets (``R1GYM_API``); one r1gym cannot serve fails, naming both versions."""
+    assert hookspecs.API_VERSION == "1.0"
+    mod = make_plugin("versioned", r1gym_register_rewards=lambda register: register("versioned_reward", reward_fn))
+    mod.R1GYM_API = declared
+    host = load(("versioned", mod))
+    info = host.plugins["versioned"]
+    assert info.api == str(declared)  # shown by `r1gym plugins` whether or not it fits
+    if ok:
+        assert host.failed == {} and "versioned_reward" in host.rewards
+        return
+    reason = host.failed["versioned"]
+    assert reason.startswith("IncompatiblePlugin: ") and str(declared) in reason and "1.0" in reason
+    if declared != "one":
+        assert f"targets r1gym plugin API {declared}, this r1gym provides API 1.0" in reason
+    assert "versioned_reward" not in host.rewards and info.contributes == {}
+    with pytest.raises(UnknownNameError, match="plugin 'versioned' failed to load and registered nothing: IncompatiblePlugin"):
+        host.rewards.get("versioned_reward")
+
+
+def test_plugins_command_shows_each_plugins_api_version_and_the_mismatch(capsys):
+    from r1gym.core.cli import cmd_plugins
+
+    old = make_plugin("oldapi", r1gym_register_rewards=lambda register: register("oldapi_reward", reward_fn))
+    old.R1GYM_API = "0.3"
+    host = load(("undeclared", make_plugin("undeclared")), ("oldapi", old))
+    assert cmd_plugins(host) == 1  # a plugin failed
+    rows = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[1:-1]]
+            for ln in capsys.readouterr().out.splitlines() if ln.count("│") >= 5}
+    assert rows["templates"][2] == hookspecs.API_VERSION  # a built-in targets the API it ships with
+    assert rows["undeclared"][2] == "-"
+    assert rows["oldapi"][2] == "0.3" and "this r1gym provides API 1.0" in rows["oldapi"][4]
+
+
+def test_versionadded_is_a_released_api_version():
+    """``versionadded`` names the plugin API version that introduced a hook: never one newer than this r1gym's."""
+    import re
+
+    for name in HOOK_NAMES:
+        (version,) = re.findall(r"versionadded:: (\d+\.\d+)", inspect.getdoc(getattr(hookspecs, name)) or "")
+        assert plugins_mod._api_tuple(version) <= plugins_mod._api_tuple(hookspecs.API_VERSION), (name, version)
