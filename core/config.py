@@ -181,8 +181,10 @@ class TrainerConfig:
     device: str = "auto"
     #: DeepSpeed ZeRO: ``{stage: 1 | 2 | 3, config: {raw DeepSpeed keys}}``; empty: off (r1gym.core.distributed)
     deepspeed: dict[str, Any] = field(default_factory=dict)
-    #: completions per step written to samples.jsonl (-1: all)
-    log_samples: int = -1
+    #: completions per step given to the loggers (samples.jsonl, the W&B/TensorBoard tables): the step's first
+    #: ones, group after group. Bounded so a long run's samples.jsonl stays readable
+    #: (a 1000-step run at 64 completions a step would write 64,000 records); -1: all of them
+    log_samples: int = 16
     #: a run whose rewards stop working stops itself: more than this share of a step's completions cannot be
     #: scored (a dead sandbox, a broken checker) for ``unscorable_patience`` steps in a row ends the run
     #: with the reasons (1.0: never)

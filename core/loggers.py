@@ -55,3 +55,23 @@ class LoggerGroup(Logger):
     def finish(self, summary: Mapping[str, Any]) -> None:
         for lg in self.loggers:
             lg.finish(summary)
+
+
+#: columns of a console that does not write to a terminal and has no ``$COLUMNS`` to go by
+WIDE_COLUMNS = 200
+
+
+def wide_console(*, stderr: bool = False) -> Any:
+    """A ``rich.console.Console`` that does not squeeze its output when it writes to a file or a pipe.
+
+    Rich sizes a console to 80 columns when its output is not a terminal (a SLURM log, ``nohup``, CI), which
+    cuts table cells ("Arithmeti… (eval split)" over three lines). There, this console takes ``$COLUMNS`` when
+    it is set (rich reads it itself) and otherwise :data:`WIDE_COLUMNS`; on a terminal it is rich's own."""
+    import os
+
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        console.width = WIDE_COLUMNS
+    return console
