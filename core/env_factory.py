@@ -1,5 +1,7 @@
 """Making the trainer's environments from the ``env`` config node (a factory, not env classes: those live
-with their task family, ``plugins/<family>/envs.py``, or in :mod:`r1gym.envs.base`).
+with their task family, ``plugins/<family>/envs.py``, or in :mod:`r1gym.envs.base`). ``env.id`` is a
+registered id or, without a plugin, an entry point ``"package.module:MyEnv"`` / ``"path/to/envs.py:MyEnv"``
+(:func:`env_spec`).
 
 ``env.kwargs`` is deep-merged over the kwargs the env was registered with, so an override can change one
 nested key (``env.kwargs.source.seed=3``) and keep the rest; a key the YAML does not have yet is added
@@ -9,11 +11,15 @@ that for the held-out evaluation envs (``{source: {split: test}}``).
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from r1gym.core.config import to_plain
 from r1gym.core.plugins import PluginHost, default_host
+from r1gym.core.registry import UnknownNameError
+from r1gym.core.targets import is_reference, locate
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -23,20 +29,56 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
+def env_spec(env_id: str, host: PluginHost | None = None) -> Any:
+    """The gymnasium ``EnvSpec`` that ``env.id`` names, found without making the env (a config check can
+    read its entry point and default kwargs before any model loads):
+
+    * an id a plugin registered (``r1gym/Math-v0``) or one already in gymnasium's registry;
+    * gymnasium's own ``"module:Env-v0"``: the module is imported (it registers the id), then looked up;
+    * an entry point ``"package.module:MyEnv"`` or ``"path/to/envs.py:MyEnv"`` (a ``gymnasium.Env`` class or
+      a function returning an env): a spec is made for it on the fly, with no default kwargs (``env.kwargs``
+      are all it gets). It is not added to gymnasium's registry, whose ``make("a:b")`` reads ``a:b`` as
+      "import a, then make b"; :func:`make_envs` makes it from the spec.
+    """
+    import gymnasium
+
+    host = host or default_host()
+    if env_id in host.envs or env_id in gymnasium.registry:
+        return gymnasium.spec(env_id)
+    if not is_reference(env_id):
+        host.envs.get(env_id)  # raises with the known ids and the closest match
+    try:
+        creator = locate(env_id, "environment")
+    except UnknownNameError:
+        registered = env_id.rpartition(":")[2]  # gymnasium's "module:Env-v0": importing the module registered it
+        if registered in gymnasium.registry:
+            return gymnasium.spec(registered)
+        raise
+    if not callable(creator):
+        raise TypeError(f"env {env_id!r} is {type(creator).__name__}: an env entry point is a gymnasium.Env class "
+                        "or a function that returns an env")
+    from gymnasium.envs.registration import EnvSpec
+
+    return EnvSpec(id=re.sub(r"[^\w.-]+", "_", env_id), entry_point=creator)
+
+
+def _takes_host(spec: Any) -> bool:
+    """Whether an env built from ``spec`` accepts ``host=``: every registered r1gym env does; an entry point
+    from config only if its signature says so (a plain ``gymnasium.Env`` does not)."""
+    if not callable(spec.entry_point):
+        return True
+    params = inspect.signature(spec.entry_point).parameters.values()
+    return any(p.name == "host" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def env_kwargs(env_cfg: Any, *, eval_split: bool = False, host: PluginHost | None = None) -> dict[str, Any]:
     """The full kwargs for ``gymnasium.make(env_cfg.id, ...)``: registered defaults + config (+ eval); with
     ``host``, the env is made from that host's plugins (``host=`` among the kwargs)."""
-    import gymnasium
-
-    given, host = host, host or default_host()
-    env_id = env_cfg.id
-    if env_id not in host.envs and env_id not in gymnasium.registry:
-        host.envs.get(env_id)  # raises with the known ids and the closest match
-    spec = gymnasium.spec(env_id)
+    spec = env_spec(env_cfg.id, host)
     kwargs = deep_merge(spec.kwargs or {}, to_plain(env_cfg.kwargs) or {})
     if eval_split:
         kwargs = deep_merge(kwargs, to_plain(env_cfg.eval_kwargs) or {})
-    return kwargs if given is None else {**kwargs, "host": given}
+    return kwargs if host is None or not _takes_host(spec) else {**kwargs, "host": host}
 
 
 def make_envs(env_cfg: Any, n: int, *, eval_split: bool = False, host: PluginHost | None = None) -> list[Any]:
@@ -44,9 +86,10 @@ def make_envs(env_cfg: Any, n: int, *, eval_split: bool = False, host: PluginHos
     ``host``'s plugins (default: the process-wide host)."""
     import gymnasium
 
+    spec = env_spec(env_cfg.id, host)
     kwargs = env_kwargs(env_cfg, eval_split=eval_split, host=host)
     # gymnasium.make would merge kwargs shallowly over the spec's; we pass the merged whole
-    return [gymnasium.make(env_cfg.id, disable_env_checker=True, **kwargs) for _ in range(n)]
+    return [gymnasium.make(spec, disable_env_checker=True, **kwargs) for _ in range(n)]
 
 
 def primary_reward(env: Any) -> str | None:

@@ -20,15 +20,17 @@ and the episode goes on until the env is satisfied (``terminated``) or ``max_tur
 from __future__ import annotations
 
 import copy
+import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 
-from r1gym.core.rewards import UNSCORABLE_POLICIES, RewardOutcome, RewardSet, build_reward_set
+from r1gym.core.rewards import UNSCORABLE_POLICIES, RewardFn, RewardOutcome, RewardSet, build_reward_set
 from r1gym.core.rollout import Completion  # noqa: F401  (part of the env API: step(Completion(...)))
+from r1gym.core.targets import TARGET_KEY, is_reference, locate
 from r1gym.envs.spaces import Conversation, Message, Utterance
 
 if TYPE_CHECKING:
@@ -64,30 +66,111 @@ class TaskSource(Protocol):
     def __getitem__(self, index: int) -> Task: ...
 
 
+def source_factory(source: Mapping[str, Any], host: PluginHost | None = None) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The callable a source config names and the parameters it will get, found without calling it (a config
+    check can bind the parameters to its signature before any data or model loads).
+
+    ``{"name": <registered source>, **params}`` looks the name up in ``host`` (default: the process-wide
+    host); ``{"name": "module:make_source" | "path/to/file.py:make_source", **params}`` or ``{"_target_":
+    "package.module.MySource", **params}`` names it directly (:func:`r1gym.core.targets.locate`).
+    """
+    if not isinstance(source, Mapping) or not ({"name", TARGET_KEY} & set(source)):
+        raise TypeError(f"source must be a TaskSource or a mapping with a 'name' or '{TARGET_KEY}' key, got {source!r}")
+    params = dict(source)
+    if TARGET_KEY in params:
+        if "name" in params:
+            raise ValueError(f"a source config names its source once: 'name' or '{TARGET_KEY}', got both in {source!r}")
+        factory = locate(str(params.pop(TARGET_KEY)), "task source")
+    elif is_reference(params["name"]):
+        factory = locate(params.pop("name"), "task source")
+    else:
+        from r1gym.core.plugins import default_host
+
+        factory = (host or default_host()).task_sources.get(params.pop("name"))
+    if not callable(factory):
+        raise TypeError(f"task source {source!r} names {factory!r}, which cannot be called to build a source")
+    return factory, {k: v for k, v in params.items() if not (k.startswith("_") and k.endswith("_"))}
+
+
 def resolve_source(source: TaskSource | Mapping[str, Any], host: PluginHost | None = None) -> TaskSource:
-    """A task source object, or a config mapping ``{"name": <registered source>, **params}`` looked up in
-    ``host`` (default: the process-wide host)."""
+    """A task source object, or one built from config (:func:`source_factory`). A ``_target_`` node is built
+    by Hydra's ``instantiate``, so its ``_partial_``, ``_args_`` and nested ``_target_`` nodes work as in Hydra."""
     # Mapping first: a dict has __len__ and __getitem__, so it also passes the runtime TaskSource check.
     if not isinstance(source, Mapping) and isinstance(source, TaskSource):
         return source
-    if not isinstance(source, Mapping) or "name" not in source:
-        raise TypeError(f"source must be a TaskSource or a mapping with a 'name' key, got {source!r}")
-    from r1gym.core.plugins import default_host
+    factory, params = source_factory(source, host)  # type: ignore[arg-type]
+    if TARGET_KEY in source:  # type: ignore[operator]
+        from hydra.utils import instantiate
 
-    params = dict(source)
-    factory = (host or default_host()).task_sources.get(params.pop("name"))
-    return factory(**params)
+        built = instantiate({**source, TARGET_KEY: factory}, _convert_="all")  # type: ignore[dict-item]
+    else:
+        built = factory(**params)
+    if isinstance(built, Mapping) or not isinstance(built, TaskSource):
+        raise TypeError(f"task source {source!r} built {type(built).__name__}, not a task source (an object with "
+                        "__len__ and __getitem__ giving r1gym.envs.base.Task)")
+    return built
 
 
 def resolve_rewards(rewards: RewardSet | Mapping[str, Any], host: PluginHost | None = None) -> RewardSet:
     """A :class:`RewardSet`, or ``{name: weight | {weight, **params}}`` resolved through the plugins of
-    ``host`` (default: the process-wide host), which rewards that declare a ``host`` keyword are given."""
+    ``host`` (default: the process-wide host), which rewards that declare a ``host`` keyword are given.
+
+    A reward may also be named without a plugin (:func:`config_rewards`): the key or its ``reward``/``fn``
+    is ``"module:function"`` or ``"path/to/file.py:function"``, or the node has a ``_target_``. Such rewards
+    keep the contract of registered ones (parameters checked against the signature and passed per call,
+    ``None``/:class:`~r1gym.core.rewards.Unscorable` counted, the ``host`` keyword).
+    """
     if isinstance(rewards, RewardSet):
         return rewards
     from r1gym.core.plugins import default_host
 
     host = host or default_host()
-    return build_reward_set(rewards, host.rewards.get, host=host)
+    spec, found = config_rewards(rewards)
+    return build_reward_set(spec, lambda name: found[name] if name in found else host.rewards.get(name), host=host)
+
+
+def config_rewards(rewards: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, RewardFn]]:
+    """The reward spec with every reward that config names directly resolved: ``(spec, found)``, where such an
+    entry of ``spec`` names its function by a key of ``found`` (``reward: <key>``); registered names are left
+    for the plugin host. Nothing is called, except that a ``_target_`` *class* is instantiated with the
+    node's parameters (by Hydra) and the instance is the reward.
+
+    >>> spec, found = config_rewards({"os.path:isabs": 0.5, "format": 0.1})
+    >>> spec["os.path:isabs"]["weight"], found[spec["os.path:isabs"]["reward"]].__name__, spec["format"]
+    (0.5, 'isabs', 0.1)
+    """
+    spec: dict[str, Any] = {}
+    found: dict[str, RewardFn] = {}
+    for name, node in rewards.items():
+        if node is None:  # switched off (``rewards.format=null``)
+            spec[name] = node
+            continue
+        params = dict(node) if isinstance(node, Mapping) else None
+        given = [k for k in (TARGET_KEY, "fn", "reward") if params is not None and k in params]
+        if len(given) > 1:
+            raise ValueError(f"reward {name!r} names its function more than once ({', '.join(given)}); keep one")
+        ref = params.pop(given[0]) if given else name  # type: ignore[union-attr]
+        if not (is_reference(ref) or given == [TARGET_KEY]):  # a registered name: the plugin host has it
+            spec[name] = node if not given else {**params, "reward": ref}  # type: ignore[dict-item]
+            continue
+        fn = locate(str(ref), "reward function")
+        key = f"<{name}: {ref}>"
+        params = params if params is not None else {"weight": node}
+        hydra_keys = {k: params.pop(k) for k in list(params) if k.startswith("_") and k.endswith("_")}
+        if inspect.isclass(fn):
+            from hydra.utils import instantiate
+
+            weight = params.pop("weight", 1.0)
+            fn = instantiate({TARGET_KEY: fn, **params, **hydra_keys}, _convert_="all")
+            params = {"weight": weight}
+        elif hydra_keys:
+            raise ValueError(f"reward {name!r}: {ref!r} is a function; its parameters go to every call as keywords, "
+                             f"so {sorted(hydra_keys)} do not apply (a class target is built once with them)")
+        if not callable(fn):
+            raise TypeError(f"reward {name!r}: {ref!r} is {type(fn).__name__}, not a callable reward")
+        found[key] = fn
+        spec[name] = {**params, "reward": key}
+    return spec, found
 
 
 def task_index(options: Mapping[str, Any] | None, num_tasks: int, rng: Any) -> int:
