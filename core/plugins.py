@@ -66,6 +66,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "r1gym.plugins.reward_model",
     "r1gym.plugins.language",
     "r1gym.plugins.vllm_rollout",
+    "r1gym.plugins.plugin_kit",
 )
 _HOOK_NAMES = tuple(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
 

@@ -1,6 +1,6 @@
 """pyproject.toml ships what the source tree holds.
 
-core/, plugins/, envs/ and conf/ sit at the repository root and are mapped into the ``r1gym`` namespace by
+core/, plugins/, envs/, conf/ and testing/ sit at the repository root and are mapped into the ``r1gym`` namespace by
 ``[tool.setuptools] package-dir``; setuptools ships only the packages listed and only the data files that
 ``package-data`` matches. A forgotten entry works in the editable install and breaks the wheel, so these
 tests read the tree, not the installed package.
@@ -71,7 +71,8 @@ def _matches_package_data(package: str, rel: str) -> bool:
 
 
 def test_roots_are_mapped():
-    assert MAPPED == {"core": "r1gym.core", "plugins": "r1gym.plugins", "envs": "r1gym.envs", "conf": "r1gym.conf"}
+    assert MAPPED == {"core": "r1gym.core", "plugins": "r1gym.plugins", "envs": "r1gym.envs", "conf": "r1gym.conf",
+                      "testing": "r1gym.testing"}
 
 
 @pytest.mark.parametrize("package", sorted(_package_folders()))
@@ -110,6 +111,16 @@ def test_installed_package_finds_its_data():
 
 def test_console_script():
     assert PYPROJECT["project"]["scripts"]["r1gym"] == "r1gym.core.cli:main"
+
+
+def test_pytest_plugin_entry_point():
+    """pytest finds r1gym.testing through the ``pytest11`` group, in the installed metadata too."""
+    from importlib.metadata import entry_points
+
+    assert PYPROJECT["project"]["entry-points"]["pytest11"] == {"r1gym": "r1gym.testing.plugin"}
+    installed = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert installed.get("r1gym") == "r1gym.testing.plugin", (
+        "the installed r1gym lacks its pytest11 entry point: reinstall it (pip install -e .)")
 
 
 def test_wheel_holds_every_package_and_data_file(tmp_path):
