@@ -71,8 +71,10 @@ def run_stage(cfg: Any, run_dir: Path) -> dict[str, Any]:
     import os
 
     from r1gym.core.registry import pick
+    from r1gym.core.validate import check_config
 
     runner = pick(RUNNERS, cfg.stage.kind, "stage.kind")
+    check_config(cfg)  # every name and parameter, all problems in one error, before any model loads
     if cfg.get("resume") and cfg.stage.kind != "eval":  # before any model loads: a resume never restarts silently
         resumable_checkpoint(Path(run_dir))
     summary = runner(cfg, Path(run_dir))
