@@ -1,6 +1,7 @@
-"""The conformance suite of plugins/code/conformance.py: every attack through the real local sandbox with the
-host checked after each, the checks themselves shown to catch a weak sandbox, the e2b backend's status mapping
-under the attacks that are safe to run unisolated, and ``r1gym sandbox check``."""
+"""The conformance suite of plugins/code/conformance.py (given to plugin authors as r1gym.testing.sandboxes):
+every attack through the real local sandbox with the host checked after each, the checks themselves shown to
+catch a weak sandbox, the e2b backend's status mapping under the attacks that are safe to run unisolated,
+``check_sandbox`` and ``r1gym sandbox check``."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from r1gym.plugins.code import conformance
-from r1gym.plugins.code.conformance import ATTACKS, CATEGORIES, Attack, check_attack, plant, run_conformance, strays
 from r1gym.core.contracts import STATUSES, RunResult
+from r1gym.plugins.code import conformance  # the module itself, for its constants and to swap ATTACKS in tests
 from r1gym.plugins.code.sandbox import LocalSandbox, isolation_tool
+from r1gym.testing import check_sandbox
+from r1gym.testing.sandboxes import ATTACKS, CATEGORIES, Attack, check_attack, plant, run_conformance, strays
 
 NEEDS_BWRAP = pytest.mark.skipif(isolation_tool() != "bwrap",
                                  reason="needs bubblewrap (apt-get install bubblewrap; `make install` does it)")
@@ -179,3 +181,15 @@ def test_a_run_returns_only_when_its_processes_are_gone(sandbox):
     for _ in range(5):
         assert sandbox.run(children, Limits(time_s=0.5, processes=32)).status == "timeout"
         assert strays() == []  # at once, no settling
+
+
+@NEEDS_BWRAP
+def test_check_sandbox_passes_the_local_sandbox_and_fails_a_weak_one(tmp_path):
+    """What a sandbox plugin's CI runs (r1gym.testing.check_sandbox), by attack name."""
+    check_sandbox(LocalSandbox(), ["environment", "network-tcp"], host_checks=True)
+    if shutil.which("unshare"):
+        weak = LocalSandbox(tool="unshare", allow_weak_isolation=True)
+        with pytest.raises(AssertionError, match=r"1 of 2 attacks got through LocalSandbox:\n- open-the-planted-paths: "):
+            check_sandbox(weak, ["environment", "open-the-planted-paths"], project_dir=str(tmp_path))
+    with pytest.raises(KeyError, match="Did you mean 'network-tcp'"):
+        check_sandbox(LocalSandbox(), ["network-tpc"])
