@@ -145,3 +145,125 @@ def test_wheel_holds_every_package_and_data_file(tmp_path):
         assert f"{package.replace('.', '/')}/__init__.py" in names, f"{package} is not in the wheel"
     for package, rel in _data_files():
         assert f"{package.replace('.', '/')}/{rel}" in names, f"{package}/{rel} is not in the wheel"
+
+
+def _third_party_imports(roots=("core", "plugins", "envs", "conf", "testing")) -> dict[str, dict[str, bool]]:
+    """Top-level module -> {"file:line": imported when the file is imported} for every absolute import of a module
+    outside the standard library and r1gym, read from the source (AST). An import inside a function, under
+    ``if TYPE_CHECKING`` or in a ``try`` that handles ImportError is lazy (False)."""
+    import ast
+
+    def lazy_parents(tree: ast.AST):
+        lazy: set[int] = set()
+
+        def visit(node: ast.AST, is_lazy: bool) -> None:
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and is_lazy:
+                lazy.add(id(node))
+            for child in ast.iter_child_nodes(node):
+                child_lazy = is_lazy or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) and child in node.body:
+                    child_lazy = True
+                if isinstance(node, ast.Try) and child in node.body and any(
+                        h.type is not None and "ImportError" in ast.unparse(h.type) for h in node.handlers):
+                    child_lazy = True
+                visit(child, child_lazy)
+
+        visit(tree, False)
+        return lazy
+
+    found: dict[str, dict[str, bool]] = {}
+    for root in roots:
+        for path in sorted((ROOT / root).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            lazy = lazy_parents(tree)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in ("r1gym", "__future__"):
+                        where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                        found.setdefault(top, {})[where] = id(node) not in lazy
+    return found
+
+
+def _distribution_names(module: str) -> set[str]:
+    """The installed distributions that provide ``module`` (normalised); the module's own name when none is
+    installed here (vllm on a CPU machine)."""
+    import importlib.metadata
+    import re
+
+    dists = importlib.metadata.packages_distributions().get(module) or [module]
+    return {re.sub(r"[-_.]+", "-", d).lower() for d in dists}
+
+
+def _declared() -> tuple[set[str], dict[str, set[str]]]:
+    """(the dependencies, {extra: its requirements}) of pyproject.toml, as normalised distribution names."""
+    import re
+
+    from packaging.requirements import Requirement
+
+    def names(reqs: list[str]) -> set[str]:
+        return {re.sub(r"[-_.]+", "-", Requirement(r).name).lower() for r in reqs}
+
+    project = PYPROJECT["project"]
+    return names(project["dependencies"]), {k: names(v) for k, v in project.get("optional-dependencies", {}).items()}
+
+
+def _undeclared(imports: dict[str, dict[str, bool]], core: set[str], extras: dict[str, set[str]]) -> list[str]:
+    """Imports no dependency or extra declares, and eager imports of what only an extra declares."""
+    problems = []
+    everything = core.union(*(v for k, v in extras.items() if k != "dev"))  # dev is ours, not a user's extra
+    for module, sites in sorted(imports.items()):
+        # r1gym.testing is a pytest plugin (entry point pytest11): pytest imports it, so pytest is there
+        sites = {w: e for w, e in sites.items() if not (module == "pytest" and w.startswith("testing"))}
+        if not sites:
+            continue
+        dists = _distribution_names(module)
+        if not dists & everything:
+            problems.append(f"{module} (distribution {', '.join(sorted(dists))}) is imported at {', '.join(sorted(sites))} "
+                            "but declared in neither [project] dependencies nor a user's extra (dev does not count)")
+            continue
+        eager = [w for w, is_eager in sites.items() if is_eager]
+        if eager and not dists & core:
+            extra = sorted(k for k, v in extras.items() if dists & v and k != "dev")
+            problems.append(f"{module} belongs to the extra(s) {extra} but is imported when the module loads at "
+                            f"{', '.join(eager)}: import it inside the function that needs it, with an error naming "
+                            f"pip install 'r1gym[{(extra or ['?'])[0]}]'")
+    return problems
+
+
+def test_every_third_party_import_is_declared_and_extras_are_imported_lazily():
+    """Every module core/, plugins/, envs/, conf/ and testing/ import comes from a declared distribution (httpx
+    was imported and not declared), and a module only an extra provides is imported inside functions."""
+    imports = _third_party_imports()
+    core, extras = _declared()
+    assert {"torch", "httpx", "gymnasium"} <= set(imports)  # the scan sees lazy imports (httpx is one) too
+    assert _undeclared(imports, core, extras) == []
+    # the check can fail: without httpx declared, or with gguf imported eagerly while only an extra has it
+    assert any(p.startswith("httpx ") for p in _undeclared(imports, core - {"httpx"}, extras))
+    eager_gguf = {**imports, "gguf": {"core/models.py:1": True}}
+    assert any(p.startswith("gguf belongs to the extra(s) ['smollm2']") for p in _undeclared(eager_gguf, core, extras))
+
+
+def test_optional_weight_lives_in_extras():
+    """gguf (converting the built-in model once) and accelerate (its launcher) are extras, not dependencies,
+    and dev carries them so `make test` and `make demo` still have them."""
+    core, extras = _declared()
+    assert not {"gguf", "accelerate"} & core
+    assert "gguf" in extras["smollm2"] and "accelerate" in extras["accelerate"]
+    assert {"gguf", "accelerate"} <= extras["dev"]
+    assert PYPROJECT["project"]["license"] == "Apache-2.0"  # an SPDX expression (PEP 639), not a table
+
+
+def test_converting_the_builtin_model_without_gguf_names_the_extra(monkeypatch, tmp_path):
+    from r1gym.core import models
+
+    monkeypatch.setitem(sys.modules, "gguf", None)  # what a plain `pip install r1gym` has: no gguf
+    with pytest.raises(ImportError, match=r"pip install 'r1gym\[smollm2\]'"):
+        models._convert_gguf(tmp_path / "SmolLM2.gguf", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
