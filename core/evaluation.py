@@ -217,14 +217,14 @@ def run_job(cfg: Any, run_dir: Path, *, console: Any = None, host: Any = None) -
     import time
 
     import torch
-    from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
     from r1gym.core.env_factory import make_envs, primary_reward
+    from r1gym.core.loggers import wide_console
     from r1gym.core.runtime import build_sampler, prepare_threads
 
-    console = console or Console()
+    console = console or wide_console()  # a log file gets the table whole, not squeezed to 80 columns
     ev = cfg.eval
     prepare_threads(cfg.trainer)
     model, tokenizer, model_desc = load_eval_policy(cfg)

@@ -159,3 +159,15 @@ def test_wandb_offline_gets_metrics_and_sample_tables_and_resumes_the_same_run(t
     again.finish({"status": "finished"})
     assert {p.name.rsplit("-", 1)[1] for p in (tmp_path / "wandb").glob("offline-run-*")} == {run_id}
     assert (tmp_path / "wandb_run_id").read_text().strip() == run_id
+
+
+def test_the_eval_table_in_a_log_file_is_whole(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """``r1gym eval`` (and a pipeline's eval stage) without a terminal: the dataset's name stays on one line."""
+    from r1gym.core.stages import run_stage
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    run_stage(compose(["stage=eval", f"model.name_or_path={tiny_model_dir}", "env=arithmetic", "rollout.max_new_tokens=6",
+                       "trainer.threads=1", "logger=jsonl_only", "eval.num_problems=2", f"run_dir={tmp_path}"]), tmp_path)
+    out = capsys.readouterr().out
+    (name,) = json.loads((tmp_path / "eval.json").read_text())["datasets"]
+    assert "(eval split)" in name and any(name in ln and "…" not in ln for ln in out.splitlines()), out
