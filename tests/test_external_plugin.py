@@ -39,14 +39,19 @@ def site(tmp_path_factory) -> Path:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def run(site: Path | None, *args: str, code: str | None = None, disable_autoload: bool = False):
+def run(site: Path | None, *args: str, code: str | None = None, disable_autoload: bool = False,
+        cwd: Path | None = None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250"}
     env.pop("R1GYM_DISABLE_PLUGIN_AUTOLOAD", None)
     if disable_autoload:
         env["R1GYM_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site) if site else "", env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-c", code] if code is not None else [sys.executable, "-m", "r1gym.core.cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=site.parent if site else None, env=env)
+    if code is not None:
+        cmd = [sys.executable, "-c", code]
+    else:
+        cmd = [sys.executable, *args] if args[0] == "-m" else [sys.executable, "-m", "r1gym.core.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=cwd or (site.parent if site else None),
+                          env=env)
 
 
 def test_installed_files(site):
@@ -59,7 +64,8 @@ def test_plugins_lists_it_with_version_and_contributions(site):
     res = run(site, "plugins")
     assert res.returncode == 0, res.stdout + res.stderr  # 0: no plugin failed
     (row,) = [ln for ln in res.stdout.splitlines() if " echo " in ln]
-    for part in ("0.1.0", "r1gym-echo", ENV_ID, "reverse_exact", "reverse_words", "pkg://r1gym_echo.conf"):
+    for part in ("0.1.0", "r1gym-echo", ENV_ID, "reverse_exact", "reverse_words", "pkg://r1gym_echo.conf",
+                 " 1.0 "):  # the plugin API version it declares (R1GYM_API)
         assert part in row, f"{part!r} missing from {row!r}"
 
 
@@ -104,6 +110,30 @@ def test_gymnasium_make_and_check_env(site):
     assert out["components"] == {"reverse_exact": 1.0, "format": 1.0}
     assert out["right"] == pytest.approx(1.1) and out["wrong"] == pytest.approx(0.1)
     assert out["terminated"] and not out["truncated"]
+
+
+def test_gymnasium_make_after_importing_r1gym_envs(site):
+    """Gymnasium's convention: importing the env package registers the ids, here an entry-point plugin's,
+    without a plugin host (nor its task code) loaded first."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        import gymnasium, r1gym.envs
+        before = [m for m in ("r1gym_echo.tasks", "torch") if m in sys.modules]
+        obs, info = gymnasium.make({ENV_ID!r}).reset(seed=3)
+        print(json.dumps(dict(before=before, prompt=obs[-1]["content"], task=info["task_id"])))
+    """)
+    res = run(site, code=code)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["before"] == [] and "backwards" in out["prompt"] and out["task"].startswith("reverse-train-")
+
+
+def test_its_own_tests_pass_with_r1gym_testing(site):
+    """The example's tests (tests/test_echo.py, r1gym.testing's fixtures and checks) pass as shipped."""
+    res = run(site, "-m", "pytest", "-p", "no:cacheprovider", "-q", cwd=site.parent / "src")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    n_tests = (EXAMPLE / "tests" / "test_echo.py").read_text().count("\ndef test_")
+    assert f"{n_tests} passed" in res.stdout, res.stdout[-800:]
 
 
 def test_config_selects_its_hydra_option(site):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from r1gym.core.hookspecs import hookimpl
 
+#: the r1gym plugin API this plugin is written for: `r1gym plugins` shows it, and an r1gym that does not provide
+#: it refuses the plugin with both versions in the message instead of failing somewhere in a hook
+R1GYM_API = "1.0"
 ENV_ID = "echo/Reverse-v0"
 
 
