@@ -485,3 +485,12 @@ def test_versionadded_is_a_released_api_version():
     for name in HOOK_NAMES:
         (version,) = re.findall(r"versionadded:: (\d+\.\d+)", inspect.getdoc(getattr(hookspecs, name)) or "")
         assert plugins_mod._api_tuple(version) <= plugins_mod._api_tuple(hookspecs.API_VERSION), (name, version)
+
+
+@pytest.mark.parametrize("hook_name", HOOK_NAMES)
+def test_every_hook_is_in_the_plugin_authors_guide(hook_name):
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    assert f"`{hook_name}`" in guide, f"docs/plugins.md: add {hook_name} to the table of hooks"
+    assert f'R1GYM_API = "{hookspecs.API_VERSION}"' in guide, "docs/plugins.md shows an old plugin API version"
