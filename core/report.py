@@ -90,8 +90,8 @@ def to_markdown(blocks: list[Block], base: Path) -> str:
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
-td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
+td.n{text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}
 pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap;word-break:break-word;max-height:24em;overflow:auto}
 figure{display:inline-block;margin:.4em;vertical-align:top}"""
 
@@ -114,7 +114,8 @@ def to_html(blocks: list[Block], title: str) -> str:
             out.append(f"<p>{_inline(b.text)}</p>")
         elif b.kind == "table":
             head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in row) + "</tr>" for row in b.rows)
+            body = "".join("<tr>" + "".join(f"<td class=\"n\">{fmt(c)}</td>" if isinstance(c, (int, float))
+                                            else f"<td>{_inline(fmt(c))}</td>" for c in row) + "</tr>" for row in b.rows)
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif b.kind == "img":
             data = base64.b64encode(b.path.read_bytes()).decode()
@@ -160,11 +161,14 @@ def plot_lines(series: Mapping[str, list[tuple[float, float]]], title: str, out:
     plt = _pyplot() if series else None
     if plt is None:
         return False
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
     for label, pts in series.items():
         ax.plot(*zip(*pts), marker="o" if len(pts) < 40 else None, markersize=3, label=label,
                 linestyle="none" if label.startswith("held-out") else "-")
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     if len(series) > 1:
@@ -181,11 +185,14 @@ def plot_curves(rows: list[dict[str, Any]], title: str, out: Path) -> bool:
     plt = _pyplot() if rows else None
     if plt is None:
         return False
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.2))
     for ax, (key, label) in zip(axes, CURVES):
         if pts := _series(rows, key):
             ax.plot(*zip(*pts), marker="o", markersize=3)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
