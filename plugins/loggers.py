@@ -230,7 +230,8 @@ class TensorBoardLogger(Logger):
 class WandbLogger(Logger):
     """Weights & Biases: metrics as history, and each step's first ``sample_rows`` completions as a
     ``wandb.Table`` (key ``samples``). The W&B run id is kept in the run folder (``wandb_run_id``), so a resumed
-    run continues the same W&B run; ``WANDB_MODE=offline`` writes it under ``RUN/wandb`` to sync later.
+    run continues the same W&B run (W&B keeps a run's steps increasing, so the steps a resumed run repeats after its
+    checkpoint keep their first values there); ``WANDB_MODE=offline`` writes it under ``RUN/wandb`` to sync later.
     Other keyword arguments go to ``wandb.init`` (``entity``, ``name``, ``tags``, ``mode`` ...)."""
 
     def __init__(self, run_dir: Path, project: str = "r1gym", sample_rows: int = 16, **init_kwargs: Any):
