@@ -25,7 +25,6 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
-import importlib
 import importlib.util
 import inspect
 from collections.abc import Iterable, Mapping
