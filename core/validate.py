@@ -14,8 +14,9 @@ classes), its task source (name or ``_target_``, parameters against the factory)
 function's signature: the task fields a reward reads are arguments too, so a config may set them); members of
 a mixture env, recursively; the sandbox (``sandbox``) and judge backend (``backend``) names of rewards and
 envs that look such names up in the plugin host (those that take ``host``); ``sample.judge`` and
-``sample.accuracy_reward``; the rollout backend; logger names and their parameters; the variant names of
-``algo`` and ``trainer.matmul``. Not checked: values only the callee can judge (a path that may be a hub id,
+``sample.accuracy_reward``; the rollout backend; logger names and their parameters; the names of variants
+chosen from a table (:data:`CHOICES`: ``algo.advantage``, ``algo.loss_aggregation``, ``algo.is_correction``,
+LR schedules, ``trainer.matmul``, ...). Not checked: values only the callee can judge (a path that may be a hub id,
 numeric ranges), and the parameters of factories that take ``**params`` (the built-in rollout, sandbox and
 judge factories import their class lazily; those parameters are checked when the object is built).
 """
@@ -156,6 +157,9 @@ CHOICES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "algo.optim.schedule": ("LR schedule", "r1gym.core.runtime", "pick:LR schedule", ()),
     "sft.optim.schedule": ("LR schedule", "r1gym.core.runtime", "pick:LR schedule", ()),
     "trainer.matmul": ("matmul mode", "r1gym.core.onednn", "MODES", ()),
+    "trainer.autocast": ("autocast mode", "r1gym.core.runtime", "pick:trainer.autocast mode", ()),
+    "model.prompt_format": ("prompt format", "r1gym.core.prompts", "PROMPT_FORMATS", ()),
+    "sft.loss_on": ("SFT loss mask", "r1gym.core.sft", "MASKS", ()),
 }
 
 

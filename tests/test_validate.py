@@ -95,6 +95,9 @@ MISTAKES = [  # (overrides, where the problem is reported, words of the message,
     (["algo.optim.schedule=cosin"], "algo.optim.schedule", "unknown LR schedule 'cosin'", "cosine"),
     (["sft.optim.schedule=lineer"], "sft.optim.schedule", "unknown LR schedule 'lineer'", "linear"),
     (["trainer.matmul=onedn"], "trainer.matmul", "unknown matmul mode 'onedn'", "onednn"),
+    (["trainer.autocast=bf61"], "trainer.autocast", "unknown autocast mode 'bf61'", "bf16"),
+    (["model.prompt_format=r1zero"], "model.prompt_format", "unknown prompt format 'r1zero'", "r1_zero"),
+    (["stage=sft", "sft.loss_on=assistent"], "sft.loss_on", "unknown SFT loss mask 'assistent'", "assistant"),
 ]
 
 
@@ -171,16 +174,35 @@ def test_rewards_and_sources_named_by_reference_are_checked_without_calling_them
 
 
 def test_the_tables_read_from_source_are_the_tables_the_code_uses():
-    """choices() reads the variant tables without importing torch; they must be the imported tables."""
-    from r1gym.core import advantages, losses, onednn, stages
+    """choices() reads the variant tables without importing torch; they must be the imported tables, and for the
+    tables written inline in a pick() call, exactly the names the function accepts."""
+    from types import SimpleNamespace
 
-    expected = {
+    import torch
+
+    from r1gym.core import advantages, losses, onednn, prompts, runtime, sft, stages
+    from r1gym.core.registry import UnknownNameError
+
+    imported = {
         "stage.kind": set(stages.RUNNERS), "algo.advantage": set(advantages.ADVANTAGE_ESTIMATORS),
         "algo.loss_aggregation": set(losses.LOSS_AGGREGATIONS), "algo.is_correction": {"auto", *losses.IS_MODES},
         "algo.is_level": set(losses.IS_LEVELS), "trainer.matmul": set(onednn.MODES),
-        "algo.optim.schedule": {"constant", "linear", "cosine"}, "sft.optim.schedule": {"constant", "linear", "cosine"},
+        "model.prompt_format": set(prompts.PROMPT_FORMATS), "sft.loss_on": set(sft.MASKS),
     }
-    assert {key: set(choices(key)) for key in CHOICES} == expected
+    calls = {  # the inline tables: every listed name works, a name not listed fails
+        "algo.optim.schedule": lambda name: runtime.build_scheduler(torch.optim.SGD([torch.zeros(1)], lr=1.0), name, 0, 4),
+        "trainer.autocast": lambda name: runtime.autocast(SimpleNamespace(autocast=name), "cpu"),
+    }
+    calls["sft.optim.schedule"] = calls["algo.optim.schedule"]
+    assert set(imported) | set(calls) == set(CHOICES)
+    for key, names in imported.items():
+        assert set(choices(key)) == names, key
+    for key, call in calls.items():
+        assert choices(key), key
+        for name in choices(key):
+            call(name)
+        with pytest.raises(UnknownNameError):
+            call("no_such_" + choices(key)[0])
 
 
 def test_the_check_imports_no_torch_and_is_quick():
