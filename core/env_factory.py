@@ -22,11 +22,33 @@ from r1gym.core.registry import UnknownNameError
 from r1gym.core.targets import is_reference, locate
 
 
+#: keys by which a config node names the object it builds: a node naming another object replaces, not merges
+NAMING_KEYS = ("name", "_target_")
+
+
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` merged into ``base`` key by key, except that a node that names another object than the one
+    under it (``source: {name: hf_dataset, ...}`` over the registered ``{name: math, id_field: id}``) replaces it
+    whole: the other object's parameters do not fit the new one.
+
+    >>> deep_merge({"source": {"name": "math", "id_field": "id"}}, {"source": {"name": "hf_dataset"}})
+    {'source': {'name': 'hf_dataset'}}
+    >>> deep_merge({"source": {"name": "math", "split": "train"}}, {"source": {"split": "test"}})
+    {'source': {'name': 'math', 'split': 'test'}}
+    """
     out = dict(base)
     for k, v in override.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+        old = out.get(k)
+        if isinstance(v, Mapping) and isinstance(old, Mapping) and not _names_another(old, v):
+            out[k] = deep_merge(old, v)
+        else:
+            out[k] = v
     return out
+
+
+def _names_another(base: Mapping[str, Any], override: Mapping[str, Any]) -> bool:
+    named = lambda node: next(((key, node[key]) for key in NAMING_KEYS if key in node), None)  # noqa: E731
+    return named(override) is not None and named(override) != named(base)
 
 
 def env_spec(env_id: str, host: PluginHost | None = None) -> Any:

@@ -58,6 +58,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "r1gym.plugins.countdown",
     "r1gym.plugins.arithmetic",
     "r1gym.plugins.file_tasks",
+    "r1gym.plugins.hf_datasets",
     "r1gym.plugins.hf_rollout",
     "r1gym.plugins.loggers",
     "r1gym.plugins.math",
