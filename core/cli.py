@@ -1,14 +1,19 @@
 """The ``r1gym`` command line.
 
     r1gym train [HYDRA OVERRIDES ...]     GRPO training, e.g. r1gym train experiment=demo trainer.max_steps=5
+    r1gym train -m KEY=A,B ...            a Hydra sweep (train, eval and pipeline are Hydra applications:
+                                          --cfg job, --info, -cd DIR, -sc install=bash; r1gym.core.hydra_app)
     r1gym train resume=RUN_DIR            continue a run from its last checkpoint
-    r1gym config [OVERRIDES ...]          print the composed config
+    r1gym eval [HYDRA OVERRIDES ...]      pass@1 over k samples and cons@k
+    r1gym pipeline pipeline=NAME ...      the stages of a pipeline in order, each its own run
+    r1gym config [--check] [OVERRIDES]    print the composed config (--check: every name and parameter)
     r1gym plugins                         every plugin, its version, what it registers (or why it failed)
     r1gym envs                            registered environment ids
     r1gym env check ID [--episodes N]     gymnasium's env checker + a few episodes with a random policy
     r1gym data check [OVERRIDES ...]      check every reference answer (or solution) of the env's data
     r1gym score REWARD --input IN.jsonl   apply a reward to records (completion + task fields), e.g.
           [--output OUT.jsonl] [--param k=v ...]   r1gym score math_accuracy --input samples.jsonl
+    r1gym report RUN [--out DIR]          report.md (+ plots) and a self-contained report.html for any run folder
 
 Plugins add commands through the hook ``r1gym_register_cli_commands`` (the code plugin: ``r1gym sandbox run``,
 ``r1gym sandbox check``); ``r1gym --help`` lists them with the built-in ones. Every command reads the plugin
@@ -27,13 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from r1gym.core.config import load_run_config
-from r1gym.core.jsonl import atomic_write_text
 from r1gym.core.registry import UnknownNameError
 
 if TYPE_CHECKING:
     from r1gym.core.plugins import CliCommand, PluginHost
 
 log = logging.getLogger("r1gym")
+
+#: subcommands that run as Hydra applications (r1gym.core.hydra_app): -m, --cfg, --info, -cd, ... work there
+HYDRA_COMMANDS = ("train", "eval", "pipeline")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -44,73 +51,19 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("r1gym").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def cmd_train(overrides: Sequence[str]) -> int:
-    """Run one stage (``stage=...``; GRPO by default) in its run folder."""
-    from omegaconf import OmegaConf
-
-    from r1gym.core.stages import RUNNERS, run_stage
-
-    transformers_quiet()  # our own progress bar is the one to watch
-    cfg, run_dir, resuming = load_run_config(overrides)
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:  # before the run folder exists: a config with ??? left in it cannot run
-        raise ValueError(f"config values left unset (???): {', '.join(missing)}; set them, e.g. {missing[0]}=...")
-    if cfg.stage.kind not in RUNNERS:
-        raise ValueError(f"stage.kind={cfg.stage.kind!r} is not a stage kind; known: {', '.join(RUNNERS)}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resuming:
-        cfg.run_dir = str(run_dir)
-        atomic_write_text(run_dir / "overrides.txt", "\n".join(overrides) + "\n")
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    from r1gym.core.distributed import shutdown
-
-    summary = run_stage(cfg, run_dir)
-    shutdown()  # ranks leave together (after a failure there is no barrier: the others fail on their own)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
-        return 0
-    for when in ("eval_start", "eval_end"):
-        if when in summary:
-            ev = summary[when]
-            print(f"{when}: accuracy={ev.get('eval/accuracy', float('nan')):.3f} "
-                  f"reward_mean={ev.get('eval/reward_mean', float('nan')):.3f} on {int(ev['eval/num_problems'])} held-out problems")
-    print(f"run folder: {run_dir}")
-    return 0
-
-
-def cmd_eval(overrides: Sequence[str]) -> int:
-    from omegaconf import OmegaConf
-
-    from r1gym.core.stages import run_stage
-
-    transformers_quiet()
-    if not any(o.split("=", 1)[0].lstrip("+~") == "stage" for o in overrides):
-        overrides = ["stage=eval", *overrides]
-    if any(o.startswith("resume=") for o in overrides):
-        raise ValueError("r1gym eval takes no resume=; evaluate a run with eval.checkpoint=RUN_DIR")
-    cfg, run_dir, _ = load_run_config(overrides)
-    if cfg.stage.kind != "eval":
-        raise ValueError(f"r1gym eval runs stage.kind=eval stages; stage={cfg.stage.name} is kind {cfg.stage.kind!r}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.run_dir = str(run_dir)
-    atomic_write_text(run_dir / "overrides.txt", "\n".join(overrides) + "\n")
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    run_stage(cfg, run_dir)
-    print(f"run folder: {run_dir}")
-    return 0
-
-
-def transformers_quiet() -> None:
-    """No transformers progress bars: r1gym's own progress is the one to watch."""
-    import transformers
-
-    transformers.logging.disable_progress_bar()
-
-
-def cmd_config(overrides: Sequence[str], host: PluginHost) -> int:
+def cmd_config(overrides: Sequence[str], host: PluginHost, check: bool = False) -> int:
+    """Print the composed config (what ``r1gym train --cfg job`` prints; ``resume=RUN`` shows the resumed one);
+    with ``check``, also check every name and parameter in it against what the plugins register, as every
+    run does before any model loads (:func:`r1gym.core.validate.check_config`)."""
     from omegaconf import OmegaConf
 
     cfg, _, _ = load_run_config(overrides, host=host)
     print(OmegaConf.to_yaml(cfg))
+    if check:
+        from r1gym.core.validate import check_config
+
+        check_config(cfg, host)
+        print("config check: every name and parameter is known", file=sys.stderr)
     return 0
 
 
@@ -307,6 +260,23 @@ def _add_plugin_commands(sub: argparse._SubParsersAction, host: PluginHost) -> N
         p.set_defaults(_plugin_command=command)
 
 
+def _hydra_command(argv: Sequence[str]) -> tuple[bool, str | None, list[str]]:
+    """``(verbose, command, rest)`` when ``argv`` is ``[-v] [--local_rank N] train|eval|pipeline|-sc REST``,
+    the commands whose arguments Hydra parses; else ``(False, None, [])``."""
+    verbose, i = False, 0
+    while i < len(argv):
+        if argv[i] in ("-v", "--verbose"):
+            verbose = True
+        elif argv[i] in ("--local_rank", "--local-rank"):
+            i += 1
+        elif not argv[i].startswith(("--local_rank=", "--local-rank=")):
+            break
+        i += 1
+    if i < len(argv) and argv[i] in (*HYDRA_COMMANDS, "-sc", "--shell-completion"):
+        return verbose, argv[i], list(argv[i + 1:])
+    return False, None, []
+
+
 def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -> int:
     """Run the ``r1gym`` command line; ``host``: the plugins to use (default: the process-wide host)."""
     from r1gym.core.plugins import default_host
@@ -317,20 +287,20 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
     # the `deepspeed` launcher passes --local_rank=N to every process; the rank is read from the environment
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="run GRPO training (Hydra overrides as arguments)")
-    p.add_argument("overrides", nargs="*", help="e.g. experiment=demo trainer.max_steps=5")
-    p = sub.add_parser("eval", help="pass@1 over k samples and cons@k on held-out data or files (Hydra overrides)")
-    p.add_argument("overrides", nargs="*", help="e.g. env=math eval.checkpoint=runs/X eval.datasets=[test.jsonl]")
-    p = sub.add_parser("pipeline", help="run the R1 recipe as a sequence of stages (pipeline=r1 | r1_tiny | a path)")
-    p.add_argument("overrides", nargs="*", help="pipeline=r1_tiny pipeline.run_dir=runs/X pipeline.stages=[sft] key=value ...")
+    # the Hydra applications (r1gym.core.hydra_app): listed here for --help; Hydra parses their arguments
+    sub.add_parser("train", help="one run, e.g. experiment=demo trainer.max_steps=5; -m a sweep; --help: Hydra's")
+    sub.add_parser("eval", help="pass@1 over k samples and cons@k on held-out data or files (Hydra overrides)")
+    sub.add_parser("pipeline", help="the stages of a pipeline in order (pipeline=r1 | r1_tiny | a plugin's)")
     p = sub.add_parser("serve", help="serve a model as an OpenAI-compatible API (/v1/chat/completions) on localhost")
     p.add_argument("model", help="a built-in model (smollm2-135m), a model folder, a checkpoint or a run folder")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--name", default=None, help="the model id clients send (default: from the path)")
     p.add_argument("--max-tokens", type=int, default=2048, help="the largest max_tokens a request may ask for")
-    p = sub.add_parser("config", help="print the composed config")
+    p = sub.add_parser("config", help="print the composed config (as `r1gym train --cfg job`)")
     p.add_argument("overrides", nargs="*")
+    p.add_argument("--check", action="store_true",
+                   help="also check every name and parameter (rewards, env kwargs, loggers, backends) before any model loads")
     sub.add_parser("plugins", help="list plugins and what they register")
     sub.add_parser("envs", help="list registered environment ids")
     p = sub.add_parser("env", help="environment tools")
@@ -351,24 +321,27 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
     p.add_argument("--output", help="where to write the scored records (default: stdout)")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="a reward parameter (YAML value)")
     p.add_argument("--jobs", type=int, default=None, help="records scored at once (default 4)")
+    p = sub.add_parser("report", help="report.md (+ PNG plots) and a self-contained report.html for a run folder")
+    p.add_argument("run_dir", help="the folder of a train, eval or pipeline run")
+    p.add_argument("--out", default=None, help="where to write the report (default: the run folder)")
+    p.add_argument("--samples", type=int, default=4, help="completions shown per step shown (default 4)")
     _add_plugin_commands(sub, host)
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose, command, rest = _hydra_command(argv)
+    args = parser.parse_args(argv) if command is None else None
+    if args is not None:  # for the Hydra applications, Hydra sets up logging (hydra.job_logging in conf/config.yaml)
+        _setup_logging(args.verbose)
     try:
+        if command is not None:  # Hydra parses the rest, as Hydra applications do (r1gym.core.hydra_app)
+            from r1gym.core import hydra_app
+
+            if command in ("-sc", "--shell-completion"):
+                return hydra_app.complete(rest, host=host, commands=sorted(sub.choices))
+            return hydra_app.run(command, rest, host=host, verbose=verbose)
         if getattr(args, "_plugin_command", None) is not None:
             return args._plugin_command.run(args, host)
-        if args.command == "train":
-            return cmd_train(args.overrides)
-        if args.command == "eval":
-            return cmd_eval(args.overrides)
         if args.command == "config":
-            return cmd_config(args.overrides, host)
-        if args.command == "pipeline":
-            from r1gym.core.pipeline import run_pipeline
-
-            transformers_quiet()
-            print(f"run folder: {run_pipeline(args.overrides)}")
-            return 0
+            return cmd_config(args.overrides, host, check=args.check)
         if args.command == "serve":
             from r1gym.core.serve import serve
 
@@ -382,6 +355,11 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
             return cmd_data_check(args.overrides, args.eval, args.jobs, host)
         if args.command == "score":
             return cmd_score(args.reward, args.input, args.output, args.param, args.jobs, host)
+        if args.command == "report":
+            from r1gym.core.report import build_report
+
+            print("\n".join(map(str, build_report(Path(args.run_dir), args.out and Path(args.out), samples=args.samples))))
+            return 0
         return cmd_env_check(args.env_id, args.episodes, args.seed, host)
     except (UnknownNameError, FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
         from hydra.errors import HydraException  # noqa: F401  (Hydra's own errors are ValueErrors/others)

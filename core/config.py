@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from r1gym.core.paths import PKG_PREFIX, resolve_path  # noqa: F401  (re-exported: config names the paths)
 
@@ -279,6 +279,47 @@ class StageConfig:
 
 
 @dataclass
+class PipelineStageConfig:
+    """One stage of a pipeline: an ordinary run (``stage=<stage>``) in ``<run>/<k>-<name>/``."""
+
+    #: the stage's name in this pipeline (its folder, its key in pipeline.json, what ``inputs`` refer to)
+    name: str = MISSING
+    #: the conf/stage option it runs (r1_zero, cold_start, sft, ...; a plugin's own stage options too)
+    stage: str = MISSING
+    #: overrides for this stage alone, after the pipeline's ``common`` ones
+    overrides: list[str] = field(default_factory=list)
+    #: config keys wired to earlier stages' outputs: ``{sample.model: r1_zero.checkpoint}``; a list makes a list
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineEvalConfig:
+    #: stages evaluated (``stage=eval`` on their checkpoint) once they finish
+    after: list[str] = field(default_factory=list)
+    #: overrides for those evaluations
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineConfig:
+    """A pipeline (``conf/pipeline/<name>.yaml``, or a plugin's ``pipeline/`` folder): ``r1gym pipeline pipeline=r1``.
+
+    Each stage composes its own run config (``stage=`` + ``common`` + its ``overrides`` + the command line's
+    overrides + its ``inputs``); see :mod:`r1gym.core.pipeline`."""
+
+    name: str = MISSING
+    #: overrides given to every stage
+    common: list[str] = field(default_factory=list)
+    stages: list[PipelineStageConfig] = field(default_factory=list)
+    eval: PipelineEvalConfig = field(default_factory=PipelineEvalConfig)
+    #: the pipeline's folder (null: Hydra's output folder, hydra.run.dir); the same folder again resumes it
+    run_dir: str | None = None
+    #: run only these stages (by name; their inputs must have finished in run_dir). ``pipeline.stages=[a,b]``
+    #: on the command line is read as this
+    only: list[str] | None = None
+
+
+@dataclass
 class R1GymConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -292,31 +333,61 @@ class R1GymConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     #: the run folder; null: runs/<date>-<time>-<stage>
     run_dir: str | None = None
-    #: a run folder to resume from its last checkpoint (its saved config is used; overrides still apply)
+    #: a run folder to resume from its last checkpoint: the run's saved overrides are composed again, with
+    #: the command line's on top (see :func:`resume_overrides`)
     resume: str | None = None
+    #: set by ``r1gym pipeline`` (conf/pipeline_app.yaml); null in a single run's config
+    pipeline: PipelineConfig | None = None
 
 
 def register_configs() -> None:
-    """Put the schema in Hydra's ConfigStore (idempotent; called before composing, not at import)."""
+    """Put the schema in Hydra's ConfigStore and r1gym's search-path plugin in Hydra's plugin registry
+    (idempotent; called before composing, not at import)."""
     from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    from r1gym.core.hydra_app import PluginConfigDirs
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=R1GymConfig)
+    Plugins.instance().register(PluginConfigDirs)
 
 
 def compose(overrides: Sequence[str] = (), *, config_dirs: Sequence[str] = (), config_name: str = "config") -> DictConfig:
-    """Compose ``conf/config.yaml`` with Hydra overrides, plugins' config folders on the search path."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
+    """Compose ``conf/config.yaml`` (or ``config_name``) with Hydra overrides, the plugins' config folders
+    (``config_dirs``) on the search path after r1gym's own and before any ``hydra.searchpath`` entries.
+
+    The same search path and loader as ``r1gym train`` (:mod:`r1gym.core.hydra_app`), without Hydra's global
+    state: a pipeline composes each stage's config with it while its own Hydra job is running."""
+    from hydra import version
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.types import RunMode
+
+    from r1gym.core.hydra_app import plugin_config_dirs
+
+    version.setbase(None)  # as the app runs it (r1gym.core.hydra_app): Hydra 1.3's defaults
+    register_configs()
+    with plugin_config_dirs(config_dirs):
+        loader = ConfigLoaderImpl(config_search_path=create_config_search_path(f"pkg://{CONFIG_MODULE}"))
+    cfg = loader.load_configuration(config_name=config_name, overrides=list(overrides), run_mode=RunMode.RUN,
+                                    from_shell=False)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def group_options(group: str, *, config_dirs: Sequence[str] = ()) -> list[str]:
+    """The options of a config group (``stage``, ``pipeline``, ...) on r1gym's search path with these plugin
+    config folders, as Hydra lists them."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+
+    from r1gym.core.hydra_app import plugin_config_dirs
 
     register_configs()
-    overrides = list(overrides)
-    if config_dirs:
-        overrides.append(f"hydra.searchpath=[{','.join(config_dirs)}]")
-    GlobalHydra.instance().clear()
-    with initialize_config_module(CONFIG_MODULE, version_base=None):
-        cfg = hydra_compose(config_name=config_name, overrides=overrides)
-    return cfg
+    with plugin_config_dirs(config_dirs):
+        loader = ConfigLoaderImpl(config_search_path=create_config_search_path(f"pkg://{CONFIG_MODULE}"))
+    return loader.get_group_options(group)
 
 
 def to_plain(node: Any) -> Any:
@@ -326,25 +397,69 @@ def to_plain(node: Any) -> Any:
     return node
 
 
-def load_run_config(overrides: Sequence[str], *, host: PluginHost | None = None) -> tuple[Any, Path, bool]:
-    """Compose the config (or reload a run's saved one for ``resume=``); return it with the run folder.
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The overrides a run was composed from: its ``overrides.txt`` (every r1gym run writes one), else Hydra's
+    ``.hydra/overrides.yaml``."""
+    txt = run_dir / "overrides.txt"
+    if txt.is_file():
+        return [line for line in txt.read_text().splitlines() if line.strip()]
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if saved.is_file():
+        return [str(o) for o in OmegaConf.load(saved)]
+    raise FileNotFoundError(f"resume={run_dir}: no overrides.txt or .hydra/overrides.yaml there; "
+                            "resume= takes the folder of an r1gym run (the one with config.yaml and checkpoints/)")
 
-    Returns ``(cfg, run_dir, resuming)``. Lives here, not in the CLI, because the pipeline composes every
-    stage's config the same way. ``host`` supplies the plugins' config folders (default: the process-wide
-    host, built on first use).
+
+def resume_overrides(overrides: Sequence[str]) -> tuple[list[str], str | None]:
+    """``overrides`` with ``resume=RUN`` expanded into RUN's saved overrides; returns them and RUN (or None).
+
+    Precedence: RUN's saved overrides first, then the given ones, each replacing a saved override of the same
+    key or group (``algo=dapo`` replaces the run's ``algo=grpo``, ``trainer.max_steps=30`` its
+    ``trainer.max_steps=20``), then ``run_dir=RUN`` and ``resume=RUN``. Hydra composes the result as it
+    composes a new run's, so group choices and ``+key`` additions come back as they were. A given override of
+    a key the run added with ``+`` is added again (``+`` prefixed). Without ``resume=`` the overrides come
+    back unchanged."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    parser = OverridesParser.create()
+    given = list(overrides)
+    parsed = parser.parse_overrides(given)
+    at = [i for i, o in enumerate(parsed) if o.key_or_group == "resume" and o.package is None]
+    if not at:
+        return given, None
+    run = str(parsed[at[-1]].value())
+    if parsed[at[-1]].is_sweep_override() or not Path(run).is_dir():
+        raise FileNotFoundError(f"resume={run}: not a folder; resume= takes one r1gym run folder (runs/<date>-<time>-<stage>)")
+    rest = [(text, o) for i, (text, o) in enumerate(zip(given, parsed)) if i not in at]
+
+    def key(o: Any) -> tuple[str, str | None]:
+        return o.key_or_group, o.package
+
+    saved_texts = [t for t in saved_overrides(Path(run))]
+    saved = [(t, o) for t, o in zip(saved_texts, parser.parse_overrides(saved_texts))
+             if key(o) not in {("resume", None), ("run_dir", None)}]
+    replaced = {key(o) for _, o in rest}
+    added = {key(o) for _, o in saved if o.type is OverrideType.ADD}
+    merged = [t for t, o in saved if key(o) not in replaced]
+    merged += [f"+{t}" if key(o) in added and o.type is OverrideType.CHANGE else t
+               for t, o in rest if key(o) != ("run_dir", None)]
+    return [*merged, f"run_dir={run}", f"resume={run}"], run
+
+
+def load_run_config(overrides: Sequence[str], *, host: PluginHost | None = None,
+                    config_dirs: Sequence[str] | None = None) -> tuple[Any, Path, bool]:
+    """Compose a run's config (for ``resume=RUN``: RUN's saved overrides with these on top, see
+    :func:`resume_overrides`); return it with the run folder and whether it resumes.
+
+    Lives here, not in the CLI, because the pipeline composes every stage's config the same way. The plugins'
+    config folders are ``config_dirs``, else ``host``'s (default: the process-wide host, built on first use).
     """
     from r1gym.core.plugins import default_host
 
-    resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-    if resume:
-        run_dir = Path(resume)
-        saved = run_dir / "config.yaml"
-        if not saved.exists():
-            raise FileNotFoundError(f"resume={resume}: no config.yaml there; is it an r1gym run folder?")
-        rest = [o for o in overrides if not o.startswith("resume=")]
-        cfg = OmegaConf.merge(OmegaConf.structured(R1GymConfig), OmegaConf.load(saved), OmegaConf.from_dotlist(rest))
-        cfg.resume = str(run_dir)
-        return cfg, run_dir, True
-    cfg = compose(overrides, config_dirs=(host or default_host()).config_dirs)
+    overrides, resume = resume_overrides(overrides)
+    if config_dirs is None:
+        config_dirs = (host or default_host()).config_dirs
+    cfg = compose(overrides, config_dirs=config_dirs)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.stage.name}"
-    return cfg, run_dir, False
+    return cfg, run_dir, resume is not None

@@ -1,6 +1,8 @@
 """``r1gym pipeline``: the DeepSeek-R1 recipe as a sequence of stages, each its own composed config.
 
-A pipeline file (``conf/pipeline/<name>.yaml``, or a path) lists the stages in order::
+A pipeline is an option of the ``pipeline`` config group (``conf/pipeline/<name>.yaml``, or ``pipeline/`` in a
+plugin's config folder or in a folder given with ``-cd``), typed by
+:class:`r1gym.core.config.PipelineConfig`, so a misspelled key fails when Hydra composes it::
 
     name: r1
     common: [env=arithmetic]            # overrides given to every stage
@@ -12,15 +14,17 @@ A pipeline file (``conf/pipeline/<name>.yaml``, or a path) lists the stages in o
 
 ``inputs`` wire a config key to an earlier stage's output (``<stage>.<output>``: ``checkpoint``, ``data``;
 a list makes a list). Every stage composes ``stage=<stage>`` + ``common`` + its ``overrides`` + the command
-line's overrides + its inputs, and runs in ``<run>/<k>-<name>/`` through :func:`r1gym.core.stages.run_stage`.
-``eval.after`` stages are then evaluated (``stage=eval`` on their checkpoint) in ``<k>-<name>/eval``.
+line's overrides + its inputs (:func:`r1gym.core.config.load_run_config`, the same composition as
+``r1gym train``, plugins' config folders included, so a plugin's stage options work), and runs in
+``<run>/<k>-<name>/`` through :func:`r1gym.core.stages.run_stage`. ``eval.after`` stages are then evaluated
+(``stage=eval`` on their checkpoint) in ``<k>-<name>/eval``.
 
 The run folder's ``pipeline.json`` is the manifest: per stage its status (``running``, ``finished``,
 ``failed``), folder, config overrides, outputs and metrics. Running the same command with
 ``pipeline.run_dir=<run>`` again skips finished stages and resumes an interrupted one (GRPO and SFT from their
-last checkpoint, data generation after its last finished chunk). ``pipeline.stages=[a,b]`` runs a subset
-(their inputs must be finished in the manifest). At the end :func:`r1gym.core.report.write_report` writes
-``report.md`` and its plots.
+last checkpoint, data generation after its last finished chunk). ``pipeline.only=[a,b]`` (or
+``pipeline.stages=[a,b]``) runs a subset (their inputs must be finished in the manifest). At the end
+:func:`r1gym.core.report.write_report` writes ``report.md`` and its plots.
 """
 
 from __future__ import annotations
@@ -39,27 +43,37 @@ log = logging.getLogger(__name__)
 MANIFEST = "pipeline.json"
 
 
-def load_pipeline(name_or_path: str) -> dict[str, Any]:
-    """The pipeline spec: a file path, or a name in ``conf/pipeline/`` (the error lists the known ones)."""
-    import importlib.resources
+def load_pipeline(name: str, *, config_dirs: Sequence[str] = ()) -> dict[str, Any]:
+    """The pipeline option ``name`` as Hydra composes it for ``r1gym pipeline pipeline=<name>`` (typed,
+    checked by :func:`check_pipeline`), as plain data."""
+    from r1gym.core.config import compose
 
+    spec = compose([f"pipeline={name}"], config_dirs=config_dirs, config_name="pipeline_app").pipeline
+    return check_pipeline(spec, config_dirs=config_dirs)
+
+
+def check_pipeline(spec: Any, *, config_dirs: Sequence[str] = ()) -> dict[str, Any]:
+    """The composed ``pipeline`` node as plain data, after checks the schema cannot make: stage names given
+    and distinct, every ``stage`` an option of the ``stage`` group, ``eval.after`` and ``only`` naming stages."""
     from omegaconf import OmegaConf
 
-    path = Path(name_or_path).expanduser()
-    if not path.is_file():
-        folder = importlib.resources.files("r1gym.conf").joinpath("pipeline")
-        known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-        if name_or_path not in known:
-            raise ValueError(f"unknown pipeline {name_or_path!r}: known ones are {', '.join(known)}, or give a path")
-        path = Path(str(folder.joinpath(f"{name_or_path}.yaml")))
-    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    names = [s.get("name") for s in spec.get("stages", [])]
-    if not names or any(not n for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"{path}: 'stages' must be a non-empty list of stages with distinct names, got {names}")
-    for s in spec["stages"]:
-        if "stage" not in s:
-            raise ValueError(f"{path}: stage {s['name']!r} needs 'stage' (a conf/stage option, e.g. r1_zero)")
-    return spec
+    from r1gym.core.config import group_options
+
+    plain = OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else dict(spec)
+    names = [s["name"] for s in plain["stages"]]
+    where = f"pipeline {plain['name']!r}"
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{where}: 'stages' must be a non-empty list of stages with distinct names, got {names}")
+    known = group_options("stage", config_dirs=config_dirs)
+    for s in plain["stages"]:
+        if s["stage"] not in known:
+            raise ValueError(f"{where}: stage {s['name']!r} runs stage={s['stage']}, which is not an option of the "
+                             f"stage group; known: {', '.join(known)}")
+    for key, chosen in (("eval.after", plain["eval"]["after"]), ("only", plain.get("only") or [])):
+        bad = [x for x in chosen if x not in names]
+        if bad:
+            raise ValueError(f"pipeline.{key} names {bad} that {where} does not have; it has {', '.join(names)}")
+    return plain
 
 
 def _wire(value: Any, manifest: dict[str, Any], stage: str) -> Any:
@@ -100,31 +114,24 @@ def _save(run_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_text(run_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
 
 
-def run_pipeline(overrides: Sequence[str]) -> Path:
-    """Run (or resume) a pipeline; returns its run folder. ``overrides``: ``pipeline=<name>``,
-    ``pipeline.run_dir=...``, ``pipeline.stages=[...]``, and overrides for every stage."""
+def run_pipeline(spec: Any, overrides: Sequence[str], run_dir: Path, *, config_dirs: Sequence[str] = ()) -> Path:
+    """Run (or resume) the pipeline ``spec`` (the composed ``pipeline`` node) in ``run_dir``; returns it.
+    ``overrides``: the command line's overrides for every stage; ``config_dirs``: the plugins' config folders."""
+    from functools import partial
+
     from r1gym.core.config import load_run_config
     from r1gym.core.report import write_report
     from r1gym.core.stages import run_stage
 
-    opts = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.startswith("pipeline")}
-    rest = [o for o in overrides if not o.startswith("pipeline")]
-    unknown = set(opts) - {"pipeline", "pipeline.run_dir", "pipeline.stages"}
-    if unknown:
-        raise ValueError(f"unknown pipeline option(s) {sorted(unknown)}; known: pipeline, pipeline.run_dir, pipeline.stages")
-    spec = load_pipeline(opts.get("pipeline", "r1"))
-    run_dir = Path(opts.get("pipeline.run_dir") or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-pipeline-{spec['name']}")
+    spec = check_pipeline(spec, config_dirs=config_dirs)
+    rest = list(overrides)
+    compose_stage = partial(load_run_config, config_dirs=config_dirs)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = run_dir / MANIFEST
     manifest = _load_manifest(manifest_path) if manifest_path.exists() else {
         "pipeline": spec["name"], "created": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": {}}
     names = [s["name"] for s in spec["stages"]]
-    chosen = names
-    if "pipeline.stages" in opts:
-        chosen = [x.strip() for x in opts["pipeline.stages"].strip("[]").split(",") if x.strip()]
-        bad = [x for x in chosen if x not in names]
-        if bad:
-            raise ValueError(f"pipeline.stages names {bad} that pipeline {spec['name']!r} does not have; it has {', '.join(names)}")
+    chosen = spec.get("only") or names
     evaluate_after = set((spec.get("eval") or {}).get("after", []))
     for k, st in enumerate(spec["stages"], start=1):
         name = st["name"]
@@ -143,7 +150,7 @@ def run_pipeline(overrides: Sequence[str]) -> Path:
             log.info("pipeline %s: stage %d/%d %s (%s)%s", spec["name"], k, len(names), name, st["stage"],
                      " resumed" if resuming else "")
             try:
-                summary = _run_one(stage_dir, stage_overrides, resuming, load_run_config, run_stage)
+                summary = _run_one(stage_dir, stage_overrides, resuming, compose_stage, run_stage)
             except BaseException as exc:
                 entry.update(status="failed", error=f"{type(exc).__name__}: {exc}")
                 _save(run_dir, manifest)
@@ -157,21 +164,21 @@ def run_pipeline(overrides: Sequence[str]) -> Path:
                             *(spec.get("eval") or {}).get("overrides", []),
                             _override("eval.checkpoint", entry["outputs"]["checkpoint"])]
             ev_dir = stage_dir / "eval"
-            summary = _run_one(ev_dir, ev_overrides, False, load_run_config, run_stage)
+            summary = _run_one(ev_dir, ev_overrides, False, compose_stage, run_stage)
             entry["eval"] = summary.get("results", {})
             _save(run_dir, manifest)
     write_report(run_dir, manifest)
     return run_dir
 
 
-def _run_one(stage_dir: Path, overrides: list[str], resuming: bool, load_run_config: Any, run_stage: Any) -> dict:
+def _run_one(stage_dir: Path, overrides: list[str], resuming: bool, compose_stage: Any, run_stage: Any) -> dict:
     """Compose (or reload, to resume) one stage's config and run it in ``stage_dir``."""
     from omegaconf import OmegaConf
 
     if resuming:
-        cfg, _, _ = load_run_config([f"resume={stage_dir}"])
+        cfg, _, _ = compose_stage([f"resume={stage_dir}"])
     else:
-        cfg, _, _ = load_run_config([*overrides, _override("run_dir", str(stage_dir))])
+        cfg, _, _ = compose_stage([*overrides, _override("run_dir", str(stage_dir))])
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
             raise ValueError(f"config values left unset (???): {', '.join(missing)}")

@@ -1,5 +1,6 @@
-"""``r1gym pipeline``: every pipeline file's stages compose, inputs are wired to earlier outputs, and the whole
-R1 recipe runs with a tiny random model -- killed in the middle of a stage and resumed."""
+"""``r1gym pipeline``: every pipeline option's stages compose, a pipeline file is checked by its schema when Hydra
+composes it, plugins ship pipelines and stages, inputs are wired to earlier outputs, and the whole R1 recipe
+runs with a tiny random model -- killed in the middle of a stage and resumed."""
 
 from __future__ import annotations
 
@@ -13,27 +14,29 @@ from pathlib import Path
 
 import pytest
 
+from r1gym.core.cli import main
 from r1gym.core.config import compose
 from r1gym.core.pipeline import _wire, load_pipeline
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "pipeline"
 DATA = Path(__file__).parent / "data"
-PIPELINES = sorted(p.stem for p in CONF.glob("*.yaml"))
+TEST_CONF = DATA / "conf"  # its pipeline/ holds the tiny-random-model pipeline: -cd tests/data/conf
+PIPELINES = [(p.stem, ()) for p in sorted(CONF.glob("*.yaml"))] + [("tiny_random", (TEST_CONF.as_uri(),))]
 
 
-def _compose_stage(spec: dict, st: dict) -> object:
+def _compose_stage(spec: dict, st: dict, config_dirs=()) -> object:
     dummy = {k: (["x.jsonl"] if isinstance(v, list) else "/tmp/x") for k, v in (st.get("inputs") or {}).items()}
     wired = [f"{k}=[{','.join(v)}]" if isinstance(v, list) else f"{k}={v}" for k, v in dummy.items()]
-    return compose([f"stage={st['stage']}", *spec.get("common", []), *st.get("overrides", []), *wired])
+    return compose([f"stage={st['stage']}", *spec["common"], *st["overrides"], *wired], config_dirs=config_dirs)
 
 
-@pytest.mark.parametrize("name", [*PIPELINES, str(DATA / "pipeline_tiny_random.yaml")])
-def test_every_stage_of_every_pipeline_composes(name):
-    spec = load_pipeline(name)
+@pytest.mark.parametrize(("name", "config_dirs"), PIPELINES, ids=[n for n, _ in PIPELINES])
+def test_every_stage_of_every_pipeline_composes(name, config_dirs):
+    spec = load_pipeline(name, config_dirs=config_dirs)
     for st in spec["stages"]:
-        cfg = _compose_stage(spec, st)
+        cfg = _compose_stage(spec, st, config_dirs)
         assert cfg.stage.name == st["stage"] and cfg.stage.kind in ("grpo", "sft", "sample", "eval")
-    assert set((spec.get("eval") or {}).get("after", [])) <= {s["name"] for s in spec["stages"]}
+    assert set(spec["eval"]["after"]) <= {s["name"] for s in spec["stages"]}
 
 
 def test_r1_lists_the_papers_stages_in_order():
@@ -49,8 +52,73 @@ def test_inputs_must_come_from_finished_stages():
         _wire("b.checkpoint", manifest, "z")
     with pytest.raises(ValueError, match="'a' has no output 'data' \\(it has: checkpoint\\)"):
         _wire("a.data", manifest, "z")
-    with pytest.raises(ValueError, match="known ones are r1, r1_tiny"):
+
+
+
+def test_an_unknown_pipeline_lists_the_known_ones():
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match=r"Could not find 'pipeline/r2'") as err:
         load_pipeline("r2")
+    assert "Available options in 'pipeline':\n\tr1\n\tr1_tiny\n" in str(err.value)
+
+
+def _plugin_host(folder: Path):
+    """A plugin host whose one plugin contributes ``folder`` as a config folder (as an installed plugin would)."""
+    from r1gym.core.hookspecs import hookimpl
+    from r1gym.core.plugins import load_plugins
+
+    class ConfigFolder:
+        @hookimpl
+        def r1gym_register_config_dirs(self, register):
+            register(folder.as_uri())
+
+    return load_plugins(autoload=False, extra=[("shipper", ConfigFolder())])
+
+
+def test_a_typo_in_a_pipeline_file_fails_when_hydra_composes_it(tmp_path, capsys):
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "typo.yaml").write_text("name: typo\nstages:\n  - {name: a, stag: r1_zero}\n")
+    with pytest.raises(Exception, match=r"Key 'stag' not in 'PipelineStageConfig'"):
+        load_pipeline("typo", config_dirs=[tmp_path.as_uri()])
+    run = tmp_path / "run"
+    assert main(["pipeline", "-cd", str(tmp_path), "pipeline=typo", f"pipeline.run_dir={run}"]) == 2
+    assert "Key 'stag' not in 'PipelineStageConfig'" in capsys.readouterr().err
+    assert not run.exists()  # nothing ran: it failed at compose time
+
+
+def test_a_stage_that_is_no_stage_option_is_named(tmp_path):
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "p.yaml").write_text("name: p\nstages: [{name: a, stage: r1_zeroo}]\n")
+    with pytest.raises(ValueError, match=r"stage 'a' runs stage=r1_zeroo, which is not an option .*r1_zero"):
+        load_pipeline("p", config_dirs=[tmp_path.as_uri()])
+
+
+def test_a_plugin_ships_a_pipeline_and_a_stage(tmp_path, capsys):
+    """Its config folder is on Hydra's search path: ``pipeline=its_pipeline`` and ``stage=its_stage`` resolve,
+    in ``r1gym pipeline`` (Hydra's application) and in each stage's own composition."""
+    for group in ("pipeline", "stage"):
+        (tmp_path / group).mkdir()
+    (tmp_path / "stage" / "shipped_sft.yaml").write_text("# @package _global_\nstage: {name: shipped_sft, kind: sft}\n"
+                                                         "sft: {epochs: 3.0}\n")
+    (tmp_path / "pipeline" / "shipped.yaml").write_text(
+        "name: shipped\ncommon: [env=arithmetic]\nstages:\n  - {name: zero, stage: r1_zero}\n"
+        "  - {name: tune, stage: shipped_sft, inputs: {model.name_or_path: zero.checkpoint}}\n")
+    host = _plugin_host(tmp_path)
+    spec = load_pipeline("shipped", config_dirs=host.config_dirs)
+    assert [s["stage"] for s in spec["stages"]] == ["r1_zero", "shipped_sft"]
+    cfg = _compose_stage(spec, spec["stages"][1], host.config_dirs)
+    assert (cfg.stage.kind, cfg.sft.epochs, cfg.env.id) == ("sft", 3.0, "r1gym/Arithmetic-v0")
+    assert main(["pipeline", "--cfg", "job", "pipeline=shipped"], host=host) == 0
+    assert "name: shipped" in capsys.readouterr().out
+    assert main(["pipeline", "--cfg", "job", "pipeline=shipped"], host=_plugin_host(tmp_path / "elsewhere")) == 2
+    assert "Could not find 'pipeline/shipped'" in capsys.readouterr().err  # found through the plugin alone
+
+
+def test_the_older_spelling_of_a_stage_subset_still_works(capsys):
+    assert main(["pipeline", "--cfg", "job", "pipeline=r1_tiny", "pipeline.stages=[sft,distill]"]) == 0
+    out = capsys.readouterr().out
+    assert "only:\n  - sft\n  - distill" in out
 
 
 def _run(args: list[str], **kw) -> subprocess.Popen:
@@ -61,7 +129,7 @@ def _run(args: list[str], **kw) -> subprocess.Popen:
 
 def test_the_whole_pipeline_runs_and_resumes_a_stage_killed_midway(tiny_model_dir, tmp_path):
     run = tmp_path / "run"
-    args = [f"pipeline={DATA / 'pipeline_tiny_random.yaml'}", f"pipeline.run_dir={run}", "model=hf",
+    args = ["-cd", str(TEST_CONF), "pipeline=tiny_random", f"pipeline.run_dir={run}", "model=hf",
             f"model.name_or_path={tiny_model_dir}"]
     first = _run(args)
     ckpt = run / "3-reasoning_rl" / "checkpoints" / "step_000003"
