@@ -28,6 +28,7 @@ import difflib
 import functools
 import importlib.util
 import inspect
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ from r1gym.core.registry import Registry, UnknownNameError
 
 if TYPE_CHECKING:
     from r1gym.core.plugins import PluginHost
+
+log = logging.getLogger(__name__)
 
 #: parameters by which a reward or env that takes ``host`` names a registered backend, and that backend's options
 #: the keys of a member of a mixture env (:class:`r1gym.envs.mixture.MixtureEnv`)
@@ -274,6 +277,7 @@ def check_env(p: _Problems, where: str, env_id: Any, kwargs: Mapping[str, Any], 
     """An env id and its kwargs (``kwargs``: what the config gives, merged over the registered ones here)."""
     from r1gym.core.env_factory import deep_merge
     from r1gym.core.rewards import UNSCORABLE_POLICIES
+    from r1gym.envs.base import SingleTurnEnv
     from r1gym.envs.mixture import MixtureEnv
 
     found = _env_spec(p, f"{where}.id", env_id, host)
@@ -285,12 +289,13 @@ def check_env(p: _Problems, where: str, env_id: Any, kwargs: Mapping[str, Any], 
     _check_params(p, f"{where}.kwargs", f"env {env_id!r}", None if accepted is None else accepted - {"host"},
                   [k for k in kwargs if k != "host"])
     _check_backend_refs(p, f"{where}.kwargs", accepted, merged, host)
-    if "source" in merged:
-        check_source(p, f"{where}.kwargs.source", merged["source"], host)
-    if "rewards" in merged:
-        check_rewards(p, f"{where}.kwargs.rewards", merged["rewards"], host)
-    if merged.get("unscorable", "mask") not in UNSCORABLE_POLICIES:
-        p.unknown(f"{where}.kwargs.unscorable", "unscorable setting", merged["unscorable"], UNSCORABLE_POLICIES)
+    if inspect.isclass(cls) and issubclass(cls, SingleTurnEnv):  # what its source, rewards, unscorable mean
+        if "source" in merged:
+            check_source(p, f"{where}.kwargs.source", merged["source"], host)
+        if "rewards" in merged:
+            check_rewards(p, f"{where}.kwargs.rewards", merged["rewards"], host)
+        if merged.get("unscorable", "mask") not in UNSCORABLE_POLICIES:
+            p.unknown(f"{where}.kwargs.unscorable", "unscorable setting", merged["unscorable"], UNSCORABLE_POLICIES)
     if inspect.isclass(cls) and issubclass(cls, MixtureEnv):
         for i, member in enumerate(merged.get("envs") or []):
             at = f"{where}.kwargs.envs[{i}]"
@@ -311,9 +316,9 @@ def check_loggers(p: _Problems, logger_cfg: Any, host: PluginHost) -> None:
     for name, given in params.items():
         if not p.name_in(f"logger.params.{name}", host.loggers, name):
             continue
-        if name not in names:
-            p.add(f"logger.params.{name}", f"parameters for logger {name!r}, which logger.names ({', '.join(names)}) "
-                                           f"does not run; add it there or remove its parameters")
+        if name not in names:  # a preset's parameters for a logger switched off: ignored at run time, said here
+            log.warning("logger.params.%s: parameters for logger %r, which logger.names (%s) does not run; they are "
+                        "ignored", name, name, ", ".join(names))
         _check_params(p, f"logger.params.{name}", f"logger {name!r}",
                       accepted_keywords(host.loggers.get(name), skip_positional=1), dict(given or {}))
 

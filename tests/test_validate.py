@@ -86,8 +86,7 @@ MISTAKES = [  # (overrides, where the problem is reported, words of the message,
     (["logger.names=[console,jsonl,tensorbord]"], "logger.names[2]", "unknown logger 'tensorbord'", "tensorboard"),
     (["logger=tensorboard", "+logger.params.tensorboard.logdir=tb"], "logger.params.tensorboard.logdir",
      "logger 'tensorboard' takes no parameter 'logdir'", "log_dir"),
-    (["+logger.params.tensorboard.log_dir=tb"], "logger.params.tensorboard",
-     "parameters for logger 'tensorboard', which logger.names (console, jsonl) does not run", None),
+    (["+logger.params.tensorbord.log_dir=tb"], "logger.params.tensorbord", "unknown logger 'tensorbord'", "tensorboard"),
     (["stage.kind=grop"], "stage.kind", "unknown stage kind 'grop'", "grpo"),
     (["algo.advantage=drgrpo"], "algo.advantage", "unknown advantage estimator 'drgrpo'", "dr_grpo"),
     (["algo.loss_aggregation=token_men"], "algo.loss_aggregation", "unknown loss aggregation 'token_men'", "token_mean"),
@@ -246,3 +245,34 @@ def test_r1gym_train_stops_on_a_misspelled_reward_parameter_before_any_model_loa
     rc = cli.main([*args, f"run_dir={tmp_path / 'good'}"], host=host)  # the same run without the mistake
     err = capsys.readouterr().err
     assert rc == 2 and loads == ["no-such-model"] and "unknown model 'no-such-model'" in err.replace("\n", " ")
+
+
+def test_parameters_of_a_logger_that_does_not_run_are_a_warning_not_an_error(host, caplog):
+    """A preset may carry parameters for a logger the user switched off (logger=wandb logger.names=[jsonl]):
+    the run ignores them, so the check says so and lets it run."""
+    with caplog.at_level("WARNING", logger="r1gym.core.validate"):
+        assert problems(host, "logger=tensorboard", "logger.names=[jsonl]") == {}
+    assert "logger.params.tensorboard: parameters for logger 'tensorboard', which logger.names (jsonl) does not run" \
+        in caplog.text
+
+
+def test_an_env_class_of_ones_own_is_checked_by_its_signature_only(host, tmp_path):
+    """An env named by reference that is not an r1gym env: its kwargs are checked against its __init__, and its
+    own `rewards` (a list here) is not read as an r1gym reward spec."""
+    user = tmp_path / "my_envs.py"
+    user.write_text(textwrap.dedent("""
+        import gymnasium as gym
+
+        class Bandit(gym.Env):
+            def __init__(self, rewards=(0.0, 1.0), arms=2, render_mode=None):
+                self.rewards, self.arms = list(rewards), arms
+    """))
+    cfg = compose([f"env.id='{user}:Bandit'"], config_dirs=host.config_dirs)
+    cfg.env.kwargs = {"rewards": [0.5, 1.0]}
+    found = dict(collect_problems(cfg, host))  # the held-out env still gets countdown's {source: {split: test}}
+    assert list(found) == ["env.eval_kwargs.source"] and "takes no parameter 'source'" in found["env.eval_kwargs.source"]
+    cfg.env.eval_kwargs = {}
+    assert collect_problems(cfg, host) == []
+    cfg.env.kwargs = {"rewards": [0.5, 1.0], "amrs": 3}
+    found = dict(collect_problems(cfg, host))
+    assert list(found) == ["env.kwargs.amrs"] and found["env.kwargs.amrs"].endswith("Did you mean 'arms'?")
