@@ -345,9 +345,8 @@ def check_sample(p: _Problems, cfg: Any, host: PluginHost) -> None:
 
 
 def _merged_env_kwargs(cfg: Any, host: PluginHost) -> dict[str, Any]:
-    from r1gym.core.env_factory import deep_merge
-
-    from r1gym.core.env_factory import env_spec
+    """The training env's kwargs as the run will make it: the registered ones with ``env.kwargs`` over them."""
+    from r1gym.core.env_factory import deep_merge, env_spec
 
     return deep_merge(env_spec(cfg.env.id, host).kwargs or {}, to_plain(cfg.env.kwargs) or {})
 
