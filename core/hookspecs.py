@@ -2,9 +2,9 @@
 
 This module only *declares*. Each hook receives a ``register`` callback and calls it once per thing it
 contributes, so a hook never returns values that the caller must merge, and a plugin contributes many
-things from one function. All hooks are called once per process, when the plugin host is built
+things from one function. All hooks are called when a plugin host is built
 (:func:`r1gym.core.plugins.load_plugins`), in plugin registration order (built-ins first, then entry
-points of the group ``r1gym``). An implementation may accept fewer arguments than its spec, so hooks can
+points of the group ``r1gym``); :func:`r1gym_register_envs` is also called alone at ``import r1gym.envs``. An implementation may accept fewer arguments than its spec, so hooks can
 gain arguments later without breaking old plugins. An implementation whose name starts with ``r1gym_``
 but matches no hook below is an error that marks its plugin as failed.
 
@@ -126,7 +126,10 @@ def r1gym_register_envs(register: RegisterEnv) -> None:
     with ``host=`` (the :class:`r1gym.core.plugins.PluginHost` their task source and rewards come from), as
     :class:`r1gym.envs.base.SingleTurnEnv` and its subclasses accept; an env class of its own should too.
 
-    Called once, when the plugin host is built. Return value ignored.
+    Called when the plugin host is built, and also alone at ``import r1gym.envs``
+    (:func:`r1gym.core.plugins.declared_envs`), which puts the ids in gymnasium's registry without building a
+    host: so call ``register`` and do nothing else here (no imports of task code, no side effects).
+    Return value ignored.
 
     .. versionadded:: 1.0 (r1gym 0.1.0)
     """

@@ -202,8 +202,9 @@ def test_check_reward_takes_a_registered_name_and_its_params():
                  host=load_plugins(builtins=("r1gym.plugins.templates",), autoload=False))
 
 
+#: every built-in env but General-v0 and Mixture-v0, whose judge loads a model (minutes on a CPU; they pass)
 BUILTIN_ENVS = ["r1gym/Countdown-v0", "r1gym/CountdownRetry-v0", "r1gym/Arithmetic-v0", "r1gym/Math-v0",
-                "r1gym/Dataset-v0"]
+                "r1gym/Dataset-v0", "r1gym/Code-v0", "r1gym/CodeExec-v0"]
 
 
 @pytest.fixture(scope="module")
