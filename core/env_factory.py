@@ -46,9 +46,12 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
+def _named(node: Mapping[str, Any]) -> tuple[str, Any] | None:
+    return next(((key, node[key]) for key in NAMING_KEYS if key in node), None)
+
+
 def _names_another(base: Mapping[str, Any], override: Mapping[str, Any]) -> bool:
-    named = lambda node: next(((key, node[key]) for key in NAMING_KEYS if key in node), None)  # noqa: E731
-    return named(override) is not None and named(override) != named(base)
+    return _named(override) is not None and _named(override) != _named(base)
 
 
 def env_spec(env_id: str, host: PluginHost | None = None) -> Any:

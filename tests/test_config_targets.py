@@ -315,3 +315,16 @@ def test_grpo_trains_with_a_reward_from_a_users_file(user_files, tiny_model_dir,
     assert max(calls) <= 2.0 and any(0 < v < 2.0 for v in calls) and not any(math.isnan(v) for v in calls)
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert {round(s["rewards"]["lively"], 6) for s in samples} <= {round(v, 6) for v in calls}
+
+
+def test_a_source_config_naming_another_source_replaces_the_registered_one(user_files, host):
+    """r1gym/Math-v0 is registered with {name: math, path: ..., id_field: id}: a config that names another source
+    must not hand that source the math source's parameters, while one that names none merges into them."""
+    cfg = OmegaConf.create({"id": "r1gym/Math-v0", "kwargs": {"source": {"name": f"{user_files['sources']}:make_squares"}},
+                            "eval_kwargs": {"source": {"n": 1}}})
+    assert env_kwargs(cfg)["source"] == {"name": f"{user_files['sources']}:make_squares"}
+    assert env_kwargs(cfg, eval_split=True)["source"] == {"name": f"{user_files['sources']}:make_squares", "n": 1}
+    (held_out,) = make_envs(cfg, 1, eval_split=True, host=host)
+    assert len(held_out.unwrapped.source) == 1
+    same = OmegaConf.create({"id": "r1gym/Math-v0", "kwargs": {"source": {"split": "test"}}, "eval_kwargs": {}})
+    assert env_kwargs(same)["source"]["id_field"] == "id" and env_kwargs(same)["source"]["split"] == "test"
