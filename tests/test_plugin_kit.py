@@ -250,3 +250,11 @@ def test_fixtures_of_the_pytest_plugin_are_registered(request):
     make_env = request.getfixturevalue("make_env")
     obs, _ = make_env("r1gym/Arithmetic-v0").reset(seed=0)
     assert obs[-1]["role"] == "user"
+
+
+def test_the_pytest_plugin_is_light_to_import():
+    """pytest imports r1gym.testing.plugin in every session wherever r1gym is installed: no torch, no gymnasium."""
+    code = ("import sys, r1gym.testing, r1gym.testing.plugin\n"
+            "print([m for m in ('torch', 'transformers', 'gymnasium', 'r1gym.plugins.code.conformance') if m in sys.modules])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
