@@ -239,6 +239,14 @@ class WandbLogger(Logger):
             import wandb
         except ImportError as exc:
             raise ImportError("the wandb logger needs the extra: pip install 'r1gym[wandb]'") from exc
+        import inspect
+
+        from r1gym.core.registry import UnknownNameError
+
+        takes = set(inspect.signature(wandb.init).parameters) - {"dir", "id", "config", "resume"}  # set by r1gym
+        for key in init_kwargs:  # a misspelled parameter fails here, not inside wandb.init
+            if key not in takes:
+                raise UnknownNameError("wandb logger parameter", key, ["project", "sample_rows", *takes])
         self.wandb, self.project, self.init_kwargs, self.run = wandb, project, init_kwargs, None
         self.sample_rows = sample_rows
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,15 @@ def test_the_eval_table_in_a_log_file_is_whole(tiny_model_dir, tmp_path, capsys,
     out = capsys.readouterr().out
     (name,) = json.loads((tmp_path / "eval.json").read_text())["datasets"]
     assert "(eval split)" in name and any(name in ln and "…" not in ln for ln in out.splitlines()), out
+
+
+def test_a_misspelled_wandb_parameter_names_the_right_one():
+    pytest.importorskip("wandb", reason="the wandb logger needs the extra: pip install 'r1gym[wandb]'")
+    from r1gym.core.registry import UnknownNameError
+    from r1gym.plugins.loggers import WandbLogger
+
+    with pytest.raises(UnknownNameError, match="unknown wandb logger parameter 'sample_rowz'.*Did you mean 'sample_rows'"):
+        WandbLogger(Path("."), sample_rowz=3)
+    with pytest.raises(UnknownNameError, match="'id'"):  # r1gym keeps the id itself (wandb_run_id)
+        WandbLogger(Path("."), id="abc")
+    assert WandbLogger(Path("."), entity="team", tags=["a"]).init_kwargs == {"entity": "team", "tags": ["a"]}
