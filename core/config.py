@@ -436,7 +436,7 @@ def resume_overrides(overrides: Sequence[str]) -> tuple[list[str], str | None]:
     def key(o: Any) -> tuple[str, str | None]:
         return o.key_or_group, o.package
 
-    saved_texts = [t for t in saved_overrides(Path(run))]
+    saved_texts = saved_overrides(Path(run))
     saved = [(t, o) for t, o in zip(saved_texts, parser.parse_overrides(saved_texts))
              if key(o) not in {("resume", None), ("run_dir", None)}]
     replaced = {key(o) for _, o in rest}

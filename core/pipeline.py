@@ -84,7 +84,7 @@ def _wire(value: Any, manifest: dict[str, Any], stage: str) -> Any:
     done = manifest["stages"].get(source, {})
     if done.get("status") != "finished":
         raise ValueError(f"stage {stage!r} needs {value!r}, but stage {source!r} has not finished in this run "
-                         f"(status: {done.get('status', 'not run')}); run it first or include it in pipeline.stages")
+                         f"(status: {done.get('status', 'not run')}); run it first or include it in pipeline.only")
     outputs = done.get("outputs", {})
     if outputs.get(output) is None:
         raise ValueError(f"stage {stage!r} needs {value!r}, but {source!r} has no output {output!r} "
