@@ -118,6 +118,20 @@ def test_generated_tests_fail_when_the_reward_breaks_its_contract(generated, tmp
     assert "breaks the reward contract" in res.stdout and "outside [0.0, 1.0]" in res.stdout
 
 
+def test_generated_plugin_installs_editable(generated, tmp_path):
+    """``pip install -e .``, as its README says: the entry point is installed and the package maps to the source
+    folder (the tests above use a regular install, which also proves the wheel ships the YAML)."""
+    root, _ = generated
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+           "--disable-pip-version-check", "--no-cache-dir", "-q", "--target", str(tmp_path), "-e", str(root)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (dist,) = tmp_path.glob("r1gym_vowel_kit-*.dist-info")
+    assert "[r1gym]\nvowel_kit = r1gym_vowel_kit.plugin" in (dist / "entry_points.txt").read_text()
+    (finder,) = tmp_path.glob("__editable___r1gym_vowel_kit_*_finder.py")
+    assert repr(str(root / "r1gym_vowel_kit")) in finder.read_text()
+
+
 def test_r1gym_sees_the_generated_plugin(generated):
     root, site = generated
     res = _run([sys.executable, "-m", "r1gym.core.cli", "plugins"], site, root.parent)
