@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,10 @@ def test_wandb_offline_gets_metrics_and_sample_tables_and_resumes_the_same_run(t
     assert table["columns"] == ["step", "group", "completion", "reward", "arithmetic", "format", "advantage", "truncated"]
     assert table["data"] == [[1, i // 4, f"<answer> {i} </answer>", float(i % 2), float(i % 2), 1.0, 0.5, False]
                              for i in range(5)]
-    history = (run_folder / f"run-{run_id}.wandb").read_bytes()
+    log_file, deadline = run_folder / f"run-{run_id}.wandb", time.monotonic() + 30
+    while b"eval/pass@1" not in log_file.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the wandb-core process writes the run's log; finish() may return before it is flushed
+    history = log_file.read_bytes()
     assert b"reward/mean" in history and b"0.625" in history and b"eval/pass@1" in history
 
     again = WandbLogger(tmp_path)
