@@ -16,7 +16,8 @@ from r1gym.core.config import compose
 from r1gym.core.env_factory import make_envs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-# conf/pipeline holds pipeline files (lists of stages), not options of the run config: tests/test_pipeline.py
+# conf/pipeline is the group of `r1gym pipeline`'s primary config (conf/pipeline_app.yaml), not of the run
+# config: tests/test_pipeline.py composes every option of it
 GROUPS = sorted(p.name for p in CONF.iterdir()
                 if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "pipeline")
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
