@@ -142,8 +142,10 @@ def _pipeline(cfg: Any, job: Job) -> str:
     transformers_quiet()
     hydra_cfg = HydraConfig.get()
     for_stages = [o for o in hydra_cfg.overrides.task if _key(o) != "pipeline" and not _key(o).startswith("pipeline.")]
+    # every stage composes on this application's search path: the plugins' folders, -cd, hydra.searchpath
+    dirs = [f"{s.schema}://{s.path}" for s in hydra_cfg.runtime.config_sources if s.provider not in ("hydra", "main", "schema")]
     run_dir = Path(cfg.pipeline.run_dir or hydra_cfg.runtime.output_dir)
-    run_dir = run_pipeline(cfg.pipeline, for_stages, run_dir, config_dirs=job.config_dirs)
+    run_dir = run_pipeline(cfg.pipeline, for_stages, run_dir, config_dirs=dirs)
     print(f"run folder: {run_dir}")
     return str(run_dir)
 

@@ -115,6 +115,26 @@ def test_a_plugin_ships_a_pipeline_and_a_stage(tmp_path, capsys):
     assert "Could not find 'pipeline/shipped'" in capsys.readouterr().err  # found through the plugin alone
 
 
+def test_stages_of_a_pipeline_from_a_config_dir_compose_on_the_apps_search_path(tiny_model_dir, tmp_path):
+    """``-cd DIR`` with DIR/pipeline/p.yaml running DIR/stage/quick_eval.yaml: the stage's own composition
+    finds the stage option too (a real one-problem evaluation of the tiny model runs)."""
+    conf = tmp_path / "conf"
+    for group in ("pipeline", "stage"):
+        (conf / group).mkdir(parents=True)
+    (conf / "stage" / "quick_eval.yaml").write_text(
+        "# @package _global_\nstage: {name: quick_eval, kind: eval}\neval: {num_problems: 1, samples: 1, greedy: true}\n")
+    (conf / "pipeline" / "p.yaml").write_text("name: p\nstages: [{name: check, stage: quick_eval}]\n")
+    run = tmp_path / "run"
+    assert main(["pipeline", "-cd", str(conf), "pipeline=p", f"pipeline.run_dir={run}", "model=hf",
+                 f"model.name_or_path={tiny_model_dir}", "env=arithmetic", "rollout.max_new_tokens=2",
+                 "trainer.threads=1", "logger=jsonl_only"]) == 0
+    manifest = json.loads((run / "pipeline.json").read_text())
+    assert manifest["stages"]["check"]["status"] == "finished"
+    results = json.loads((run / "1-check" / "eval.json").read_text())
+    assert [d["problems"] for d in results["datasets"].values()] == [1]
+    assert (run / ".hydra" / "overrides.yaml").is_file()  # the pipeline's folder is Hydra's output folder
+
+
 def test_the_older_spelling_of_a_stage_subset_still_works(capsys):
     assert main(["pipeline", "--cfg", "job", "pipeline=r1_tiny", "pipeline.stages=[sft,distill]"]) == 0
     out = capsys.readouterr().out
