@@ -102,7 +102,7 @@ def _start_run(cfg: Any) -> Path:
     return run_dir
 
 
-def _train(cfg: Any, job: Job) -> dict[str, Any]:
+def _train(cfg: Any) -> dict[str, Any]:
     """Run one stage (``stage=...``; GRPO by default) in its run folder."""
     from r1gym.core.distributed import shutdown
     from r1gym.core.stages import run_stage
@@ -122,7 +122,7 @@ def _train(cfg: Any, job: Job) -> dict[str, Any]:
     return summary
 
 
-def _eval(cfg: Any, job: Job) -> dict[str, Any]:
+def _eval(cfg: Any) -> dict[str, Any]:
     from r1gym.core.stages import run_stage
 
     transformers_quiet()
@@ -134,7 +134,7 @@ def _eval(cfg: Any, job: Job) -> dict[str, Any]:
     return summary
 
 
-def _pipeline(cfg: Any, job: Job) -> str:
+def _pipeline(cfg: Any) -> str:
     from hydra.core.hydra_config import HydraConfig
 
     from r1gym.core.pipeline import run_pipeline
@@ -153,13 +153,13 @@ def _pipeline(cfg: Any, job: Job) -> str:
 @dataclass(frozen=True)
 class Job:
     """The task function Hydra runs once per job. Plain data, so that launchers that run jobs in other
-    processes (joblib, submitit) can pickle it; those processes use their own process-wide plugin host."""
+    processes (joblib, submitit) can pickle it; what a job needs of the plugin host (its config folders) is
+    in the job's Hydra config (``hydra.runtime.config_sources``)."""
 
     command: str
-    config_dirs: tuple[str, ...] = ()
 
     def __call__(self, cfg: DictConfig) -> Any:
-        return _JOBS[self.command](cfg, self)
+        return _JOBS[self.command](cfg)
 
 
 _JOBS = {"train": _train, "eval": _eval, "pipeline": _pipeline}
@@ -258,7 +258,7 @@ def run(command: str, argv: Sequence[str], *, host: PluginHost, verbose: bool = 
     register_configs()
     with plugin_config_dirs(host.config_dirs), _logging_restored(), _errors_raised():
         try:
-            _run_hydra(args=args, args_parser=parser, task_function=Job(command, tuple(host.config_dirs)),
+            _run_hydra(args=args, args_parser=parser, task_function=Job(command),
                        config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAMES[command])
         except SystemExit as exc:  # Hydra exits after --help and --hydra-help
             return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
