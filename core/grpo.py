@@ -400,6 +400,8 @@ class GRPOTrainer(TrainerShell):
                 "group": e.group, "task_index": e.task_index, "reward": e.reward, "rewards": e.rewards,
                 "unscorable": e.unscorable, "flags": e.flags, "advantage": float(a), "truncated": e.truncated,
                 "turns": e.turns,
+                # the rendered prompt text the policy saw (chat template or R1-Zero template included)
+                "prompt": self.tokenizer.decode(e.prompt_ids, skip_special_tokens=True),
                 "completion": self.tokenizer.decode(e.completion_ids, skip_special_tokens=True),
             }
             for e, a in zip(chosen, advantages.tolist())

@@ -124,7 +124,8 @@ def test_a_real_run_writes_lines_samples_and_tensorboard_tables(tiny_model_dir, 
     assert [e.step for e in texts] == [1, 2]
     table = texts[-1].tensor_proto.string_val[0].decode()
     lines = table.splitlines()
-    assert lines[0] == "| step | group | completion | reward | arithmetic | format | advantage | truncated |"
+    assert lines[0] == "| step | group | prompt | completion | reward | arithmetic | format | advantage | truncated |"
+    assert all(s["prompt"] for s in samples)  # the rendered prompt the policy saw, beside its completion
     assert len(lines) == 2 + 3  # header, rule and sample_rows rows
     first = samples[16]
     assert lines[2].startswith(f"| 2 | {first['group']} | ")
