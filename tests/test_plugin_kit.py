@@ -77,6 +77,15 @@ def test_the_command_writes_every_file_and_refuses_to_overwrite(tmp_path, capsys
         write_plugin(plugin_names("tiny"), tmp_path)
 
 
+def test_the_command_writes_into_the_working_folder_by_default(tmp_path, monkeypatch, capsys):
+    """``r1gym plugin new NAME`` as typed, with no --dir: the package lands here and the listing is relative."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["plugin", "new", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert f"in {tmp_path / 'r1gym-tiny'}:" in out and "  r1gym_tiny/plugin.py" in out
+    assert (tmp_path / "r1gym-tiny" / "pyproject.toml").is_file()
+
+
 def test_a_name_a_loaded_plugin_has_is_refused(tmp_path, capsys):
     assert main(["plugin", "new", "countdown", "--dir", str(tmp_path)]) == 2
     assert "a plugin named 'countdown' is already loaded" in capsys.readouterr().err

@@ -92,10 +92,10 @@ def new_command(args: argparse.Namespace, host: Any) -> int:
         raise ValueError(f"a plugin named {names.name!r} is already loaded ({host.plugins[names.name].source}): "
                          "plugin names are global; pick another name")
     files_written = write_plugin(names, Path(args.dir))
-    root = files_written[0].parent.resolve()
+    root = (Path(args.dir) / names.dist).resolve()
     print(f"wrote {names.dist} ({len(files_written)} files) in {root}:")
     for path in files_written:
-        print(f"  {path.relative_to(root)}")
+        print(f"  {path.resolve().relative_to(root)}")
     print(f"next:\n  cd {root}\n  pip install -e .\n  python -m pytest\n  r1gym env check {names.env_id}\n"
           f"  r1gym train env={names.name} trainer.max_steps=5")
     return 0
