@@ -156,3 +156,15 @@ def test_r1gym_score_code_tests_scores_jsonl_records(tmp_path, capsys):
     scored = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["reward"], r.get("flags")) for r in scored] == [(1.0, None), (0.0, ["hack_pattern", "ended_early"])]
     assert "flagged: 1 x hack_pattern, 1 x ended_early" in capsys.readouterr().err
+
+
+def test_from_records_reads_records_in_memory_as_the_file_reads_them():
+    path = DATA / "code_contests_format.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from_file, from_records = CodeSource(path, max_tests=2), CodeSource.from_records(records, "rows", max_tests=2)
+    assert [(t.id, t.prompt, t.fields) for t in from_records] == [(t.id, t.prompt, t.fields) for t in from_file]
+    assert from_records[0].meta["source"] == "rows" and from_records[1].meta["difficulty"] == "EASY"
+    with pytest.raises(ValueError, match=r"^rows row 1: a humaneval record needs the field 'test'"):
+        CodeSource.from_records([{"task_id": "a", "prompt": "def f(): ...", "entry_point": "f", "test": "..."},
+                                 {"task_id": "b", "prompt": "def g(): ...", "entry_point": "g"}], "rows",
+                                format="humaneval")

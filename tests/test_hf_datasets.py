@@ -1,4 +1,4 @@
-"""The ``hf_dataset`` task source (r1gym.plugins.hf_datasets): small datasets built by hand in the real column
+"""The ``hf_dataset`` task source (r1gym.plugins.hf_source): small datasets built by hand in the real column
 layouts of GSM8K, MATH, MATH-500, NuminaMath-CoT, OpenR1-Math, HumanEval, MBPP, CodeContests, APPS and TACO,
 saved with ``save_to_disk`` and read back offline; splits, streaming, column mapping and the errors."""
 
@@ -17,7 +17,7 @@ from r1gym.core.plugins import default_host  # noqa: E402
 from r1gym.core.registry import UnknownNameError  # noqa: E402
 from r1gym.envs.base import resolve_source  # noqa: E402
 from r1gym.plugins.code.data import CodeSource  # noqa: E402
-from r1gym.plugins.hf_datasets import HFDatasetSource, detect_layout  # noqa: E402
+from r1gym.plugins.hf_source import HFDatasetSource, detect_layout  # noqa: E402
 from r1gym.plugins.math.data import MathSource  # noqa: E402
 
 assert os.environ.get("HF_HUB_OFFLINE") == "1"  # conftest sets it: nothing here may reach the hub
@@ -182,7 +182,7 @@ def test_mbpp_sanitized_layout_uses_its_prompt_and_imports(tmp_path):
 
 
 def test_apps_and_taco_give_stdin_tests_or_call_asserts_and_skip_what_cannot_be_judged(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="r1gym.plugins.hf_datasets"):
+    with caplog.at_level(logging.WARNING, logger="r1gym.plugins.hf_source"):
         apps = HFDatasetSource(saved(tmp_path, APPS, "apps"), split=None)
     assert [t.id for t in apps.tasks] == ["4001", "4002"]  # the class-based call problem and the untested one skipped
     assert "skipped 2 row(s)" in caplog.text and "class" in caplog.text

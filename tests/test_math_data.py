@@ -168,3 +168,15 @@ def test_data_check_of_the_shipped_config_and_its_eval_split(capsys):
     assert main(["data", "check", "--eval", "env=math"]) == 0
     out = capsys.readouterr().out
     assert "(train data," in out and "(eval data," in out
+
+
+def test_from_records_reads_records_in_memory_as_the_file_reads_them(data_file):
+    from_file = MathSource(data_file, id_field="id")
+    from_records = MathSource.from_records(iter(RECORDS), "mine", id_field="id")  # a generator will do
+    assert [(t.id, t.prompt, t.fields, t.meta["format"]) for t in from_records] == [
+        (t.id, t.prompt, t.fields, t.meta["format"]) for t in from_file]
+    assert from_records[0].meta["source"] == "mine" and MathSource.from_records(RECORDS, "mine")[2].id == "mine-2"
+    with pytest.raises(ValueError, match=r"^mine row 1: record has none of the prompt fields .* its fields are \['q'\]"):
+        MathSource.from_records([RECORDS[0], {"q": "?"}], "mine")
+    with pytest.raises(ValueError, match="format must be one of"):  # the constructor's checks, too
+        MathSource.from_records(RECORDS, format="latex")

@@ -32,13 +32,14 @@ that has none, matched by problem name: ``r1gym data check env=code`` runs them 
 
 ``split`` keeps the ``train`` or ``test`` part (a stable hash of the prompt) or ``all``. Records are read and
 checked once: a record without tests, or without the fields of its format, stops with the file, line and
-fields the record has.
+fields the record has. :meth:`CodeSource.from_records` reads records already in memory (a Hugging Face
+dataset's rows) with the same readers and checks.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +156,12 @@ class CodeSource(TaskList):
         limit: int | None = None,
         max_tests: int | None = None,
         references: str | Path | None = None,
+        records: Iterable[Mapping[str, Any]] | None = None,
     ):
         """``max_tests`` keeps the first that many tests of each task (contest problems can have hundreds).
-        ``references``: a JSONL of reference solutions for files that have none (see :func:`read_references`)."""
+        ``references``: a JSONL of reference solutions for files that have none (see :func:`read_references`).
+        ``records``: the records themselves, read instead of the file (see :meth:`from_records`); ``path`` then
+        only names them in errors, ids and ``meta["source"]``."""
         if format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
         if split not in SPLITS:
@@ -169,13 +173,14 @@ class CodeSource(TaskList):
         self.format, self.split, self.path = format, split, str(path)
         self.meta_fields = tuple(meta_fields)
         self.tasks: list[Task] = []
-        name = resolve_path(path).name
+        name = resolve_path(path).name if records is None else str(path)
+        numbered = (((f"{name}:{n}", f"{Path(name).stem}-{n}", r) for n, r in read_records(path)) if records is None
+                    else ((f"{name} row {i}", f"{name}-{i}", r) for i, r in enumerate(records)))
         refs = read_references(references) if references else {}
-        for lineno, record in read_records(path):
+        for where, default_id, record in numbered:
             if limit is not None and len(self.tasks) >= limit:
                 break
-            where = f"{name}:{lineno}"
-            if not isinstance(record, dict):
+            if not isinstance(record, Mapping):
                 raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
             fmt = format if format != "auto" else detect_format(record)
             if fmt is None:
@@ -197,12 +202,19 @@ class CodeSource(TaskList):
             if split != "all" and split_of(problem, test_fraction) != split:
                 continue
             task_id = str(field_of(record, id_field, "id_field", where)) if id_field else str(
-                record.get("task_id", record.get("id", record.get("name", f"{Path(name).stem}-{lineno}"))))
+                record.get("task_id", record.get("id", record.get("name", default_id))))
             meta = {"source": name, "format": fmt, **meta,
                     **{m: field_of(record, m, "meta_fields", where) for m in self.meta_fields}}
             self.tasks.append(Task(task_id, prompt_template.format(problem=problem), fields, meta))
         if not self.tasks:
             raise ValueError(f"{name}: no tasks (split={split!r}, limit={limit})")
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]], name: str = "records", **params: Any) -> CodeSource:
+        """The tasks of records already in memory (rows of a Hugging Face dataset, a generator), read and checked
+        as a file's are; ``name`` stands for the file in errors (``<name> row 3``), default ids and meta.
+        ``params`` are the constructor's (``format``, ``max_tests``, ...), ``path`` aside."""
+        return cls(name, records=records, **params)
 
     # -- one reader per format: (prompt, reward fields, public meta) ---------------------------------------
     @staticmethod
