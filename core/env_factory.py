@@ -96,6 +96,10 @@ def _takes_host(spec: Any) -> bool:
     return any(p.name == "host" or p.kind is p.VAR_KEYWORD for p in params)
 
 
+def _with_host(spec: Any, kwargs: dict[str, Any], host: PluginHost | None) -> dict[str, Any]:
+    return kwargs if host is None or not _takes_host(spec) else {**kwargs, "host": host}
+
+
 def env_kwargs(env_cfg: Any, *, eval_split: bool = False, host: PluginHost | None = None) -> dict[str, Any]:
     """The full kwargs for ``gymnasium.make(env_cfg.id, ...)``: registered defaults + config (+ eval); with
     ``host``, the env is made from that host's plugins (``host=`` among the kwargs)."""
@@ -103,7 +107,21 @@ def env_kwargs(env_cfg: Any, *, eval_split: bool = False, host: PluginHost | Non
     kwargs = deep_merge(spec.kwargs or {}, to_plain(env_cfg.kwargs) or {})
     if eval_split:
         kwargs = deep_merge(kwargs, to_plain(env_cfg.eval_kwargs) or {})
-    return kwargs if host is None or not _takes_host(spec) else {**kwargs, "host": host}
+    return _with_host(spec, kwargs, host)
+
+
+def make_env(env_id: str, kwargs: Mapping[str, Any] | None = None, *, host: PluginHost | None = None,
+             **make_options: Any) -> Any:
+    """One env named in any form ``env.id`` takes (:func:`env_spec`: a registered id, gymnasium's
+    ``"module:Env-v0"``, an entry point ``"package.module:MyEnv"`` or ``"path/to/envs.py:MyEnv"``), so that
+    every place that makes an env from a name (``r1gym env check``, a mixture's members) takes the same names.
+    ``kwargs`` are deep-merged over the registered ones, as ``env.kwargs`` is; with ``host`` the env is made
+    from that host's plugins; ``make_options`` go to ``gymnasium.make`` (``disable_env_checker=True``)."""
+    import gymnasium
+
+    spec = env_spec(env_id, host)
+    kwargs = _with_host(spec, deep_merge(spec.kwargs or {}, to_plain(kwargs) or {}), host)
+    return gymnasium.make(spec, **make_options, **kwargs)
 
 
 def make_envs(env_cfg: Any, n: int, *, eval_split: bool = False, host: PluginHost | None = None) -> list[Any]:

@@ -6,7 +6,9 @@ of ``size`` (member, task) pairs in which each member appears in proportion to i
 prompt sampler draws indices of that list uniformly, so members are drawn by weight, and ``reset(options=
 {"index": i})`` pins the same member and task for all G samples of a group, as every r1gym env does. Reward
 components are the member's own (``info["rewards"]`` has the components of the member that ran), and
-``info["member"]`` names it.
+``info["member"]`` names it. A member's ``id`` takes every form ``env.id`` does
+(:func:`r1gym.core.env_factory.env_spec`): a registered id or an entry point, ``"package.module:MyEnv"`` or
+``"path/to/envs.py:MyEnv"``; its default name is the id's last part (``Arithmetic-v0``, ``MyEnv``).
 
 """
 
@@ -59,7 +61,7 @@ class MixtureEnv(gym.Env[list, str]):
 
     def __init__(self, envs: Sequence[Mapping[str, Any]], size: int = 1024, seed: int = 0,
                  render_mode: str | None = None, host: Any = None):
-        from r1gym.core.env_factory import deep_merge
+        from r1gym.core.env_factory import make_env
 
         if not envs:
             raise ValueError("MixtureEnv needs at least one member env: envs=[{id: ..., weight: ...}]")
@@ -68,12 +70,14 @@ class MixtureEnv(gym.Env[list, str]):
         for m in envs:
             if "id" not in m:
                 raise ValueError(f"each mixture member needs an 'id' (and a 'weight'), got {dict(m)}")
-            spec = gym.spec(m["id"])
-            kwargs = deep_merge(spec.kwargs or {}, dict(m.get("kwargs") or {}))
-            if host is not None:  # the members come from the same plugins as the mixture
-                kwargs["host"] = host
-            self.members.append(gym.make(m["id"], disable_env_checker=True, **kwargs).unwrapped)
-            names.append(str(m.get("name", m["id"].split("/")[-1])))
+            # any form env.id takes (a registered id or an entry point), from the same plugins as the mixture
+            member = make_env(m["id"], m.get("kwargs"), host=host, disable_env_checker=True).unwrapped
+            if not hasattr(member, "source") or not hasattr(member, "reward_set"):
+                raise TypeError(f"mixture member {m['id']!r} is a {type(member).__name__}, which has no task source "
+                                "and reward set: a member is an r1gym task env (r1gym.envs.base.SingleTurnEnv or a "
+                                "subclass)")
+            self.members.append(member)
+            names.append(str(m.get("name", m["id"].split("/")[-1].rpartition(":")[2])))
             weights.append(float(m.get("weight", 1.0)))
         self.source = MixtureSource(list(zip(names, (e.source for e in self.members))), weights, size, seed)
         self.names, self.render_mode = names, render_mode

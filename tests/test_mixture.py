@@ -41,3 +41,43 @@ def test_general_prompts_carry_the_question_for_the_judges_and_no_answer(tmp_pat
     path.write_text('{"text": "hi"}\n')
     with pytest.raises(ValueError, match=r"p.jsonl:1: record has no field 'prompt'.*fields are \['text'\]"):
         make("r1gym/General-v0", source={"name": "prompts", "path": str(path)})
+
+
+MEMBER_ENVS = '''
+from r1gym.envs.base import SingleTurnEnv
+
+ROWS = "pkg://r1gym.envs/data/sample_arithmetic.jsonl"
+
+
+class SumsEnv(SingleTurnEnv):
+    """A user's env in a file of their own: arithmetic from the shipped sample, scored by the arithmetic reward."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source={"name": "jsonl", "path": ROWS, "id_field": "id"}, rewards={"arithmetic": 1.0},
+                         **kwargs)
+'''
+
+
+def test_members_take_the_entry_point_forms_env_id_takes(tmp_path):
+    """A member's id is any form ``env.id`` takes: a registered id, a ``path/to/envs.py:MyEnv`` file (named by
+    its class) or a ``package.module:MyEnv`` entry point with its kwargs; a plain gymnasium env is refused."""
+    path = tmp_path / "mix_member_envs.py"
+    path.write_text(MEMBER_ENVS)
+    env = make("r1gym/Mixture-v0", envs=[
+        {"id": "r1gym/Countdown-v0", "weight": 1.0},
+        {"id": f"{path}:SumsEnv", "weight": 1.0},
+        {"id": "r1gym.envs.base:SingleTurnEnv", "name": "plain", "weight": 2.0,
+         "kwargs": {"source": {"name": "jsonl", "path": "pkg://r1gym.envs/data/sample_arithmetic.jsonl"},
+                    "rewards": {"arithmetic": 1.0}}},
+    ], size=40).unwrapped
+    assert env.names == ["Countdown-v0", "SumsEnv", "plain"]
+    assert Counter(k for k, _ in env.source.pairs) == {0: 10, 1: 10, 2: 20}
+    index = next(i for i, (k, _) in enumerate(env.source.pairs) if k == 1)
+    _, info = env.reset(options={"index": index})
+    answer = env.members[1].task.fields["answer"]
+    _, reward, *_, step_info = env.step(f"<think> sum </think> <answer> {answer} </answer>")
+    assert info["member"] == "SumsEnv" and info["task_id"].startswith("SumsEnv/") and reward == 1.0
+    assert step_info["rewards"] == {"arithmetic": 1.0}
+    with pytest.raises(TypeError, match="mixture member 'gymnasium.envs.classic_control:CartPoleEnv' is a "
+                                        "CartPoleEnv, which has no task source"):
+        make("r1gym/Mixture-v0", envs=[{"id": "gymnasium.envs.classic_control:CartPoleEnv"}])
