@@ -129,19 +129,45 @@ def resolve_rewards(rewards: RewardSet | Mapping[str, Any], host: PluginHost | N
     return build_reward_set(spec, lambda name: found[name] if name in found else host.rewards.get(name), host=host)
 
 
+def reward_names(rewards: Mapping[str, Any]) -> dict[str, str]:
+    """The component name of each key of a reward spec: the key itself, except that a key that *is* a reference
+    is named by what follows its last ``:``, the module or file path stripped (``"my_rewards.py:exact"`` and
+    ``"mypkg.rewards:exact"`` are ``exact``). Component names are what metrics and samples show
+    (``reward/exact``), and TensorBoard and W&B read ``/`` as a section and may rewrite ``:``; a path in a name
+    would also change with the working directory. Two keys with one name fail, saying how to name one.
+
+    >>> reward_names({"os.path:isabs": 0.5, "format": 0.1})
+    {'os.path:isabs': 'isabs', 'format': 'format'}
+    """
+    names: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    for key in rewards:
+        name = str(key).rpartition(":")[2].strip() if is_reference(key) else str(key)
+        if name in by_name:
+            ref = key if is_reference(key) else by_name[name]
+            raise ValueError(f"rewards {by_name[name]!r} and {key!r} would both be the component {name!r} (logged as "
+                             f"reward/{name}): a reward given by reference is named by its function; name one "
+                             f"yourself, e.g. {name}_2: {{fn: {ref!r}}}")
+        names[key], by_name[name] = name, key
+    return names
+
+
 def config_rewards(rewards: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, RewardFn]]:
     """The reward spec with every reward that config names directly resolved: ``(spec, found)``, where such an
     entry of ``spec`` names its function by a key of ``found`` (``reward: <key>``); registered names are left
     for the plugin host. Nothing is called, except that a ``_target_`` *class* is instantiated with the
-    node's parameters (by Hydra) and the instance is the reward.
+    node's parameters (by Hydra) and the instance is the reward. A key that is itself a reference is the
+    component named by its function (:func:`reward_names`).
 
     >>> spec, found = config_rewards({"os.path:isabs": 0.5, "format": 0.1})
-    >>> spec["os.path:isabs"]["weight"], found[spec["os.path:isabs"]["reward"]].__name__, spec["format"]
+    >>> spec["isabs"]["weight"], found[spec["isabs"]["reward"]].__name__, spec["format"]
     (0.5, 'isabs', 0.1)
     """
     spec: dict[str, Any] = {}
     found: dict[str, RewardFn] = {}
-    for name, node in rewards.items():
+    names = reward_names(rewards)
+    for key, node in rewards.items():
+        name = names[key]
         if node is None:  # switched off (``rewards.format=null``)
             spec[name] = node
             continue
@@ -149,12 +175,12 @@ def config_rewards(rewards: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
         given = [k for k in (TARGET_KEY, "fn", "reward") if params is not None and k in params]
         if len(given) > 1:
             raise ValueError(f"reward {name!r} names its function more than once ({', '.join(given)}); keep one")
-        ref = params.pop(given[0]) if given else name  # type: ignore[union-attr]
+        ref = params.pop(given[0]) if given else key  # type: ignore[union-attr]
         if not (is_reference(ref) or given == [TARGET_KEY]):  # a registered name: the plugin host has it
             spec[name] = node if not given else {**params, "reward": ref}  # type: ignore[dict-item]
             continue
         fn = locate(str(ref), "reward function")
-        key = f"<{name}: {ref}>"
+        found_key = f"<{name}: {ref}>"
         params = params if params is not None else {"weight": node}
         hydra_keys = {k: params.pop(k) for k in list(params) if k.startswith("_") and k.endswith("_")}
         if inspect.isclass(fn):
@@ -168,8 +194,8 @@ def config_rewards(rewards: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
                              f"so {sorted(hydra_keys)} do not apply (a class target is built once with them)")
         if not callable(fn):
             raise TypeError(f"reward {name!r}: {ref!r} is {type(fn).__name__}, not a callable reward")
-        found[key] = fn
-        spec[name] = {**params, "reward": key}
+        found[found_key] = fn
+        spec[name] = {**params, "reward": found_key}
     return spec, found
 
 

@@ -189,9 +189,9 @@ def test_every_reward_form_scores_with_its_weight_and_parameters(user_files, hos
         "built": {"_target_": f"{path}:Threshold", "at": 3, "weight": 2.0},      # a class: built once with `at`
         "format": 0.1,                                                           # registered names still work
     }, host)
-    assert [c.name for c in rewards.components] == [f"{path}:exact", "with_fn", "as_reward", "target", "built", "format"]
+    assert [c.name for c in rewards.components] == ["exact", "with_fn", "as_reward", "target", "built", "format"]
     outcome = rewards.score("42", {"answer": "42"})
-    assert outcome.components == {f"{path}:exact": 1.0, "with_fn": 2.0, "as_reward": 1.0, "target": 0.0, "built": 0.0,
+    assert outcome.components == {"exact": 1.0, "with_fn": 2.0, "as_reward": 1.0, "target": 0.0, "built": 0.0,
                                   "format": 0.0}
     assert outcome.total == pytest.approx(1.0 + 0.5 * 2.0 + 0.25 * 1.0)
     assert rewards.score("4200", {"answer": "42"}).components["built"] == 1.0
@@ -328,3 +328,23 @@ def test_a_source_config_naming_another_source_replaces_the_registered_one(user_
     assert len(held_out.unwrapped.source) == 1
     same = OmegaConf.create({"id": "r1gym/Math-v0", "kwargs": {"source": {"split": "test"}}, "eval_kwargs": {}})
     assert env_kwargs(same)["source"]["id_field"] == "id" and env_kwargs(same)["source"]["split"] == "test"
+
+
+def test_a_reward_given_by_reference_is_logged_under_its_functions_name(user_files, host, tmp_path, monkeypatch):
+    """A key that is a reference (``"my_rewards.py:exact"``, ``"my_rewards:exact"``) is the component ``exact``:
+    ``info["rewards"]`` (and so ``reward/exact`` in metrics) carries no path, ``:`` or ``/``, which TensorBoard
+    and W&B would read as sections or rewrite. Two keys with one name fail, saying how to name one of them."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for key in (user_files["rewards"] + ":exact", "my_rewards:exact"):
+        env = SingleTurnEnv(source={"name": f"{user_files['sources']}:make_squares", "n": 2},
+                            rewards={key: 1.0, "format": 0.1}, system_prompt=None, host=host)
+        env.reset(options={"index": 1})
+        info = env.step("1")[4]
+        assert info["rewards"] == {"exact": 1.0, "format": 0.0}, key
+    with pytest.raises(ValueError, match=r"rewards 'my_rewards:exact' and '.*my_rewards.py:exact' would both be the "
+                                         r"component 'exact' .*e\.g\. exact_2: \{fn: '.*my_rewards.py:exact'\}"):
+        config_rewards({"my_rewards:exact": 1.0, user_files["rewards"] + ":exact": 0.5})
+    with pytest.raises(ValueError, match=r"rewards 'exact' and 'my_rewards:exact' .*exact_2: \{fn: 'my_rewards:exact'\}"):
+        config_rewards({"exact": {"fn": "my_rewards:exact"}, "my_rewards:exact": 1.0})
+    spec, _ = config_rewards({"mine": {"fn": "my_rewards:exact"}, "my_rewards:exact": 1.0})  # named apart: both kept
+    assert list(spec) == ["mine", "exact"]
