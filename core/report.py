@@ -155,20 +155,28 @@ def _pyplot() -> Any:
     return plt
 
 
+def _whole_steps(ax: Any, xs: list[float]) -> None:
+    """Label the step axis with whole steps only; a run of one step gets a step either side of it (matplotlib
+    would otherwise span +-0.05 around it, where there is no whole number to label)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if xs and max(xs) - min(xs) < 1:
+        ax.set_xlim(min(xs) - 1, max(xs) + 1)
+
+
 def plot_lines(series: Mapping[str, list[tuple[float, float]]], title: str, out: Path) -> bool:
     """One PNG with a line per named series over the steps; False when there is nothing to draw (or no matplotlib)."""
     series = {k: v for k, v in series.items() if v}
     plt = _pyplot() if series else None
     if plt is None:
         return False
-    from matplotlib.ticker import MaxNLocator
-
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
     for label, pts in series.items():
         ax.plot(*zip(*pts), marker="o" if len(pts) < 40 else None, markersize=3, label=label,
                 linestyle="none" if label.startswith("held-out") else "-")
-    ax.set_xlabel("step")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _whole_steps(ax, [x for pts in series.values() for x, _ in pts])
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     if len(series) > 1:
@@ -185,14 +193,13 @@ def plot_curves(rows: list[dict[str, Any]], title: str, out: Path) -> bool:
     plt = _pyplot() if rows else None
     if plt is None:
         return False
-    from matplotlib.ticker import MaxNLocator
-
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.2))
     for ax, (key, label) in zip(axes, CURVES):
         if pts := _series(rows, key):
             ax.plot(*zip(*pts), marker="o", markersize=3)
-        ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            pts = []
+        _whole_steps(ax, [x for x, _ in pts])
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
