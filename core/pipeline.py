@@ -34,9 +34,12 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1gym.core.jsonl import atomic_write_text
+
+if TYPE_CHECKING:
+    from r1gym.core.plugins import PluginHost
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,80 @@ def _wire(value: Any, manifest: dict[str, Any], stage: str) -> Any:
     return outputs[output]
 
 
+def _placeholder(value: Any, manifest: dict[str, Any], stage: str, coming: set[str]) -> Any:
+    """What an input stands for in the check before the first stage runs: a stand-in of the same shape (a
+    path, or a list of them) naming it when an earlier stage of this run (``coming``) will write it, else the
+    output the manifest has (:func:`_wire`, which says why when there is none)."""
+    if isinstance(value, list):
+        return [_placeholder(v, manifest, stage, coming) for v in value]
+    if str(value).partition(".")[0] in coming:
+        return f"<{value}>"
+    return _wire(value, manifest, stage)
+
+
+def _stage_overrides(spec: dict[str, Any], st: dict[str, Any], rest: Sequence[str], inputs: dict[str, Any]) -> list[str]:
+    """A stage's overrides: ``stage=``, the pipeline's ``common``, its own, the command line's, its inputs."""
+    return [f"stage={st['stage']}", *spec.get("common", []), *st.get("overrides", []), *rest,
+            *(_override(key, value) for key, value in inputs.items())]
+
+
+def _eval_overrides(spec: dict[str, Any], st: dict[str, Any], rest: Sequence[str], checkpoint: Any) -> list[str]:
+    """The overrides of the evaluation after a stage (``eval.after``) of its ``checkpoint``."""
+    return ["stage=eval", *spec.get("common", []), *st.get("overrides", []), *rest,
+            *(spec.get("eval") or {}).get("overrides", []), _override("eval.checkpoint", checkpoint)]
+
+
+def check_stages(spec: dict[str, Any], rest: Sequence[str], run_dir: Path, manifest: dict[str, Any],
+                 compose_stage: Any, host: PluginHost | None = None) -> None:
+    """Check every stage this run will run, and the evaluations after them, before the first one starts
+    (issue 17: a typo in the last stage must not cost the stages before it): each is composed as it will run
+    and checked for values left ``???`` and by :func:`r1gym.core.validate.check_configs`; every problem of
+    every stage comes in one :class:`~r1gym.core.validate.ConfigCheckError`.
+
+    Inputs from stages that have not run yet are not known: their keys are set to a stand-in naming the
+    input (``<r1_zero.checkpoint>``) rather than left out, so that an input's key is still composed against
+    the schema, and nothing downstream is ``???`` merely because an earlier stage has not run. The check reads
+    names and parameters, never whether a path exists, so the stand-in cannot hide a problem it looks for.
+    A stage that resumes is composed from its saved overrides (``resume=``), as it will run."""
+    from omegaconf import OmegaConf
+
+    from r1gym.core.validate import ConfigCheckError, check_configs
+
+    configs, coming = [], set()
+    for k, st in _chosen(spec):
+        name, entry = st["name"], manifest["stages"].get(st["name"], {})
+        stage_dir = run_dir / f"{k}-{name}"
+        checkpoint: Any = (entry.get("outputs") or {}).get("checkpoint")
+        if entry.get("status") != "finished":
+            if (stage_dir / "config.yaml").exists():
+                overrides = [f"resume={stage_dir}"]
+            else:
+                inputs = {key: _placeholder(v, manifest, name, coming) for key, v in (st.get("inputs") or {}).items()}
+                overrides = [*_stage_overrides(spec, st, rest, inputs), _override("run_dir", str(stage_dir))]
+            configs.append((f"stage {name}", compose_stage(overrides)[0]))
+            checkpoint, coming = f"<{name}.checkpoint>", coming | {name}
+        if name in _evaluated(spec) and "eval" not in entry and checkpoint:
+            configs.append((f"stage {name} (eval)", compose_stage(_eval_overrides(spec, st, rest, checkpoint))[0]))
+    unset = [(f"{name}: {key}", f"left unset (???); set it, e.g. {key}=...")
+             for name, cfg in configs for key in sorted(OmegaConf.missing_keys(cfg))]
+    try:
+        check_configs(configs, host)
+    except ConfigCheckError as exc:
+        unset += exc.problems
+    if unset:
+        raise ConfigCheckError(unset)
+
+
+def _chosen(spec: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """The stages this run runs (``pipeline.only``, else all), with their 1-based positions."""
+    only = spec.get("only") or [s["name"] for s in spec["stages"]]
+    return [(k, st) for k, st in enumerate(spec["stages"], start=1) if st["name"] in only]
+
+
+def _evaluated(spec: dict[str, Any]) -> set[str]:
+    return set((spec.get("eval") or {}).get("after", []))
+
+
 def _override(key: str, value: Any) -> str:
     if isinstance(value, list):
         return f"{key}=[" + ",".join(json.dumps(str(v)) for v in value) + "]"
@@ -114,9 +191,12 @@ def _save(run_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_text(run_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
 
 
-def run_pipeline(spec: Any, overrides: Sequence[str], run_dir: Path, *, config_dirs: Sequence[str] = ()) -> Path:
+def run_pipeline(spec: Any, overrides: Sequence[str], run_dir: Path, *, config_dirs: Sequence[str] = (),
+                 host: PluginHost | None = None) -> Path:
     """Run (or resume) the pipeline ``spec`` (the composed ``pipeline`` node) in ``run_dir``; returns it.
-    ``overrides``: the command line's overrides for every stage; ``config_dirs``: the plugins' config folders."""
+    ``overrides``: the command line's overrides for every stage; ``config_dirs``: the plugins' config folders;
+    ``host``: the plugins the stages are checked against and run with (default: the process-wide host).
+    Every stage is checked (:func:`check_stages`) before the first one runs or the manifest is written."""
     from functools import partial
 
     from r1gym.core.config import load_run_config
@@ -126,22 +206,20 @@ def run_pipeline(spec: Any, overrides: Sequence[str], run_dir: Path, *, config_d
     spec = check_pipeline(spec, config_dirs=config_dirs)
     rest = list(overrides)
     compose_stage = partial(load_run_config, config_dirs=config_dirs)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_stage = partial(run_stage, host=host)
     manifest_path = run_dir / MANIFEST
     manifest = _load_manifest(manifest_path) if manifest_path.exists() else {
         "pipeline": spec["name"], "created": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": {}}
+    check_stages(spec, rest, run_dir, manifest, compose_stage, host)
+    run_dir.mkdir(parents=True, exist_ok=True)
     names = [s["name"] for s in spec["stages"]]
-    chosen = spec.get("only") or names
-    evaluate_after = set((spec.get("eval") or {}).get("after", []))
-    for k, st in enumerate(spec["stages"], start=1):
+    for k, st in _chosen(spec):
         name = st["name"]
-        if name not in chosen:
-            continue
         entry = manifest["stages"].get(name, {})
         stage_dir = run_dir / f"{k}-{name}"
         if entry.get("status") != "finished":
-            stage_overrides = [f"stage={st['stage']}", *spec.get("common", []), *st.get("overrides", []), *rest,
-                               *(_override(key, _wire(v, manifest, name)) for key, v in (st.get("inputs") or {}).items())]
+            inputs = {key: _wire(v, manifest, name) for key, v in (st.get("inputs") or {}).items()}
+            stage_overrides = _stage_overrides(spec, st, rest, inputs)
             resuming = (stage_dir / "config.yaml").exists()
             entry = {"status": "running", "run_dir": str(stage_dir), "stage": st["stage"], "overrides": stage_overrides,
                      "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": resuming}
@@ -159,10 +237,8 @@ def run_pipeline(spec: Any, overrides: Sequence[str], run_dir: Path, *, config_d
                          outputs=summary.get("outputs", {}),
                          metrics={k2: v for k2, v in summary.items() if k2 not in ("outputs", "stage", "kind", "run_dir")})
             _save(run_dir, manifest)
-        if name in evaluate_after and "eval" not in entry and entry.get("outputs", {}).get("checkpoint"):
-            ev_overrides = ["stage=eval", *spec.get("common", []), *st.get("overrides", []), *rest,
-                            *(spec.get("eval") or {}).get("overrides", []),
-                            _override("eval.checkpoint", entry["outputs"]["checkpoint"])]
+        if name in _evaluated(spec) and "eval" not in entry and entry.get("outputs", {}).get("checkpoint"):
+            ev_overrides = _eval_overrides(spec, st, rest, entry["outputs"]["checkpoint"])
             ev_dir = stage_dir / "eval"
             summary = _run_one(ev_dir, ev_overrides, False, compose_stage, run_stage)
             entry["eval"] = summary.get("results", {})

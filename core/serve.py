@@ -202,7 +202,10 @@ async def _stream(chat: ChatModel, messages: list, gen: dict, rid: str, now: int
 def serve(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
           max_tokens_limit: int = 2048) -> None:
     """Load the model and serve it until interrupted."""
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError as exc:  # before the model loads: the extra is what is missing
+        raise ImportError(f"r1gym serve needs uvicorn ({exc}): pip install 'r1gym[serve]'") from exc
 
     from r1gym.core.chat import load_chat_model
 

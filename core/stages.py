@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1gym.core.checkpoint import latest_checkpoint, resumable_checkpoint
 from r1gym.core.jsonl import atomic_write_text
+
+if TYPE_CHECKING:
+    from r1gym.core.plugins import PluginHost
 
 
 def _checkpoint(run_dir: Path) -> str | None:
@@ -26,47 +29,50 @@ def _checkpoint(run_dir: Path) -> str | None:
     return str(ckpt) if ckpt is not None else None
 
 
-def run_grpo(cfg: Any, run_dir: Path) -> dict[str, Any]:
+def run_grpo(cfg: Any, run_dir: Path, host: PluginHost | None = None) -> dict[str, Any]:
     from r1gym.core.grpo import GRPOTrainer
 
-    summary = GRPOTrainer(cfg, run_dir).train()
+    summary = GRPOTrainer(cfg, run_dir, host=host).train()
     return {**summary, "outputs": {"checkpoint": _checkpoint(run_dir)}}
 
 
-def run_sft(cfg: Any, run_dir: Path) -> dict[str, Any]:
+def run_sft(cfg: Any, run_dir: Path, host: PluginHost | None = None) -> dict[str, Any]:
     from r1gym.core.sft import SFTTrainer
 
-    summary = SFTTrainer(cfg, run_dir).train()
+    summary = SFTTrainer(cfg, run_dir, host=host).train()
     return {**summary, "outputs": {"checkpoint": _checkpoint(run_dir)}}
 
 
-def run_sample(cfg: Any, run_dir: Path) -> dict[str, Any]:
+def run_sample(cfg: Any, run_dir: Path, host: PluginHost | None = None) -> dict[str, Any]:
     from r1gym.core.datagen import generate
 
-    summary = generate(cfg, run_dir)
+    summary = generate(cfg, run_dir, host=host)
     if not cfg.sample.then_sft:
         return summary
     cfg.sft.data = [summary["outputs"]["data"]]
-    trained = run_sft(cfg, run_dir)
+    trained = run_sft(cfg, run_dir, host)
     return {**trained, "data": summary.get("stats", {}),
             "outputs": {**summary["outputs"], **trained["outputs"]}}
 
 
-def run_eval(cfg: Any, run_dir: Path) -> dict[str, Any]:
+def run_eval(cfg: Any, run_dir: Path, host: PluginHost | None = None) -> dict[str, Any]:
     from r1gym.core.evaluation import run_job
 
-    results = run_job(cfg, run_dir)
+    results = run_job(cfg, run_dir, host=host)
     return {"status": "finished", "results": results,
             "outputs": {"eval": str(run_dir / "eval.json"), "samples": str(run_dir / "eval_samples.jsonl")}}
 
 
-RUNNERS: dict[str, Callable[[Any, Path], dict[str, Any]]] = {
+RUNNERS: dict[str, Callable[[Any, Path, PluginHost | None], dict[str, Any]]] = {
     "grpo": run_grpo, "sft": run_sft, "sample": run_sample, "eval": run_eval,
 }
 
 
-def run_stage(cfg: Any, run_dir: Path) -> dict[str, Any]:
-    """Run the stage ``cfg.stage`` in ``run_dir``; the summary is also written to ``run_dir/manifest.json``."""
+def run_stage(cfg: Any, run_dir: Path, *, host: PluginHost | None = None) -> dict[str, Any]:
+    """Run the stage ``cfg.stage`` in ``run_dir``; the summary is also written to ``run_dir/manifest.json``.
+    ``host``: the plugins the check and the stage use (default: the process-wide host), so that a caller
+    with a host of its own (``r1gym.core.cli.main(argv, host=...)``, a test) is checked against the same
+    rewards and envs it runs with."""
     import json
     import os
 
@@ -74,10 +80,10 @@ def run_stage(cfg: Any, run_dir: Path) -> dict[str, Any]:
     from r1gym.core.validate import check_config
 
     runner = pick(RUNNERS, cfg.stage.kind, "stage.kind")
-    check_config(cfg)  # every name and parameter, all problems in one error, before any model loads
+    check_config(cfg, host)  # every name and parameter, all problems in one error, before any model loads
     if cfg.get("resume") and cfg.stage.kind != "eval":  # before any model loads: a resume never restarts silently
         resumable_checkpoint(Path(run_dir))
-    summary = runner(cfg, Path(run_dir))
+    summary = runner(cfg, Path(run_dir), host)
     manifest = {"stage": cfg.stage.name, "kind": cfg.stage.kind, **summary}
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 writes for everyone
         atomic_write_text(Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, default=str))

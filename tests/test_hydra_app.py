@@ -189,3 +189,48 @@ def test_config_check_reports_a_misspelled_reward(capsys):
     assert main(["config", "--check", "env=countdown", "+env.kwargs.rewards.countdwn=1.0"]) == 2
     err = capsys.readouterr().err
     assert "countdwn" in err and "countdown" in err
+
+
+def test_a_config_error_leaves_no_run_folder_and_a_sweeps_jobs_write_nothing_of_theirs(tmp_path, capsys):
+    """A single run is checked before Hydra makes its output folder: none is left behind. A sweep's jobs are
+    checked in the job (Hydra makes each job's folder first): only Hydra's record is there, no config.yaml
+    or overrides.txt that ``resume=`` would take for a run."""
+    typo = ["env=countdown", "+env.kwargs.rewards.countdwn=1.0"]
+    assert main(["train", *typo, f"run_dir={tmp_path / 'run'}"]) == 2
+    assert "Did you mean 'countdown'?" in capsys.readouterr().err
+    assert main(["train", *typo, f"hydra.run.dir={tmp_path / 'hydra_run'}"]) == 2
+    assert main(["eval", "stage=r1_zero", f"run_dir={tmp_path / 'eval'}"]) == 2
+    assert "r1gym eval runs stage.kind=eval stages" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    sweep = tmp_path / "sweep"
+    assert main(["train", "-m", *typo, "trainer.seed=0,1", f"hydra.sweep.dir={sweep}"]) == 2
+    assert "Did you mean 'countdown'?" in capsys.readouterr().err
+    assert (sweep / "0-r1_zero" / ".hydra" / "config.yaml").is_file() and (sweep / "0-r1_zero" / "r1gym.log").is_file()
+    assert not list(sweep.glob("*/config.yaml")) and not list(sweep.glob("*/overrides.txt"))
+
+
+def test_a_run_uses_the_plugin_host_main_was_given(tiny_model_dir, tmp_path, capsys):
+    """``main(argv, host=...)``: the check and the run use that host (its reward scores the samples), not the
+    process-wide one, which has no such reward. The job travels to other processes as its command alone."""
+    import pickle
+
+    from r1gym.core.hookspecs import hookimpl
+    from r1gym.core.hydra_app import Job
+    from r1gym.core.plugins import load_plugins
+
+    scored = []
+
+    class Counted:
+        @hookimpl
+        def r1gym_register_rewards(self, register):
+            register("counted", lambda completion, **_: scored.append(completion) or 0.0, description="test-only")
+
+    host = load_plugins(autoload=False, extra=[("counted", Counted())])
+    args = ["train", *_tiny_run(tiny_model_dir), "+env.kwargs.rewards.counted=0.5"]
+    assert main([*args, f"run_dir={tmp_path / 'global'}"]) == 2
+    assert "unknown reward 'counted'" in capsys.readouterr().err
+    assert main([*args, f"run_dir={tmp_path / 'run'}"], host=host) == 0
+    assert len(scored) == 2  # 1 prompt x 2 samples, each scored by the host's reward
+    assert [m["step"] for m in _metrics(tmp_path / "run")] == [1]
+    travelled = pickle.loads(pickle.dumps(Job("train", host)))
+    assert travelled == Job("train") and travelled.host is None

@@ -187,3 +187,25 @@ def test_the_whole_pipeline_runs_and_resumes_a_stage_killed_midway(tiny_model_di
     report = (run / "report.md").read_text()
     assert "## Evaluation after each stage" in report and "## Data generation: kept and dropped" in report
     assert (run / "plots" / "1-r1_zero.png").stat().st_size > 1000
+
+
+def test_every_stage_is_checked_before_the_first_one_runs(tmp_path, capsys):
+    """A misspelled reward parameter in the LAST stage, and a value left ??? in the first, are both reported in
+    one error before any stage runs: no manifest, no stage folder. Inputs from stages not run yet are stand-ins
+    (the last stage's model comes from the first); an input no stage of this run writes fails up front too."""
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "p.yaml").write_text(
+        "name: p\ncommon: [env=math]\nstages:\n  - {name: zero, stage: r1_zero}\n"
+        "  - {name: last, stage: reasoning_rl, inputs: {model.name_or_path: zero.checkpoint},\n"
+        "     overrides: ['+env.kwargs.rewards.math_accuracy.timeuot=3']}\n")
+    run = tmp_path / "run"
+    assert main(["pipeline", "-cd", str(tmp_path), "pipeline=p", f"pipeline.run_dir={run}", "model=hf"]) == 2
+    err = capsys.readouterr().err
+    assert "the config has 2 problem(s)" in err
+    assert "stage zero: model.name_or_path: left unset (???)" in err  # the last stage's comes from zero
+    assert "stage last: env.kwargs.rewards.math_accuracy.timeuot: reward 'math_accuracy' takes no parameter" in err
+    assert "Did you mean 'timeout'?" in err
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", "r1gym.log"]  # Hydra's record of the pipeline alone
+    assert main(["pipeline", "-cd", str(tmp_path), "pipeline=p", f"pipeline.run_dir={run}", "pipeline.only=[last]"]) == 2
+    assert "stage 'last' needs 'zero.checkpoint', but stage 'zero' has not finished" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", "r1gym.log"]
