@@ -44,9 +44,13 @@ HYDRA_COMMANDS = ("train", "eval", "pipeline")
 
 
 def _setup_logging(verbose: bool) -> None:
+    """Log lines through rich on a console that is not squeezed to 80 columns when stderr is a file or a pipe
+    (:func:`r1gym.core.loggers.wide_console`), so a line in a log file stays one line."""
     from rich.logging import RichHandler
 
-    handler = RichHandler(show_path=False, rich_tracebacks=False)
+    from r1gym.core.loggers import wide_console
+
+    handler = RichHandler(console=wide_console(stderr=True), show_path=False, rich_tracebacks=False)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", handlers=[handler])
     logging.getLogger("r1gym").setLevel(logging.DEBUG if verbose else logging.INFO)
 
@@ -361,9 +365,10 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
             print("\n".join(map(str, build_report(Path(args.run_dir), args.out and Path(args.out), samples=args.samples))))
             return 0
         return cmd_env_check(args.env_id, args.episodes, args.seed, host)
-    except (UnknownNameError, FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
-        from hydra.errors import HydraException  # noqa: F401  (Hydra's own errors are ValueErrors/others)
-
+    except (UnknownNameError, FileNotFoundError, ValueError, TypeError, RuntimeError, ImportError) as exc:
+        # an ImportError here is a missing optional dependency, and its message names the extra to install
+        # (pip install 'r1gym[serve]', 'r1gym[smollm2]'); -v also logs the traceback
+        log.debug("%s", type(exc).__name__, exc_info=exc)
         print(f"r1gym: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

