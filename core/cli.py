@@ -99,18 +99,18 @@ def cmd_envs(host: PluginHost) -> int:
 def cmd_env_check(env_id: str, episodes: int, seed: int, host: PluginHost) -> int:
     import warnings
 
-    import gymnasium
     from gymnasium.utils.env_checker import check_env
 
-    if env_id not in host.envs:
-        host.envs.get(env_id)  # raises with the known ids
+    from r1gym.core.env_factory import make_env
+
+    # the forms env.id takes: a registered id (unknown: the known ids, did-you-mean) or an entry point
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        check_env(gymnasium.make(env_id).unwrapped)
+        check_env(make_env(env_id, host=host).unwrapped)
     for w in caught:
         print(f"warning: {w.message}")
     print(f"{env_id}: gymnasium check_env passed")
-    env = gymnasium.make(env_id)
+    env = make_env(env_id, host=host)
     env.action_space.seed(seed)
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i)
@@ -119,7 +119,7 @@ def cmd_env_check(env_id: str, episodes: int, seed: int, host: PluginHost) -> in
             obs, r, term, trunc, step_info = env.step(env.action_space.sample())
             total, done, turns = total + r, term or trunc, turns + 1
         print(f"episode {i}: task={info.get('task_id')} turns={turns} reward={total:.3f} "
-              f"components={step_info['rewards']} terminated={term} truncated={trunc}")
+              f"components={step_info.get('rewards', {})} terminated={term} truncated={trunc}")
     return 0
 
 

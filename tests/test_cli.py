@@ -213,3 +213,38 @@ def test_log_lines_stay_whole_without_a_terminal(tmp_path):
     message = "r1gym.core.report: matplotlib is not installed (pip install 'r1gym[report]'): the report has no plots"
     assert len(message) > 80 and warned and all(message in line for line in warned), res.stderr
     assert len(res.stderr.splitlines()) == len(warned)  # no continuation lines
+
+
+ENTRY_POINT_ENV = '''
+import gymnasium as gym
+
+
+class GuessEnv(gym.Env):
+    """A plain gymnasium env (no r1gym in it): guess the bit; one step."""
+
+    observation_space = gym.spaces.Discrete(2)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.bit = int(self.np_random.integers(2))
+        return self.bit, {"task_id": f"bit-{self.bit}"}
+
+    def step(self, action):
+        return self.bit, float(action == self.bit), True, False, {}
+'''
+
+
+def test_env_check_takes_the_entry_point_forms_env_id_takes(tmp_path, capsys, monkeypatch):
+    """``r1gym env check`` names an env as ``env.id`` does: a ``path/to/envs.py:MyEnv`` file or an importable
+    ``package.module:MyEnv``, not only a registered id; a wrong class name says what the module has."""
+    (tmp_path / "cli_guess_envs.py").write_text(ENTRY_POINT_ENV)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for env_id in (f"{tmp_path}/cli_guess_envs.py:GuessEnv", "cli_guess_envs:GuessEnv"):
+        assert main(["env", "check", env_id, "--episodes", "2"]) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert f"{env_id}: gymnasium check_env passed" in out
+        episodes = [line for line in out.splitlines() if line.startswith("episode ")]
+        assert len(episodes) == 2 and all("task=bit-" in e and "terminated=True" in e for e in episodes), out
+    assert main(["env", "check", "cli_guess_envs:GuesEnv"]) == 2
+    assert "GuessEnv" in capsys.readouterr().err  # the did-you-mean of core/targets.locate
