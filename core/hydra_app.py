@@ -84,14 +84,18 @@ def check_runnable(cfg: Any) -> None:
 
 def check_job(command: str, cfg: Any, host: PluginHost | None) -> None:
     """Everything about a ``train``/``eval`` job's config that can be known before anything is written or
-    loaded: :func:`check_runnable`, ``r1gym eval`` given an eval stage, and every name and parameter
-    (:func:`r1gym.core.validate.check_config`, all problems in one error)."""
+    loaded: :func:`check_runnable`, ``r1gym eval`` given an eval stage, every name and parameter
+    (:func:`r1gym.core.validate.check_config`, all problems in one error), and for ``resume=`` a checkpoint to
+    continue from (else the failed resume would already have replaced the run's ``overrides.txt``)."""
+    from r1gym.core.checkpoint import resumable_checkpoint
     from r1gym.core.validate import check_config
 
     check_runnable(cfg)
     if command == "eval" and cfg.stage.kind != "eval":
         raise ValueError(f"r1gym eval runs stage.kind=eval stages; stage={cfg.stage.name} is kind {cfg.stage.kind!r}")
     check_config(cfg, host)
+    if cfg.get("resume") and cfg.stage.kind != "eval":
+        resumable_checkpoint(Path(cfg.run_dir or cfg.resume))
 
 
 def transformers_quiet() -> None:

@@ -234,3 +234,18 @@ def test_a_run_uses_the_plugin_host_main_was_given(tiny_model_dir, tmp_path, cap
     assert [m["step"] for m in _metrics(tmp_path / "run")] == [1]
     travelled = pickle.loads(pickle.dumps(Job("train", host)))
     assert travelled == Job("train") and travelled.host is None
+
+
+def test_a_resume_with_nothing_to_resume_from_leaves_the_run_as_it_was(tmp_path, capsys):
+    """A run that logged steps but saved no checkpoint cannot be resumed: refused before the run's own record
+    (overrides.txt, what the next resume= reads; config.yaml) is rewritten with the new overrides."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "overrides.txt").write_text("env=arithmetic\ntrainer.max_steps=3\n")
+    (run / "config.yaml").write_text("stage: {name: r1_zero}\n")
+    (run / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+    before = {p.name: p.read_text() for p in run.iterdir()}
+    assert main(["train", f"resume={run}", "trainer.max_steps=5"]) == 2
+    err = capsys.readouterr().err
+    assert "logged steps up to 2" in err and "saved no checkpoint" in err
+    assert {p.name: p.read_text() for p in run.iterdir()} == before
