@@ -235,8 +235,14 @@ def check_reward(p: _Problems, where: str, name: str, node: Any, host: PluginHos
 def check_rewards(p: _Problems, where: str, rewards: Any, host: PluginHost) -> None:
     if not isinstance(rewards, Mapping):
         return  # a RewardSet object built in code
+    from r1gym.envs.base import reward_names
+
     if not any(v is not None for v in rewards.values()):
         p.add(where, "an environment needs at least one reward; the reward spec is empty")
+    try:
+        reward_names(rewards)  # two rewards logged under one component name, or a name the metrics use
+    except ValueError as exc:
+        p.add(where, str(exc))
     for name, node in rewards.items():
         check_reward(p, f"{where}.{name}", str(name), node, host)
 

@@ -129,6 +129,10 @@ def resolve_rewards(rewards: RewardSet | Mapping[str, Any], host: PluginHost | N
     return build_reward_set(spec, lambda name: found[name] if name in found else host.rewards.get(name), host=host)
 
 
+#: component names taken by the weighted reward's own metrics (reward/mean, reward/std in metrics.jsonl)
+RESERVED_REWARD_NAMES = ("mean", "std")
+
+
 def reward_names(rewards: Mapping[str, Any]) -> dict[str, str]:
     """The component name of each key of a reward spec: the key itself, except that a key that *is* a reference
     is named by what follows its last ``:``, the module or file path stripped (``"my_rewards.py:exact"`` and
@@ -143,6 +147,10 @@ def reward_names(rewards: Mapping[str, Any]) -> dict[str, str]:
     by_name: dict[str, str] = {}
     for key in rewards:
         name = str(key).rpartition(":")[2].strip() if is_reference(key) else str(key)
+        if name in RESERVED_REWARD_NAMES:
+            raise ValueError(f"reward {key!r} would be the component {name!r}, whose metric reward/{name} is the "
+                             f"weighted reward's own ({', '.join(f'reward/{n}' for n in RESERVED_REWARD_NAMES)}); "
+                             f"name it otherwise, e.g. {name}_reward: {{fn: {str(key)!r}}}")
         if name in by_name:
             ref = key if is_reference(key) else by_name[name]
             raise ValueError(f"rewards {by_name[name]!r} and {key!r} would both be the component {name!r} (logged as "

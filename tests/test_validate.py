@@ -276,3 +276,15 @@ def test_an_env_class_of_ones_own_is_checked_by_its_signature_only(host, tmp_pat
     cfg.env.kwargs = {"rewards": [0.5, 1.0], "amrs": 3}
     found = dict(collect_problems(cfg, host))
     assert list(found) == ["env.kwargs.amrs"] and found["env.kwargs.amrs"].endswith("Did you mean 'arms'?")
+
+
+def test_reward_component_names_that_clash_are_found_before_anything_loads(host):
+    """Two rewards logged under one component name, or a reward named like the weighted reward's own metrics
+    (reward/mean, reward/std), would overwrite each other's numbers: the check reports both, at the spec."""
+    found = problems(host, "env=arithmetic", "+env.kwargs.rewards.mean={reward: format, weight: 0.1}")
+    assert "reward 'mean' would be the component 'mean', whose metric reward/mean" in found["env.kwargs.rewards"]
+    cfg = compose(["env=arithmetic", "+env.kwargs.rewards.isabs={fn: 'os.path:isabs'}"], config_dirs=host.config_dirs)
+    with open_dict(cfg):  # a key with ':' is written in YAML (the command line has no quoting for it)
+        cfg.env.kwargs.rewards["os.path:isabs"] = 0.5
+    found = dict(collect_problems(cfg, host))
+    assert "rewards 'isabs' and 'os.path:isabs' would both be the component 'isabs'" in found["env.kwargs.rewards"]
