@@ -34,17 +34,23 @@ def test_greedy_loop_matches_transformers_generate(backend, smollm2_tokenizer):
 
 
 def test_sampled_logprobs_match_trainer_recomputation(backend, tiny_model, smollm2_tokenizer):
-    from r1gym.core.rollout import Episode
-
     model, _ = tiny_model
     torch.manual_seed(0)
     prompts = _prompts(smollm2_tokenizer)
     gens = backend.generate(prompts, SamplingParams(temperature=0.8, top_p=0.9, max_new_tokens=10))
+    _assert_trainer_recomputes(model, smollm2_tokenizer, prompts, gens, temperature=0.8)
+
+
+def _assert_trainer_recomputes(model, tok, prompts, gens, temperature):
+    """The sampler's log-probs are what the trainer computes for the same tokens."""
+    from r1gym.core.rollout import Episode
+
     eps = [Episode(group=i, task_index=i, prompt_ids=list(p), completion_ids=g.token_ids,
-                   completion_mask=[1] * len(g.token_ids), sampler_logprobs=g.logprobs) for i, (p, g) in enumerate(zip(prompts, gens))]
-    batch = pack(eps, smollm2_tokenizer.pad_token_id)
+                   completion_mask=[1] * len(g.token_ids), sampler_logprobs=g.logprobs)
+           for i, (p, g) in enumerate(zip(prompts, gens))]
+    batch = pack(eps, tok.pad_token_id)
     with torch.no_grad():
-        lp, _ = completion_logprobs(model, batch, temperature=0.8)
+        lp, _ = completion_logprobs(model, batch, temperature=temperature)
     m = batch.loss_mask.bool()
     torch.testing.assert_close(lp[m], batch.sampler_logprobs[m], rtol=1e-4, atol=1e-4)
 
@@ -288,3 +294,101 @@ def test_reward_workers_step_envs_concurrently_and_keep_the_order():
     assert [o[1] for o in out] == [float(i) for i in range(8)]
     assert [o[4]["text"] for o in out] == [f"c{i}" for i in range(8)]
 
+
+
+# -- continuous batching ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def varied_model(smollm2_tokenizer):
+    """A tiny random Llama whose greedy completions do not repeat one token (larger initial weights than the
+    conftest model's), so an EOS chosen among them ends each row at a chosen step."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(7)
+    cfg = LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True, initializer_range=0.5)
+    return AutoModelForCausalLM.from_config(cfg).eval(), smollm2_tokenizer
+
+
+def _skewed_workload(model, tok):
+    """8 prompts of different lengths, 2 rows each (a GRPO group), and EOS ids that end them at several-fold
+    different lengths: each prompt's greedy completion ends at its target step (or earlier, where another
+    row's EOS comes first); ``None`` runs to max_new_tokens."""
+    texts = ["a b c", "Hello there", "1 2 3 4 5 6 7", "x", "What is 2 + 3?", "The quick brown fox", "ok", "9 8"]
+    targets = [3, None, 8, None, 2, 16, None, 4]
+    prompts = [tok(t)["input_ids"] for t in texts for _ in range(2)]
+    params = SamplingParams(temperature=0.0, max_new_tokens=24)
+    base = HFBackend(model, tok, continuous=False).generate(prompts, params)
+    eos = {base[2 * i].token_ids[t - 1] for i, t in enumerate(targets) if t}
+    return prompts, params, eos
+@pytest.mark.parametrize("extra", [{}, {"min_new_tokens": 3}, {"stop": "stop"}])
+def test_continuous_batching_gives_the_static_paths_tokens_and_logprobs(varied_model, extra):
+    """Greedy: every row's tokens, log-probs and finish reason are those of the chunked path, with rows
+    refilled into slots that other prompts (of other lengths) held before."""
+    model, tok = varied_model
+    prompts, params, end = _skewed_workload(model, tok)
+    if extra.get("stop"):
+        probe = HFBackend(model, tok, continuous=False)
+        probe.eos_ids = end
+        g = next(g for g in probe.generate(prompts, params) if len(g.token_ids) > 8)
+        extra = {"stop": (tok.decode(g.token_ids[6:8]),)}
+    params = SamplingParams(temperature=0.0, max_new_tokens=24, **extra)
+    results = {}
+    for continuous in (False, True):
+        backend = HFBackend(model, tok, batch_size=4, continuous=continuous)
+        backend.eos_ids = end
+        results[continuous] = backend.generate(prompts, params)
+        results[continuous, "counts"] = dict(backend.counts)
+    lengths = [len(g.token_ids) for g in results[False]]
+    assert min(lengths) * 3 <= max(lengths)  # the workload is skewed
+    for a, b in zip(results[True], results[False]):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+    if extra.get("min_new_tokens"):
+        assert min(len(g.token_ids) for g in results[True]) >= 3
+    if extra.get("stop"):
+        assert any(g.finish_reason == "stop" and g.text.endswith(extra["stop"][0]) for g in results[True])
+    # rows were refilled: fewer decode steps than chunks of 4 (equal prompts together) that each run to their
+    # longest row
+    static, cont = results[False, "counts"], results[True, "counts"]
+    order = sorted(range(len(prompts)), key=lambda i: (tuple(prompts[i]), i))
+    chunks = [[lengths[i] for i in order[j : j + 4]] for j in range(0, len(order), 4)]
+    assert static["decode_steps"] == sum(max(c) - 1 for c in chunks)
+    assert cont["decode_steps"] < static["decode_steps"]
+    assert cont["prefills"] > len(chunks) // 2  # more than one refill
+
+
+def test_continuous_batching_samples_what_the_trainer_recomputes(varied_model):
+    model, tok = varied_model
+    prompts, _, end = _skewed_workload(model, tok)
+    backend = HFBackend(model, tok, batch_size=4, continuous=True)
+    backend.eos_ids = end
+    torch.manual_seed(0)
+    gens = backend.generate(prompts, SamplingParams(temperature=0.8, top_p=0.9, max_new_tokens=16))
+    assert backend.counts["prefills"] > 1
+    _assert_trainer_recomputes(model, tok, prompts, gens, temperature=0.8)
+
+
+def test_continuous_switch_needs_the_lean_decoder(tiny_model, smollm2_tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model, tok = tiny_model
+    assert HFBackend(model, tok).continuous and not HFBackend(model, tok, continuous=False).continuous
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(smollm2_tokenizer), n_embd=32, n_layer=1, n_head=2)).eval()
+    assert not HFBackend(gpt2, smollm2_tokenizer).continuous  # auto: the chunked path, logged
+    with pytest.raises(ValueError, match="continuous=true needs the lean decoder"):
+        HFBackend(gpt2, smollm2_tokenizer, continuous=True)
+    with pytest.raises(ValueError, match="must be auto, true or false"):
+        HFBackend(model, tok, continuous="yes")
+
+
+def test_sample_next_bans_only_the_rows_given():
+    logits = torch.tensor([[5.0, 1.0, 0.0]]).repeat(4, 1)
+    rows = torch.tensor([True, False, True, False])
+    for temperature in (0.0, 1.0):
+        tok, lp = sample_next(logits, temperature, 0, 1.0, torch.tensor([0]), rows)
+        assert 0 not in tok[rows].tolist()
+        if temperature == 0.0:
+            assert tok[~rows].tolist() == [0, 0]
+        expected = torch.log_softmax(logits[0] / max(temperature, 1.0), -1)
+        torch.testing.assert_close(lp, expected[tok])

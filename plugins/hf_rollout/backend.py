@@ -7,6 +7,10 @@ The loop (``mode: loop``, the default) is the same whatever runs the model:
 * **finished rows leave the batch**: a row that sampled EOS or a stop string stops being recorded at once,
   and leaves the KV cache when a quarter of the rows have finished (at small batch a decode step costs about
   the same for 12 rows as for 16, while dropping rows copies the whole cache);
+* **continuous batching** (``continuous``, lean decoder): a request larger than ``batch_size`` does not run
+  in chunks that each last as long as their longest sequence; the cache has ``batch_size`` slots, and when
+  rows finish, waiting prompt groups are prefilled (still once per distinct prompt) into the freed slots, so
+  GRPO's natural lengths (several-fold apart within a step) stop costing the longest one at every row;
 * **logits only where needed**: the prefill computes the LM head for the last prompt position only;
 * **sampling without the full-vocabulary multinomial** (:mod:`.sampling`).
 
@@ -18,6 +22,7 @@ instead of the loop (the benchmarks compare the two).
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 from collections.abc import Sequence
@@ -36,6 +41,7 @@ DECODERS = ("auto", "lean", "hf")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: finished rows are dropped from the KV cache once they are at least this share of the rows in it
 COMPACT_SHARE = 0.25
+CONTINUOUS = ("auto", True, False)
 
 
 class HFBackend:
@@ -48,16 +54,30 @@ class HFBackend:
             model is not supported) or ``hf`` (transformers' forward).
         dtype: precision of the lean decoder's weights: ``null`` (the model's own, sharing its tensors),
             ``bfloat16`` (a copy refreshed after each optimizer step; ~3x faster decode here) or ``float32``.
+        continuous: continuous batching (``mode: loop``): ``batch_size`` cache slots, refilled with waiting
+            prompts as sequences finish, instead of chunks of ``batch_size`` run one after another. ``true``
+            needs the lean decoder (an error otherwise); ``auto`` uses it where the lean decoder runs and logs
+            why not elsewhere (transformers' cache has one length for all rows; a refilled row needs its own);
+            ``false`` is the chunked path. Same tokens under greedy decoding, same log-probs (to float
+            rounding), same sampling distribution; only the order random numbers are drawn in differs.
+        refill_share: continuous batching refills freed slots once at least this share of ``batch_size`` is
+            free (and the next prompt group fits): each refill is one prefill call, so refilling one row at a
+            time costs more calls, while waiting longer leaves slots idle.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, mode: str = "loop",
-                 decoder: str = "auto", dtype: str | None = None):
+                 decoder: str = "auto", dtype: str | None = None, continuous: str | bool = "auto",
+                 refill_share: float = 0.125):
         if batch_size < 1:
             raise ValueError(f"rollout.params.batch_size must be >= 1, got {batch_size}")
         if mode not in MODES:
             raise ValueError(f"rollout.params.mode must be one of {MODES}, got {mode!r}")
         if decoder not in DECODERS:
             raise ValueError(f"rollout.params.decoder must be one of {DECODERS}, got {decoder!r}")
+        if continuous not in CONTINUOUS:
+            raise ValueError(f"rollout.params.continuous must be auto, true or false, got {continuous!r}")
+        if not 0 < refill_share <= 1:
+            raise ValueError(f"rollout.params.refill_share must be in (0, 1], got {refill_share}")
         self.dtype = None if dtype is None else pick(DTYPES, dtype, "rollout.params.dtype")
         self.model, self.tokenizer, self.batch_size, self.mode = model, tokenizer, batch_size, mode
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -70,6 +90,16 @@ class HFBackend:
         if self.dtype is not None and self.lean is None:
             raise ValueError(f"rollout.params.dtype={dtype} needs the lean decoder, which is not in use here; "
                              "set rollout.params.dtype=null")
+        if continuous is True and self.lean is None:
+            raise ValueError("rollout.params.continuous=true needs the lean decoder, which is not in use here "
+                             "(transformers' KV cache has one length for all rows); set continuous=auto or false")
+        if continuous == "auto" and self.lean is None and mode == "loop":
+            log.info("hf rollout backend: no continuous batching (transformers' KV cache has one length for all "
+                     "rows, a refilled row needs its own); requests run in chunks of batch_size")
+        self.continuous = self.lean is not None and continuous is not False
+        self.refill_share = refill_share
+        #: forward calls of the last ``generate``: prefills, decode steps, and rows summed over decode steps
+        self.counts = {"prefills": 0, "decode_steps": 0, "decode_rows": 0}
 
     def _lean_decoder(self, choice: str) -> Any:
         from r1gym.plugins.hf_rollout.lean import LeanDecoder, unsupported_reason
@@ -108,10 +138,13 @@ class HFBackend:
         out: list = [None] * len(prompts)
         was_training = self.model.training
         self.model.eval()
+        self.counts = dict.fromkeys(self.counts, 0)
+        chunk_size = max(1, len(order)) if self.continuous and self.mode == "loop" else self.batch_size
         try:
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                for i, gen in zip(chunk, run([prompts[i] for i in chunk], params)):
+            for start in range(0, len(order), chunk_size):
+                chunk = order[start : start + chunk_size]
+                gens = (self._continuous if chunk_size > self.batch_size else run)([prompts[i] for i in chunk], params)
+                for i, gen in zip(chunk, gens):
                     out[i] = gen
         finally:
             self.model.train(was_training)
@@ -140,6 +173,7 @@ class HFBackend:
         stepper = _LeanStepper(self.lean) if self.lean is not None else _HFStepper(self.model)
         with torch.no_grad():
             logits = stepper.prefill(ids, mask, fan_out, steps)
+            self.counts["prefills"] += 1
             pos = mask.sum(-1)[fan_out]  # the next token's position, per row in the stepper
             rows = torch.arange(B, device=dev)  # stepper row -> output row
             live = torch.ones(B, dtype=torch.bool, device=dev)  # stepper rows still sampling
@@ -164,10 +198,108 @@ class HFBackend:
                     stepper.select(keep)
                     rows, tok, pos, live = rows[keep], tok[keep], pos[keep], live[keep]
                 logits = stepper.step(tok, pos)
+                self.counts["decode_steps"] += 1
+                self.counts["decode_rows"] += len(tok)
                 pos = pos + 1
+        return self._generations(out_tok, out_lp, length, stopped)
+
+    def _generations(self, out_tok: torch.Tensor, out_lp: torch.Tensor, length: torch.Tensor,
+                     stopped: torch.Tensor) -> list:
         toks, lps, n = out_tok.tolist(), out_lp.tolist(), length.tolist()
         return [self._generation(toks[i][: n[i]], lps[i][: n[i]], "stop" if stopped[i] else "length")
-                for i in range(B)]
+                for i in range(len(toks))]
+
+    # -- continuous batching ---------------------------------------------------------------------------
+    def _continuous(self, prompts: Sequence[Sequence[int]], params: Any) -> list:
+        """The loop over ``batch_size`` cache slots: finished rows free their slot, and once
+        ``refill_share`` of the slots are free the next prompt groups (same prompt = one prefill, fanned
+        out) are prefilled into them at positions 0.. while the other rows go on. Once nothing waits,
+        finished rows leave the cache as in :meth:`_loop`. ``prompts`` come sorted (equal prompts adjacent)."""
+        groups: list[tuple[Sequence[int], list[int]]] = []  # (prompt, its output rows), at most batch_size rows
+        for i, p in enumerate(prompts):
+            if groups and groups[-1][0] == p and len(groups[-1][1]) < self.batch_size:
+                groups[-1][1].append(i)
+            else:
+                groups.append((p, [i]))
+        waiting = collections.deque(groups)
+        dev = next(self.model.parameters()).device
+        N, steps, S = len(prompts), params.max_new_tokens, self.batch_size
+        out_tok = torch.full((N, steps), self.pad_id, dtype=torch.long, device=dev)
+        out_lp = torch.zeros(N, steps, device=dev)
+        length = torch.full((N,), steps, dtype=torch.long, device=dev)
+        stopped = torch.zeros(N, dtype=torch.bool, device=dev)
+        eos = torch.tensor(sorted(self.eos_ids), device=dev)
+        cache = self.lean.slot_cache(S, max(len(p) for p in prompts) + steps)
+        row = torch.full((S,), -1, dtype=torch.long, device=dev)  # slot -> output row (-1: free)
+        pos = torch.zeros(S, dtype=torch.long, device=dev)  # slot -> position of the token it feeds next
+        made = torch.zeros(S, dtype=torch.long, device=dev)  # slot -> tokens sampled so far
+        tok = torch.full((S,), self.pad_id, dtype=torch.long, device=dev)
+        logits = live = None
+        refill_at = max(1, round(self.refill_share * S))
+
+        def refill_due() -> bool:  # the next group fits, and enough slots are free (or all that waits fits)
+            free = int((row < 0).sum())
+            return bool(waiting) and free >= max(len(waiting[0][1]), min(refill_at, sum(len(g[1]) for g in waiting)))
+
+        with torch.no_grad():
+            while True:
+                if refill_due():  # new rows sample their first token now, before the others' next step
+                    new_logits, fresh = self._refill(waiting, (row < 0).nonzero().squeeze(-1), cache, row, pos, made)
+                else:
+                    new_logits, fresh = logits[live], live.nonzero().squeeze(-1)
+                r, k = row[fresh], made[fresh]
+                early = k < params.min_new_tokens
+                banned = eos if bool(early.any()) else None
+                t, lp = sample_next(new_logits, params.temperature, params.top_k, params.top_p, banned,
+                                    None if banned is None or bool(early.all()) else early)
+                out_tok[r, k], out_lp[r, k] = t, lp
+                tok[fresh], made[fresh] = t, k + 1
+                done = torch.isin(t, eos)
+                if params.stop:
+                    for j in (~done & ~early).nonzero().squeeze(-1).tolist():
+                        if self._hits_stop(out_tok[r[j], : k[j] + 1].tolist(), params.stop):
+                            done[j] = True
+                ended = done | (k + 1 >= steps)
+                if bool(ended.any()):
+                    length[r[ended]] = k[ended] + 1
+                    stopped[r[done]] = True
+                    row[fresh[ended]] = -1
+                live = row >= 0
+                if refill_due():  # the live rows keep this step's token in ``tok`` for the decode after it
+                    continue
+                if not waiting:
+                    if not bool(live.any()):
+                        break
+                    if (~live).sum() >= max(1, COMPACT_SHARE * len(live)):  # as in _loop
+                        keep = live.nonzero().squeeze(-1)
+                        cache.select(keep)
+                        row, pos, made, tok, live = row[keep], pos[keep], made[keep], tok[keep], live[keep]
+                logits = self.lean.decode(tok, pos, cache)
+                self.counts["decode_steps"] += 1
+                self.counts["decode_rows"] += len(tok)
+                pos = torch.where(live, pos + 1, pos)  # a free slot keeps writing its own last column
+        return self._generations(out_tok, out_lp, length, stopped)
+
+    def _refill(self, waiting: Any, free: torch.Tensor, cache: Any, row: torch.Tensor, pos: torch.Tensor,
+                made: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prefill the next waiting prompt groups that fit into the ``free`` slots (one forward call, each
+        distinct prompt once, fanned out to its rows); return their logits and the slots they went to."""
+        taken: list[tuple[Sequence[int], list[int]]] = []
+        while waiting and sum(len(g[1]) for g in taken) + len(waiting[0][1]) <= len(free):
+            taken.append(waiting.popleft())
+        dev = free.device
+        width = max(len(p) for p, _ in taken)
+        ids = torch.full((len(taken), width), self.pad_id, dtype=torch.long)
+        for j, (p, _) in enumerate(taken):
+            ids[j, : len(p)] = torch.tensor(p)
+        lengths = torch.tensor([len(p) for p, _ in taken], device=dev)
+        fan_out = torch.tensor([j for j, (_, rows) in enumerate(taken) for _ in rows], device=dev)
+        slots = free[: len(fan_out)]
+        logits = self.lean.prefill_slots(ids.to(dev), lengths, cache, slots, fan_out)
+        self.counts["prefills"] += 1
+        row[slots] = torch.tensor([i for _, rows in taken for i in rows], device=dev)
+        pos[slots], made[slots] = lengths[fan_out], 0
+        return logits, slots
 
     def _hits_stop(self, ids: list[int], stops: Sequence[str]) -> bool:
         tail = self.tokenizer.decode(ids[-16:], skip_special_tokens=True)

@@ -5,7 +5,9 @@ GEMMs and 40 ms in ``scaled_dot_product_attention`` (its CPU kernel is built for
 query token against a 200-token cache), plus cache and mask bookkeeping per layer. This module computes the
 same function with
 
-* a **static KV cache**: one (rows, kv_heads, max_len, head_dim) buffer per layer, written in place;
+* a **static KV cache**: one (rows, kv_heads, max_len, head_dim) buffer per layer, written in place
+  (:class:`KVCache`, left-padded prompts; or :class:`SlotCache`, one column per position, whose rows are
+  refilled with waiting prompts as sequences finish: continuous batching);
 * **decode attention as two batched matmuls** over the grouped query heads (no repeat of K/V for GQA);
 * RoPE cos/sin looked up from a table built once per call by the model's own rotary module (so every RoPE
   variant transformers implements comes out right);
@@ -99,6 +101,29 @@ class KVCache:
         self.keys = [k.index_select(0, rows) for k in self.keys]
         self.values = [v.index_select(0, rows) for v in self.values]
         self.key_bias = self.key_bias.index_select(0, rows)
+
+
+class SlotCache:
+    """A KV cache of ``slots`` rows for continuous batching: a row's keys sit at their positions (column j holds
+    position j), so a row can be emptied and refilled with another prompt without moving the others.
+
+    A row attends to the columns up to its own position only, so a refilled row never sees what the previous
+    occupant left past its prompt, and the next token's column is the one written next. The buffers start at
+    zero: a column no row has written yet is masked but still multiplied, and must not hold NaN.
+    """
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], rope: tuple[torch.Tensor, torch.Tensor]):
+        self.keys, self.values = keys, values
+        self.cos, self.sin = rope
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` (in that order): once no prompt is waiting, finished rows leave the batch."""
+        self.keys = [k.index_select(0, rows) for k in self.keys]
+        self.values = [v.index_select(0, rows) for v in self.values]
 
 
 class LeanDecoder:
@@ -214,18 +239,36 @@ class LeanDecoder:
             return self._prefill(ids, mask, room)
 
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, room: int) -> tuple[torch.Tensor, KVCache]:
-        embed, layers, norm, head = self.weights
         P, W = ids.shape
         cap = W + room
         rope = self._rope_table(cap)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cos, sin = rope[0][pos][:, None], rope[1][pos][:, None]  # (P, 1, W, D)
         real = mask.bool()
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+
+        def store(k: torch.Tensor, v: torch.Tensor) -> None:
+            kbuf, vbuf = k.new_empty(P, self.n_kv, cap, self.head_dim), v.new_empty(P, self.n_kv, cap, self.head_dim)
+            kbuf[:, :, :W], vbuf[:, :, :W] = k, v
+            keys.append(kbuf)
+            values.append(vbuf)
+
+        x = self._prompt_pass(ids, (mask.cumsum(-1) - 1).clamp(min=0), real, rope, store)
+        last = self._norm(x[:, -1], self.weights[2])
+        bias = torch.zeros(P, cap, device=ids.device)
+        bias[:, :W].masked_fill_(~real, float("-inf"))
+        return onednn.linear(last, self.weights[3]).float(), KVCache(keys, values, bias, W, rope)
+
+    def _prompt_pass(self, ids: torch.Tensor, pos: torch.Tensor, real: torch.Tensor,
+                     rope: tuple[torch.Tensor, torch.Tensor], store: Any) -> torch.Tensor:
+        """The layers over padded prompts ``ids`` at positions ``pos`` (``real``: not padding); each layer's
+        rotated keys and values (P, kv_heads, W, head_dim) go to ``store``; returns the last hidden states."""
+        embed, layers, _, _ = self.weights
+        P, W = ids.shape
+        cos, sin = rope[0][pos][:, None], rope[1][pos][:, None]  # (P, 1, W, D)
         # causal, no attention to padding; a padding query attends to itself so its row stays finite
         allowed = torch.ones(W, W, dtype=torch.bool, device=ids.device).tril()[None] & real[:, None, :]
         allowed = (allowed | torch.eye(W, dtype=torch.bool, device=ids.device)[None])[:, None]  # (P, 1, W, W)
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
-        keys, values = [], []
         x = F.embedding(ids, embed)
         for layer in layers:
             h = self._norm(x, layer.ln1)
@@ -233,34 +276,68 @@ class LeanDecoder:
             q = self._rotate(q.view(P, W, H, D).transpose(1, 2), cos, sin)
             k = self._rotate(k.view(P, W, KV, D).transpose(1, 2), cos, sin)
             v = v.view(P, W, KV, D).transpose(1, 2)
-            kbuf = k.new_empty(P, KV, cap, D)
-            vbuf = v.new_empty(P, KV, cap, D)
-            kbuf[:, :, :W], vbuf[:, :, :W] = k, v
-            keys.append(kbuf)
-            values.append(vbuf)
+            store(k, v)
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scaling, enable_gqa=KV != H)
             x = x + onednn.linear(a.transpose(1, 2).reshape(P, W, H * D), *layer.o)
             x = x + self._mlp(self._norm(x, layer.ln2), layer)
-        last = self._norm(x[:, -1], norm)
-        bias = torch.zeros(P, cap, device=ids.device)
-        bias[:, :W].masked_fill_(~real, float("-inf"))
-        return onednn.linear(last, head).float(), KVCache(keys, values, bias, W, rope)
+        return x
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Append one token per row (at ``positions``) to ``cache``; return the next logits (rows x vocab)."""
+    # -- continuous batching -----------------------------------------------------------------------------
+    def slot_cache(self, slots: int, capacity: int) -> SlotCache:
+        """An empty :class:`SlotCache` of ``slots`` rows, each with room for ``capacity`` positions."""
+        device = self.weights[0].device
+        shape = (slots, self.n_kv, capacity, self.head_dim)
+        keys = [torch.zeros(shape, dtype=self.dtype, device=device) for _ in self.weights[1]]
+        values = [torch.zeros(shape, dtype=self.dtype, device=device) for _ in self.weights[1]]
+        return SlotCache(keys, values, self._rope_table(capacity))
+
+    def prefill_slots(self, ids: torch.Tensor, lengths: torch.Tensor, cache: SlotCache, slots: torch.Tensor,
+                      fan_out: torch.Tensor) -> torch.Tensor:
+        """Run right-padded prompts ``ids`` (P x width; ``lengths`` real tokens each) once, and write prompt
+        ``fan_out[j]`` into row ``slots[j]`` of ``cache`` (whatever was there before); return each slot's
+        next-token logits (len(slots) x vocab, float32). Right padding puts position j in column j, as
+        :class:`SlotCache` wants, and causal attention keeps a prompt's tokens from seeing its padding."""
+        with torch.autocast(ids.device.type, enabled=False):
+            P, W = ids.shape
+            if W > cache.capacity:
+                raise RuntimeError(f"a {W}-token prompt does not fit a {cache.capacity}-position slot cache")
+            pos = torch.arange(W, device=ids.device).expand(P, W)
+            real = pos < lengths[:, None]
+            layer = iter(range(len(cache.keys)))
+
+            def store(k: torch.Tensor, v: torch.Tensor) -> None:
+                i = next(layer)
+                cache.keys[i][slots, :, :W] = k[fan_out]
+                cache.values[i][slots, :, :W] = v[fan_out]
+
+            x = self._prompt_pass(ids, pos, real, (cache.cos, cache.sin), store)
+            last = self._norm(x[torch.arange(P, device=ids.device), lengths - 1], self.weights[2])
+            return onednn.linear(last, self.weights[3]).float()[fan_out]
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache | SlotCache) -> torch.Tensor:
+        """Append one token per row (at ``positions``) to ``cache``; return the next logits (rows x vocab).
+        A :class:`KVCache` appends at its common length; a :class:`SlotCache` at each row's position."""
         with torch.autocast(tokens.device.type, enabled=False):
             return self._decode(tokens, positions, cache)
 
-    def _decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def _decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache | SlotCache) -> torch.Tensor:
         embed, layers, norm, head = self.weights
         B = tokens.shape[0]
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
         G = H // KV
-        n = cache.length
+        slotted = isinstance(cache, SlotCache)
+        if slotted:  # each row writes at its own position and attends up to it
+            n = int(positions.max())
+            rows = torch.arange(B, device=tokens.device)
+            cols = torch.arange(n + 1, device=tokens.device)
+            bias = torch.zeros(B, n + 1, device=tokens.device).masked_fill_(cols > positions[:, None], float("-inf"))
+            bias = bias[:, None, None]  # (B, 1, 1, n + 1)
+        else:
+            n = cache.length
+            bias = cache.key_bias[:, None, None, : n + 1]  # (B, 1, 1, n + 1)
         if n >= cache.keys[0].shape[2]:
             raise RuntimeError(f"KV cache full ({n} positions): prefill was given too little room")
         cos, sin = cache.cos[positions][:, None], cache.sin[positions][:, None]  # (B, 1, D)
-        bias = cache.key_bias[:, None, None, : n + 1]  # (B, 1, 1, n + 1)
         x = F.embedding(tokens, embed)  # (B, hidden)
         for i, layer in enumerate(layers):
             h = self._norm(x, layer.ln1)
@@ -268,13 +345,18 @@ class LeanDecoder:
             q = self._rotate(q.view(B, H, D), cos, sin)
             k = self._rotate(k.view(B, KV, D), cos, sin)
             K, V = cache.keys[i], cache.values[i]
-            K[:, :, n] = k
-            V[:, :, n] = v.view(B, KV, D)
+            if slotted:
+                K[rows, :, positions] = k
+                V[rows, :, positions] = v.view(B, KV, D)
+            else:
+                K[:, :, n] = k
+                V[:, :, n] = v.view(B, KV, D)
             # (B, KV, G, D) @ (B, KV, D, n+1) -> (B, KV, G, n+1)
             scores = torch.matmul(q.view(B, KV, G, D), K[:, :, : n + 1].transpose(-1, -2)) * self.scaling
             p = torch.softmax(scores.float() + bias, dim=-1).to(x.dtype)
             a = torch.matmul(p, V[:, :, : n + 1]).reshape(B, H * D)
             x = x + onednn.linear(a, *layer.o)
             x = x + self._mlp(self._norm(x, layer.ln2), layer)
-        cache.length = n + 1
+        if not slotted:
+            cache.length = n + 1
         return onednn.linear(self._norm(x, norm), head).float()

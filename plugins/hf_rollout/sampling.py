@@ -16,24 +16,26 @@ from typing import Any
 NUCLEUS_CANDIDATES = 64
 
 
-def sample_next(logits: Any, temperature: float, top_k: int, top_p: float, banned: Any = None) -> tuple[Any, Any]:
+def sample_next(logits: Any, temperature: float, top_k: int, top_p: float, banned: Any = None,
+                banned_rows: Any = None) -> tuple[Any, Any]:
     """Sample one token per row; return (tokens, log-probs under softmax(logits / temperature)).
 
     ``temperature <= 0`` is greedy (log-probs of the untempered distribution then). ``top_k <= 0`` and
     ``top_p >= 1`` switch those filters off. ``banned`` (token ids) cannot be drawn (``min_new_tokens`` bans
-    EOS). The returned log-probs are of the tempered distribution *before* filtering and banning, the quantity
+    EOS), in every row or, with ``banned_rows`` (a bool per row), in those rows only (continuous batching
+    has rows at different steps). The returned log-probs are of the tempered distribution *before* filtering and banning, the quantity
     the trainer recomputes.
     """
     import torch
 
     if temperature <= 0:
         logp = torch.log_softmax(logits.float(), dim=-1)
-        tok = (logp if banned is None else logp.index_fill(-1, banned, float("-inf"))).argmax(-1)
+        tok = (logp if banned is None else _ban(logp, banned, banned_rows, float("-inf"))).argmax(-1)
         return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
     probs = logp.exp()
     if banned is not None:
-        probs = probs.index_fill(-1, banned, 0.0)
+        probs = _ban(probs, banned, banned_rows, 0.0)
     vocab = probs.shape[-1]
     threshold = None  # per row: keep the tokens whose probability is at least this
     if top_k and 0 < top_k < vocab:
@@ -47,6 +49,15 @@ def sample_next(logits: Any, temperature: float, top_k: int, top_p: float, banne
     u = torch.rand(probs.shape[0], 1, dtype=torch.float64, device=probs.device) * cdf[:, -1:]
     tok = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=vocab - 1)
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+
+def _ban(values: Any, banned: Any, rows: Any, fill: float) -> Any:
+    """``values`` with the ``banned`` columns set to ``fill`` (in ``rows`` only, where given); a copy."""
+    if rows is None:
+        return values.index_fill(-1, banned, fill)
+    out = values.clone()
+    out[rows.nonzero(), banned[None, :]] = fill
+    return out
 
 
 def _nucleus_threshold(probs: Any, top_p: float) -> Any:
