@@ -97,7 +97,10 @@ def file_path(where: str) -> Path:
             if HydraConfig.initialized():
                 from hydra.utils import get_original_cwd
 
-                path = Path(get_original_cwd()) / path
+                started_in = Path(get_original_cwd()) / path
+                # only a file that is there: Hydra's record of the last job outlives it in this process, and a
+                # missing file is reported where it was looked for first (the working folder)
+                path = started_in if started_in.exists() else path
         except ImportError:  # Hydra is a dependency; only a lean install without it gets here
             pass
     return path.resolve()
