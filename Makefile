@@ -51,7 +51,7 @@ demo: install
 	$(VENV)/bin/r1gym train experiment=demo
 
 test: install browser-deps
-	HF_HUB_OFFLINE=1 $(PY) -m pytest --run-slow
+	HF_HUB_OFFLINE=1 $(PY) -m pytest --run-slow --durations=25
 
 test-fast: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
