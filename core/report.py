@@ -14,6 +14,7 @@ in full). A report is a list of blocks rendered twice, so the Markdown and the p
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import logging
@@ -143,7 +144,9 @@ def _series(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
     return [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
 
 
+@functools.cache
 def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None (warned about once, not once per plot) without it."""
     try:
         import matplotlib
 

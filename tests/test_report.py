@@ -88,6 +88,25 @@ def test_a_run_without_a_series_says_so(runs, tmp_path):
     assert "Not in this run's metrics: KL to the reference policy." in md and "plots/kl.png" not in md
 
 
+def test_without_matplotlib_the_report_has_no_plots_and_says_so_once(runs, tmp_path, monkeypatch, caplog):
+    import sys
+
+    from r1gym.core import report
+
+    train, _ = runs
+    run = tmp_path / "run"
+    shutil.copytree(train, run, ignore=shutil.ignore_patterns("checkpoints"))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # an install without the report extra
+    report._pyplot.cache_clear()
+    try:
+        md = build_report(run)[0].read_text()
+    finally:
+        report._pyplot.cache_clear()
+    assert "plots/" not in md and "| reward/mean |" in md  # the tables are still there
+    warned = [r for r in caplog.records if "matplotlib is not installed" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+
+
 def test_an_eval_run_report_has_the_scores_and_graded_completions(runs, tmp_path):
     _, ev = runs
     md = build_report(ev, tmp_path, samples=2)[0].read_text()
