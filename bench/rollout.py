@@ -19,6 +19,13 @@ Tokens counted, both sides: per sequence, the tokens generated up to and includi
 them if there is none (padding after EOS is not counted). A call's time covers all it does: the backend's
 includes padding, log-probs of the sampled tokens and decoding to text; plain's includes padding.
 
+Continuous batching (``--requests K --compare-static``): each call asks for K x B sequences (K B / G distinct
+prompts), as a GRPO step larger than ``rollout.params.batch_size`` does. The backend (``batch_size`` B) runs
+them over B cache slots refilled as rows finish (``continuous: auto``); the added side ``continuous=false``
+runs them in chunks of B, each as long as its longest row; plain ``generate`` gets the same chunks of B.
+With ``--length natural`` completions end where the model ends them (at most ``--max-new-tokens``), the case
+continuous batching is for. ``decode steps`` counts the backend's decode forward calls (the median repeat's).
+
 Ceilings (see bench/gemm.py):
 
 * compute: GEMM GFLOP/s * 1e9 / (2 * n_params) tokens/s: a decoded token costs ~2 FLOPs per parameter
@@ -34,6 +41,8 @@ Ceilings (see bench/gemm.py):
 
     python bench/rollout.py --batch-sizes 16 64 --max-new-tokens 64 --repeats 5
     python bench/rollout.py --repeats 1 --batch-sizes 2 --group-size 2 --max-new-tokens 4 --gemm-sizes 256  # smoke
+    python bench/rollout.py --env arithmetic_fewshot --length natural --requests 4 --compare-static \
+        --batch-sizes 16 --group-size 8 --max-new-tokens 128 --repeats 3
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ import gemm  # noqa: E402
 import report  # noqa: E402
 
 PLAIN = "plain generate"
+STATIC = "r1gym hf continuous=false"
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -134,30 +144,40 @@ def make_runners(model: Any, tokenizer: Any, batch_size: int, args: argparse.Nam
     params = SamplingParams(temperature=1.0, max_new_tokens=n, min_new_tokens=n if fixed else 0)
     label = "r1gym hf" + "".join(f" {k}={v}" for k, v in kwargs.items() if k != "batch_size")
 
-    def ours(prompts):
-        return [g.token_ids for g in backend.generate(prompts, params)]
+    def runner(backend):
+        def ours(prompts):
+            return [g.token_ids for g in backend.generate(prompts, params)]
 
-    def plain(prompts):
-        ids, att = left_pad(prompts, pad)
-        extra = {"min_new_tokens": n} if fixed else {}
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=att, do_sample=True, temperature=1.0, max_new_tokens=n,
-                                 eos_token_id=eos, pad_token_id=pad, **extra)
-        return out[:, ids.shape[1] :].tolist()
+        ours.backend = backend  # bench_batch reads its decode-step count
+        return ours
 
-    return {label: ours, PLAIN: plain}
+    def plain(prompts):  # in chunks of batch_size, as the backend's static path
+        rows = []
+        for start in range(0, len(prompts), batch_size):
+            ids, att = left_pad(prompts[start : start + batch_size], pad)
+            extra = {"min_new_tokens": n} if fixed else {}
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=att, do_sample=True, temperature=1.0,
+                                     max_new_tokens=n, eos_token_id=eos, pad_token_id=pad, **extra)
+            rows += out[:, ids.shape[1] :].tolist()
+        return rows
+
+    sides = {label: runner(backend)}
+    if args.compare_static:
+        sides[STATIC] = runner(factory(model, tokenizer, **{**kwargs, "continuous": False}))
+    return {**sides, PLAIN: plain}
 
 
-def bench_batch(model, tokenizer, prompts, args, eos: set[int]) -> dict[str, dict[str, Any]]:
+def bench_batch(model, tokenizer, prompts, batch_size, args, eos: set[int]) -> dict[str, dict[str, Any]]:
     import torch
 
-    runners = make_runners(model, tokenizer, len(prompts), args)
+    runners = make_runners(model, tokenizer, batch_size, args)
     sides = list(runners)
     for side, fn in runners.items():
         for w in range(args.warmup):
             torch.manual_seed(args.seed - 1 - w)
             fn(prompts)
-    res: dict[str, dict[str, Any]] = {s: {"seconds": [], "tokens": [], "tps": []} for s in sides}
+    res: dict[str, dict[str, Any]] = {s: {"seconds": [], "tokens": [], "tps": [], "steps": []} for s in sides}
     identical = True
     for r in range(args.repeats):
         order = sides if r % 2 == 0 else sides[::-1]  # alternate who goes first: drift hits both alike
@@ -172,7 +192,9 @@ def bench_batch(model, tokenizer, prompts, args, eos: set[int]) -> dict[str, dic
             res[side]["seconds"].append(dt)
             res[side]["tokens"].append(sum(counts))
             res[side]["tps"].append(sum(counts) / dt)
-        identical &= samples[sides[0]] == samples[sides[1]]
+            backend = getattr(runners[side], "backend", None)
+            res[side]["steps"].append(backend.counts["decode_steps"] if backend is not None else None)
+        identical &= samples[sides[0]] == samples[PLAIN]
     for side in sides:
         res[side]["identical"] = identical
     return res
@@ -190,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--length", choices=["fixed", "natural"], default="fixed",
                    help="fixed: exactly max-new-tokens per sequence on both sides; natural: stop at EOS")
+    p.add_argument("--requests", type=int, default=1, metavar="K",
+                   help="sequences per call = K x batch size (the backend's batch_size stays the batch size)")
+    p.add_argument("--compare-static", action="store_true",
+                   help="add the backend with continuous=false (chunks of batch size) as a side")
     p.add_argument("--backend-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra keyword arguments for the hf backend (rollout.params), e.g. mode=generate")
     p.add_argument("--matmul", choices=["auto", "onednn", "torch"], default="auto",
@@ -223,43 +249,48 @@ def main(argv: Sequence[str] | None = None) -> None:
     ceiling = gemm.decode_ceiling(gflops, n_params)
     eos = set(eos_ids(model, tokenizer))
     G = args.group_size
-    distinct = build_prompts(args.env, max(args.batch_sizes) // G, tokenizer, args.prompt_format)
+    K = args.requests
+    distinct = build_prompts(args.env, K * max(args.batch_sizes) // G, tokenizer, args.prompt_format)
     print(f"GEMM {gflops:.1f} GFLOP/s ({gemm_src}); copy {copy_gbps:.2f} GB/s; "
           f"{args.model}: {n_params / 1e6:.1f}M params; "
           f"compute ceiling {ceiling:.0f} tok/s; r1gym's fp32 linears: {'oneDNN' if use_onednn else 'torch'} "
           f"(--matmul {args.matmul})")
 
     headers = ["batch", "side", "median s", "tokens", "median tok/s", "min-max tok/s", "% compute ceiling",
-               "% ceiling w/ prompt", "% weight-stream bound", "same samples"]
+               "% ceiling w/ prompt", "% weight-stream bound", "same samples", "decode steps"]
     rows = []
     for bs in args.batch_sizes:
-        prompts = [p for p in distinct[: bs // G] for _ in range(G)]
-        prompt_tokens = sum(len(p) for p in distinct[: bs // G])
+        prompts = [p for p in distinct[: K * bs // G] for _ in range(G)]
+        prompt_tokens = sum(len(p) for p in distinct[: K * bs // G])
         lens = [len(p) for p in prompts]
-        print(f"\nbatch {bs} ({bs // G} prompts x G={G}): prompt tokens mean {statistics.mean(lens):.0f}, "
-              f"max {max(lens)}; running ...", flush=True)
-        res = bench_batch(model, tokenizer, prompts, args, eos)
+        print(f"\nbatch {bs}, {K} x {bs} sequences per call ({K * bs // G} prompts x G={G}): prompt tokens mean "
+              f"{statistics.mean(lens):.0f}, max {max(lens)}; running ...", flush=True)
+        res = bench_batch(model, tokenizer, prompts, bs, args, eos)
         stream = bs * copy_gbps * 1e9 / weight_bytes
         medians = {}
         for side, r in res.items():
             tps = statistics.median(r["tps"])
             secs = statistics.median(r["seconds"])
             medians[side] = tps
+            mid = r["seconds"].index(sorted(r["seconds"])[len(r["seconds"]) // 2])  # the median repeat
             rows.append([
                 str(bs), side, secs, str(int(statistics.median(r["tokens"]))), tps,
                 f"{min(r['tps']):.1f}-{max(r['tps']):.1f}", f"{100 * tps / ceiling:.1f}%",
                 f"{100 * (prompt_tokens + statistics.median(r['tokens'])) / secs / ceiling:.1f}%",
                 f"{100 * tps / stream:.1f}%" if stream == stream else "n/a", "yes" if r["identical"] else "no",
+                "" if r["steps"][mid] is None else str(r["steps"][mid]),
             ])
-        ours, plain = (s for s in res if s != PLAIN), PLAIN
-        ours = next(ours)
-        rows.append([str(bs), "r1gym / plain", "", "", f"{medians[ours] / medians[plain]:.2f}x", "", "", "", "", ""])
-        print(report.text_table(headers, rows[-3:]))
+        ours = next(iter(res))
+        ratios = [("r1gym / plain", ours, PLAIN)] + ([("continuous / static", ours, STATIC)] if STATIC in res else [])
+        for name, a, b in ratios:
+            rows.append([str(bs), name, "", "", f"{medians[a] / medians[b]:.2f}x", "", "", "", "", "", ""])
+        print(report.text_table(headers, rows[-(len(res) + len(ratios)) :]))
 
     notes = (
         f"- {args.model} ({args.dtype}, {n_params / 1e6:.1f}M params), env `{args.env}` prompts "
         f"(`{args.prompt_format}` format), B / G distinct prompts x G={G}, temperature 1.0, "
-        f"max_new_tokens={args.max_new_tokens}, length `{args.length}`, {args.repeats} alternating repeats after "
+        f"max_new_tokens={args.max_new_tokens}, length `{args.length}`, {K} x B sequences per call, "
+        f"{args.repeats} alternating repeats after "
         f"{args.warmup} warm-up call(s), seed {args.seed}"
         + (f", backend kwargs `{' '.join(args.backend_kwargs)}`" if args.backend_kwargs else "")
         + f"; r1gym's fp32 linears through {'oneDNN' if use_onednn else 'torch (default BLAS)'} "

@@ -61,8 +61,9 @@ class HFBackend:
             ``false`` is the chunked path. Same tokens under greedy decoding, same log-probs (to float
             rounding), same sampling distribution; only the order random numbers are drawn in differs.
         refill_share: continuous batching refills freed slots once at least this share of ``batch_size`` is
-            free (and the next prompt group fits): each refill is one prefill call, so refilling one row at a
-            time costs more calls, while waiting longer leaves slots idle.
+            free (or all that waits fits): each refill is one prefill call (and a group split over two refills
+            has its prompt prefilled twice), so refilling one row at a time costs more calls, while waiting
+            longer leaves slots idle.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, mode: str = "loop",
@@ -237,9 +238,8 @@ class HFBackend:
         logits = live = None
         refill_at = max(1, round(self.refill_share * S))
 
-        def refill_due() -> bool:  # the next group fits, and enough slots are free (or all that waits fits)
-            free = int((row < 0).sum())
-            return bool(waiting) and free >= max(len(waiting[0][1]), min(refill_at, sum(len(g[1]) for g in waiting)))
+        def refill_due() -> bool:  # enough slots are free (or all that waits fits)
+            return bool(waiting) and int((row < 0).sum()) >= min(refill_at, sum(len(g[1]) for g in waiting))
 
         with torch.no_grad():
             while True:
@@ -282,11 +282,20 @@ class HFBackend:
 
     def _refill(self, waiting: Any, free: torch.Tensor, cache: Any, row: torch.Tensor, pos: torch.Tensor,
                 made: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prefill the next waiting prompt groups that fit into the ``free`` slots (one forward call, each
-        distinct prompt once, fanned out to its rows); return their logits and the slots they went to."""
+        """Prefill the next waiting prompt groups into the ``free`` slots (one forward call, each distinct
+        prompt once, fanned out to its rows); return their logits and the slots they went to. A group that
+        does not fit whole is split: its other rows wait (and their prompt is prefilled again with them),
+        since an idle slot costs a row at every decode step until a whole group's worth is free."""
         taken: list[tuple[Sequence[int], list[int]]] = []
-        while waiting and sum(len(g[1]) for g in taken) + len(waiting[0][1]) <= len(free):
-            taken.append(waiting.popleft())
+        room = len(free)
+        while waiting and room:
+            prompt, rows = waiting[0]
+            if len(rows) <= room:
+                taken.append(waiting.popleft())
+            else:
+                taken.append((prompt, rows[:room]))
+                waiting[0] = (prompt, rows[room:])
+            room -= len(taken[-1][1])
         dev = free.device
         width = max(len(p) for p, _ in taken)
         ids = torch.full((len(taken), width), self.pad_id, dtype=torch.long)
