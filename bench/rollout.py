@@ -21,7 +21,7 @@ includes padding, log-probs of the sampled tokens and decoding to text; plain's 
 
 Continuous batching (``--requests K --compare-static``): each call asks for K x B sequences (K B / G distinct
 prompts), as a GRPO step larger than ``rollout.params.batch_size`` does. The backend (``batch_size`` B) runs
-them over B cache slots refilled as rows finish (``continuous: auto``); the added side ``continuous=false``
+them over B cache slots refilled as rows finish (``continuous=True``); the added side ``continuous=false``
 runs them in chunks of B, each as long as its longest row; plain ``generate`` gets the same chunks of B.
 With ``--length natural`` completions end where the model ends them (at most ``--max-new-tokens``), the case
 continuous batching is for. ``decode steps`` counts the backend's decode forward calls (the median repeat's).
@@ -139,6 +139,8 @@ def make_runners(model: Any, tokenizer: Any, batch_size: int, args: argparse.Nam
     eos = eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     kwargs = {"batch_size": batch_size, **parse_kwargs(args.backend_kwargs)}
+    if args.compare_static:  # the backend's own default is the chunked path: name the continuous side
+        kwargs.setdefault("continuous", True)
     factory = default_host().rollout_backends.get("hf")
     backend = factory(model, tokenizer, **kwargs)
     params = SamplingParams(temperature=1.0, max_new_tokens=n, min_new_tokens=n if fixed else 0)
@@ -215,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--requests", type=int, default=1, metavar="K",
                    help="sequences per call = K x batch size (the backend's batch_size stays the batch size)")
     p.add_argument("--compare-static", action="store_true",
-                   help="add the backend with continuous=false (chunks of batch size) as a side")
+                   help="run the backend with continuous=true, and add continuous=false (chunks of batch size) as "
+                        "a side")
     p.add_argument("--backend-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra keyword arguments for the hf backend (rollout.params), e.g. mode=generate")
     p.add_argument("--matmul", choices=["auto", "onednn", "torch"], default="auto",

@@ -373,13 +373,15 @@ def test_continuous_switch_needs_the_lean_decoder(tiny_model, smollm2_tokenizer)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model, tok = tiny_model
-    assert HFBackend(model, tok).continuous and not HFBackend(model, tok, continuous=False).continuous
+    assert HFBackend(model, tok, continuous="auto").continuous and not HFBackend(model, tok).continuous
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(smollm2_tokenizer), n_embd=32, n_layer=1, n_head=2)).eval()
-    assert not HFBackend(gpt2, smollm2_tokenizer).continuous  # auto: the chunked path, logged
+    assert not HFBackend(gpt2, smollm2_tokenizer, continuous="auto").continuous  # the chunked path, logged
     with pytest.raises(ValueError, match="continuous=true needs the lean decoder"):
         HFBackend(gpt2, smollm2_tokenizer, continuous=True)
     with pytest.raises(ValueError, match="must be auto, true or false"):
         HFBackend(model, tok, continuous="yes")
+    with pytest.raises(ValueError, match=r"refill_share must be in \(0, 1\]"):
+        HFBackend(model, tok, refill_share=0)
 
 
 def test_sample_next_bans_only_the_rows_given():

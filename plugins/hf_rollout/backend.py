@@ -58,8 +58,11 @@ class HFBackend:
             prompts as sequences finish, instead of chunks of ``batch_size`` run one after another. ``true``
             needs the lean decoder (an error otherwise); ``auto`` uses it where the lean decoder runs and logs
             why not elsewhere (transformers' cache has one length for all rows; a refilled row needs its own);
-            ``false`` is the chunked path. Same tokens under greedy decoding, same log-probs (to float
-            rounding), same sampling distribution; only the order random numbers are drawn in differs.
+            ``false`` (the default) is the chunked path: side by side on a busy 2-core machine, continuous
+            batching was 1.01x and 1.03x its speed (within the repeats' spread; docs/benchmarks.md). A request of at most ``batch_size`` sequences (the demo's 64 of
+            64) runs as one batch either way: nothing waits. Same tokens under greedy decoding, same
+            log-probs (to float rounding), same sampling distribution; only the order random numbers are
+            drawn in differs. ``counts`` says what the last call did (prefills, decode steps).
         refill_share: continuous batching refills freed slots once at least this share of ``batch_size`` is
             free (or all that waits fits): each refill is one prefill call (and a group split over two refills
             has its prompt prefilled twice), so refilling one row at a time costs more calls, while waiting
@@ -67,7 +70,7 @@ class HFBackend:
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, mode: str = "loop",
-                 decoder: str = "auto", dtype: str | None = None, continuous: str | bool = "auto",
+                 decoder: str = "auto", dtype: str | None = None, continuous: str | bool = False,
                  refill_share: float = 0.125):
         if batch_size < 1:
             raise ValueError(f"rollout.params.batch_size must be >= 1, got {batch_size}")
