@@ -271,8 +271,9 @@ def _check_single_run(command: str, args: Any, host: PluginHost) -> None:
     folder (``.hydra/``, ``r1gym.log``) before it calls the job, and a run that cannot start should leave no
     folder behind. The config is composed as Hydra will compose it (same search path: ``-cp``, ``-cd``, the
     plugins' folders, ``hydra.searchpath``; same primary config, overrides and loader), once more: 0.2-0.4 s
-    measured on a busy 2-core machine, against a one-step run's 6-9 s. Left to the job (which checks again in any case): overrides that sweep (Hydra refuses or
-    runs them as a sweep, ``hydra.mode=MULTIRUN``) and a ``-cd`` that is no folder (Hydra reports it)."""
+    measured on a busy 2-core machine, against a one-step run's 6-9 s. Left to the job (which checks again in
+    any case): overrides that sweep (Hydra refuses or runs them as a sweep, ``hydra.mode=MULTIRUN``) and a
+    ``-cd`` that is no folder (Hydra reports it)."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.utils import create_automatic_config_search_path, detect_calling_file_or_module_from_task_function
     from hydra.core.config_search_path import SearchPathQuery
