@@ -59,8 +59,9 @@ class HFBackend:
             needs the lean decoder (an error otherwise); ``auto`` uses it where the lean decoder runs and logs
             why not elsewhere (transformers' cache has one length for all rows; a refilled row needs its own);
             ``false`` (the default) is the chunked path: side by side on a busy 2-core machine, continuous
-            batching was 1.01x and 1.03x its speed (within the repeats' spread; docs/benchmarks.md). A request of at most ``batch_size`` sequences (the demo's 64 of
-            64) runs as one batch either way: nothing waits. Same tokens under greedy decoding, same
+            batching was 1.01x and 1.03x its speed (within the repeats' spread; docs/benchmarks.md). A request
+            of at most ``batch_size`` sequences (the demo's 64 of 64) runs as one batch either way: nothing
+            waits. Same tokens under greedy decoding, same
             log-probs (to float rounding), same sampling distribution; only the order random numbers are
             drawn in differs. ``counts`` says what the last call did (prefills, decode steps).
         refill_share: continuous batching refills freed slots once at least this share of ``batch_size`` is
