@@ -128,6 +128,10 @@ class RolloutConfig:
     #: threads scoring a step's completions at once (1: one after another). Raise it for rewards that wait
     #: on a sandbox, a judge or the math pool (env=code: 16); rewards must then be thread-safe
     reward_workers: int = 1
+    #: generate step k+1 while step k trains (one step off-policy): only for backends that generate in a process of
+    #: their own (hf_process, vllm_server); each sample's policy lag is recorded and corrected by the importance
+    #: weights (algo.is_correction); false: the synchronous loop. See docs/scaling.md and r1gym.core.overlap
+    overlap: bool = False
     #: backend-specific options
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -165,7 +169,10 @@ class TrainerConfig:
     threads: int | None = None
     #: mixed precision for every forward (sampling, log-probs, reference): null (fp32 throughout) or
     #: "bf16" (torch.autocast; weights, optimizer and loss stay fp32). Needs bf16 matmul support to pay off
-    #: (AVX512-BF16/AMX on CPUs, any recent GPU).
+    #: (AVX512-BF16/AMX on CPUs, any recent GPU). "auto": bf16 only where an MLP-shaped forward + backward
+    #: under it is >= 1.2x faster than fp32 here, timed at the first forward pass (r1gym.core.precision;
+    #: logged, written to the run's precision.json, reused on resume). The default stays null until the
+    #: demo's learning curves show bf16 within fp32's seed spread.
     autocast: str | None = None
     #: how fp32 linears run on the CPU: auto (oneDNN if faster here, timed at start-up), onednn, torch.
     #: See r1gym.core.onednn: on AMD CPUs oneDNN is ~2x PyTorch's default BLAS, with the same fp32 results.

@@ -11,6 +11,10 @@ One step (DESIGN.md, "One GRPO step"):
    accumulation weighted so the result equals one big batch), gradient clipping, AdamW, LR schedule;
 5. weight sync to the rollout backend, metrics to the loggers, a checkpoint every ``save_every`` steps.
 
+With ``rollout.overlap=true`` (a backend that generates in its own process), step k+1's rollout runs in the
+background during step k's update, one step off-policy and corrected (:mod:`r1gym.core.overlap`); with it off,
+the step above runs as written, unchanged.
+
 The loop, checkpoints, evaluation schedule and the backend (one process, DDP, DeepSpeed) are the training
 core's (:mod:`r1gym.core.training`, :mod:`r1gym.core.strategies`); this module supplies GRPO's data (the envs
 and the prompt sampler), its step, and :meth:`GRPOTrainer.update` as a few named steps whose variants
@@ -39,7 +43,7 @@ import torch
 from omegaconf import DictConfig
 
 from r1gym.core import advantages as adv_mod
-from r1gym.core import distributed, evaluation, losses, onednn
+from r1gym.core import distributed, evaluation, losses, onednn, overlap
 from r1gym.core.batch import CompletionLogprobs, PackedBatch, completion_logprobs, pack
 from r1gym.core.env_factory import make_envs, primary_reward
 from r1gym.core.models import load_model
@@ -57,6 +61,9 @@ class PromptSampler:
 
     def __init__(self, num_tasks: int, seed: int):
         self.num_tasks, self.seed, self.epoch, self.pos = num_tasks, seed, 0, 0
+        #: with rollout.overlap: a rollout already drawn from this position but not trained on yet (drained
+        #: before a checkpoint, so that a resumed run trains on it next, as the uninterrupted one would)
+        self.pending: Any = None
 
     def _order(self) -> np.ndarray:
         return np.random.default_rng([self.seed, self.epoch]).permutation(self.num_tasks)
@@ -72,11 +79,15 @@ class PromptSampler:
                 self.epoch, self.pos = self.epoch + 1, 0
         return out
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "pos": self.pos}
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"epoch": self.epoch, "pos": self.pos}
+        if self.pending is not None:
+            state["pending"] = self.pending
+        return state
 
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self.pending = state.get("pending")
 
 
 @dataclass
@@ -112,6 +123,17 @@ class GRPOTrainer(TrainerShell):
         G = algo.group_size
         self.micro_batch_rows = max(G, -(-max(1, algo.micro_batch_size) // G) * G)
         super().__init__(cfg, run_dir, host=host, optim_cfg=algo.optim)
+        #: rollout.overlap: the rollout running ahead (None: the synchronous step); weight versions = updates done
+        self.ahead: overlap.RolloutAhead | None = None
+        if cfg.rollout.get("overlap", False):
+            name = cfg.rollout.backend
+            problem = overlap.overlap_problem(name, self.host.rollout_backends.get(name), distributed=self.dist.enabled)
+            if problem is None and algo.is_correction == "none":
+                problem = ("rollout.overlap=true trains on samples of the previous weights, which the importance "
+                           "correction accounts for; algo.is_correction=none would ignore it: use auto, truncate or mask")
+            if problem:
+                raise ValueError(problem)
+            self.ahead = overlap.RolloutAhead()
         self.eval_envs: list[Any] | None = None  # made at the first evaluation, with its size
         self.eval_indices: list[int] = []
         self.eval_k = 1
@@ -137,8 +159,10 @@ class GRPOTrainer(TrainerShell):
             sampler = build_sampler(cfg, state.model, state.tokenizer, host=self.host)
         ref_model, reference = self._reference(state.model)
         is_mode = algo.is_correction
-        if is_mode == "auto":  # correct only what needs it: a sampler whose log-probs are not the trainer's
-            is_mode = "none" if getattr(sampler.backend, "exact_logprobs", False) else "truncate"
+        if is_mode == "auto":  # correct only what needs it: a sampler whose log-probs are not the trainer's,
+            # or samples of older weights (rollout.overlap: a policy lag of one update)
+            exact = getattr(sampler.backend, "exact_logprobs", False) and self.ahead is None
+            is_mode = "none" if exact else "truncate"
         losses.importance_weights(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), mode=is_mode,
                                   level=algo.is_level, cap=algo.is_cap)  # a bad setting fails here
         correct = _no_correction if is_mode == "none" else functools.partial(
@@ -148,6 +172,7 @@ class GRPOTrainer(TrainerShell):
 
     def setup(self) -> int:
         start = super().setup()
+        self._step = self._version = self._synced = start  # steps run, updates done, updates the backend has
         if self.dist.rank > 0:  # rank 0's RNG is the checkpointed one; the others sample from streams of their own
             torch.manual_seed(self.cfg.trainer.seed + 7919 * self.dist.rank + start)
         return start
@@ -235,6 +260,8 @@ class GRPOTrainer(TrainerShell):
 
     def train_step(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """Sample this step's episodes and update the policy on them; (metrics, logged samples)."""
+        if self.ahead is not None:
+            return self._overlapped_step()
         t_step = time.perf_counter()
         timings = RolloutTimings()
         episodes, metrics = self.rollout(timings)
@@ -246,6 +273,67 @@ class GRPOTrainer(TrainerShell):
         metrics.update({f"time/{k}": v for k, v in t.items()})
         metrics["time/step"] = time.perf_counter() - t_step
         return distributed.mean_metrics(metrics, self.dist), samples
+
+    # -- rollout.overlap: the next step's rollout during this step's update (r1gym.core.overlap) ---------
+    def _overlapped_step(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """Wait for this step's rollout, give the idle backend the weights of the last update, start the next
+        step's rollout on them, and update on this step's episodes meanwhile. ``time/generate`` is the time the
+        backend spent sampling (in the background), ``time/generate_wait`` the time the trainer waited for it."""
+        t_step = time.perf_counter()
+        self._step += 1
+        if not self.ahead.in_flight and self.sampler.pending is None:  # the first step: nothing ran ahead
+            self._start_ahead()
+        t0 = time.perf_counter()
+        episodes, metrics, times, version = self._take_ahead()
+        t = {**times, "generate_wait": time.perf_counter() - t0}
+        self._sync_if_stale(t)
+        if self._step < self.total_steps:
+            self._start_ahead()
+        lag = self._version - version
+        for e in episodes:
+            e.policy_lag = lag
+        metrics = {**metrics, "rollout/policy_lag": float(lag)}
+        if not episodes:
+            return {**metrics, **{f"time/{k}": v for k, v in t.items()}, "time/step": time.perf_counter() - t_step}, []
+        update_metrics, samples = self.update(episodes, t)
+        metrics.update(update_metrics)
+        metrics.update({f"time/{k}": v for k, v in t.items()})
+        metrics["time/step"] = time.perf_counter() - t_step
+        return metrics, samples
+
+    def _start_ahead(self) -> None:
+        version = self._synced  # the weights the backend holds: those that will sample this rollout
+
+        def job() -> tuple[list[Episode], dict[str, float], dict[str, float], int]:
+            timings = RolloutTimings()
+            episodes, stats = self.rollout(timings)
+            return episodes, stats, {"generate": timings.generate, "reward": timings.reward}, version
+
+        self.ahead.start(job)
+
+    def _take_ahead(self) -> tuple[list[Episode], dict[str, float], dict[str, float], int]:
+        if self.ahead.in_flight:
+            return self.ahead.result()
+        pending, self.sampler.pending = self.sampler.pending, None  # drained (evaluation, a checkpoint) or resumed
+        return pending
+
+    def _drain(self) -> None:
+        """Finish the rollout in flight and keep it for the next step (before evaluating or saving)."""
+        if self.ahead is not None and self.ahead.in_flight:
+            self.sampler.pending = self.ahead.result()
+
+    def _sync_if_stale(self, t: dict[str, float]) -> None:
+        """The weight sync, deferred to a moment the backend is idle (nothing in flight)."""
+        t0 = time.perf_counter()
+        if self._synced != self._version:
+            with self.gathered():
+                self.backend.sync_weights(self.model)
+            self._synced = self._version
+        t["weight_sync"] = time.perf_counter() - t0
+
+    def save(self, step: int) -> Path:
+        self._drain()  # the checkpoint holds the drained episodes with the data position (PromptSampler.pending)
+        return super().save(step)
 
     # -- the update, in named steps --------------------------------------------------------------------
     def update(self, episodes: list[Episode], t: dict[str, float] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -329,6 +417,9 @@ class GRPOTrainer(TrainerShell):
         """The scheduler's step and the weight sync to the rollout backend; the learning rate this step used."""
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
+        if self.ahead is not None:  # overlap: the backend may be sampling now; it gets the weights when idle
+            self._version += 1
+            return lr
         t0 = time.perf_counter()
         with self.gathered():
             self.backend.sync_weights(self.model)
@@ -399,7 +490,7 @@ class GRPOTrainer(TrainerShell):
             {
                 "group": e.group, "task_index": e.task_index, "reward": e.reward, "rewards": e.rewards,
                 "unscorable": e.unscorable, "flags": e.flags, "advantage": float(a), "truncated": e.truncated,
-                "turns": e.turns,
+                "turns": e.turns, **({"policy_lag": e.policy_lag} if self.ahead is not None else {}),
                 # the rendered prompt text the policy saw (chat template or R1-Zero template included)
                 "prompt": self.tokenizer.decode(e.prompt_ids, skip_special_tokens=True),
                 "completion": self.tokenizer.decode(e.completion_ids, skip_special_tokens=True),
@@ -416,6 +507,9 @@ class GRPOTrainer(TrainerShell):
         ``eval.samples`` sampled completions per problem, reported as pass@1 over them and cons@k
         (:mod:`r1gym.core.evaluation`, the same code as ``r1gym eval``)."""
         ev = self.cfg.eval
+        if self.ahead is not None:  # overlap: the held-out samples come from the trainer's current weights
+            self._drain()
+            self._sync_if_stale({})
         if self.eval_envs is None:
             probe = make_envs(self.cfg.env, 1, eval_split=True, host=self.host)[0]
             n, self.eval_k = evaluation.eval_size(ev, len(probe.unwrapped.source))

@@ -77,6 +77,10 @@ class RolloutBackend(Protocol):
         """Make the backend sample from the trainer's current weights (a no-op when they are shared)."""
         ...
 
+    # Optional attributes the trainer reads: ``exact_logprobs`` (the sampler's log-probs are the trainer's own
+    # numbers, so no importance correction is needed) and ``separate_process`` (generation runs in a process of
+    # its own, so ``rollout.overlap`` may run it during the update; r1gym.core.overlap).
+
 
 @dataclass
 class Episode:
@@ -101,6 +105,9 @@ class Episode:
     truncated: bool = False
     turns: int = 0
     messages: list[dict] = field(default_factory=list)
+    #: updates the trainer made between the weights that sampled this episode and those it trains with
+    #: (0 in the synchronous loop; 1 with rollout.overlap after the first step; r1gym.core.overlap)
+    policy_lag: int = 0
 
     @property
     def scorable(self) -> bool:

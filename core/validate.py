@@ -335,6 +335,11 @@ def check_rollout(p: _Problems, rollout_cfg: Any, host: PluginHost) -> None:
         _check_params(p, "rollout.params", f"rollout backend {backend!r}",
                       accepted_keywords(host.rollout_backends.get(backend), skip_positional=2),
                       dict(rollout_cfg.get("params") or {}))
+        if rollout_cfg.get("overlap"):  # only backends that generate in a process of their own
+            from r1gym.core.overlap import overlap_problem
+
+            if (problem := overlap_problem(backend, host.rollout_backends.get(backend))) is not None:
+                p.add("rollout.overlap", problem)
 
 
 def check_sample(p: _Problems, cfg: Any, host: PluginHost) -> None:

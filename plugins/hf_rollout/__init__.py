@@ -23,6 +23,13 @@ def make_backend(model: Any, tokenizer: Any, **params: Any) -> Any:
     return HFBackend(model, tokenizer, **params)
 
 
+def make_process_backend(model: Any, tokenizer: Any, **params: Any) -> Any:
+    """``HFProcessBackend(model, tokenizer, **rollout.params)``: see :mod:`.process`."""
+    from r1gym.plugins.hf_rollout.process import HFProcessBackend
+
+    return HFProcessBackend(model, tokenizer, **params)
+
+
 def __getattr__(name: str) -> Any:  # lazy re-exports: from r1gym.plugins.hf_rollout import HFBackend
     if name == "HFBackend":
         from r1gym.plugins.hf_rollout.backend import HFBackend
@@ -38,3 +45,5 @@ def __getattr__(name: str) -> Any:  # lazy re-exports: from r1gym.plugins.hf_rol
 @hookimpl
 def r1gym_register_rollout_backends(register):
     register("hf", make_backend, description="transformers model; lean sampling loop, shared prefill (CPU default)")
+    register("hf_process", make_process_backend,
+             description="the hf sampling loop in a second CPU process with its own weights (rollout.overlap can use it)")
