@@ -13,7 +13,9 @@ fp32 product                             MKL GFLOP/s  oneDNN GFLOP/s
 
 with the same fp32 results (largest error relative to an fp64 product ~1e-6 for both). MKL does not run its
 AVX-512 kernels on AMD processors; on an Intel CPU the two are close. So the choice is measured, not assumed:
-:func:`select` with ``"auto"`` times both on a GEMM shaped like a transformer MLP and keeps the faster.
+:func:`select` with ``"auto"`` times both on a GEMM shaped like a transformer MLP, interleaved best-of-N
+(:func:`r1gym.core.precision.interleaved_best`: one pair of timings was seen to flip between two runs on a loaded
+VM), and keeps oneDNN only when it is :data:`MARGIN` times faster, so near-ties stay on torch's default.
 
 The oneDNN entry point is ``torch.ops.mkldnn._linear_pointwise`` (what ``torch.compile`` uses for CPU
 linears): ``x @ w.T (+ b)`` for any strides, fp32 or bf16. It has no autograd formula, so :class:`_Linear`
@@ -26,16 +28,18 @@ rollout backend's lean decoder calls :func:`linear` directly.
 from __future__ import annotations
 
 import functools
-import logging
-import time
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-log = logging.getLogger(__name__)
+from r1gym.core import precision
 
 MODES = ("auto", "onednn", "torch")
+#: how much faster oneDNN must be to be chosen by ``auto`` (same precision; a near-tie keeps torch's default)
+MARGIN = 1.1
+#: the timer :func:`select` gives :func:`~r1gym.core.precision.interleaved_best` (``timer(fn, reps)``)
+_speed = precision.time_call
 
 _selected = False  # the process-wide choice; False until select() picks oneDNN
 
@@ -57,18 +61,11 @@ def _onednn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> 
     return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
 
 
-def _speed(fn: Any, reps: int = 3) -> float:
-    fn()
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - start) / reps
-
-
 def select(mode: str = "auto") -> bool:
     """Choose how fp32 linears run in this process: ``onednn``, ``torch`` (F.linear), or ``auto`` (oneDNN
-    if it is available and faster on a 512 x 576 -> 1536 product, forward and backward). Returns whether
-    oneDNN is now in use."""
+    if it is available and :data:`MARGIN` times faster on a 512 x 576 -> 1536 product, forward and backward;
+    a resumed run reuses its recorded choice, :func:`r1gym.core.precision.pins`). Returns whether oneDNN is
+    now in use."""
     global _selected
     if mode not in MODES:
         raise ValueError(f"trainer.matmul must be one of {MODES}, got {mode!r}")
@@ -79,18 +76,22 @@ def select(mode: str = "auto") -> bool:
             raise ValueError("trainer.matmul=onednn, but this torch build has no working oneDNN linear "
                              "(torch.ops.mkldnn._linear_pointwise); use trainer.matmul=auto or torch")
         _selected = False
+        precision.record("trainer.matmul", "torch", how="only", what="this torch build has no working oneDNN linear")
     elif mode == "onednn":
         _selected = True
+    elif "trainer.matmul" in precision.pins():  # a resumed run keeps the route it started with
+        _selected = precision.pins()["trainer.matmul"] == "onednn"
+        precision.record("trainer.matmul", "onednn" if _selected else "torch", how="resumed")
     else:
         gen = torch.Generator().manual_seed(0)  # leave the global RNG (the run's seed) alone
         x = torch.randn(512, 576, generator=gen, requires_grad=True)
         w = torch.randn(1536, 576, generator=gen, requires_grad=True)
         g = torch.randn(512, 1536, generator=gen)
-        t_torch = _speed(lambda: F.linear(x, w).backward(g))
-        t_onednn = _speed(lambda: _Linear.apply(x, w, None).backward(g))
-        _selected = t_onednn < t_torch
-        log.info("fp32 linear: oneDNN %.2f ms vs torch %.2f ms on a 512x576->1536 fwd+bwd: using %s",
-                 t_onednn * 1e3, t_torch * 1e3, "oneDNN" if _selected else "torch")
+        timings = precision.interleaved_best({"torch": lambda: F.linear(x, w).backward(g),
+                                              "onednn": lambda: _Linear.apply(x, w, None).backward(g)}, timer=_speed)
+        _selected = precision.choose(timings, ("torch", "onednn"), margin=MARGIN) == "onednn"
+        precision.record("trainer.matmul", "onednn" if _selected else "torch", timings,
+                         what="512x576->1536 fp32 forward+backward")
     return _selected
 
 

@@ -49,14 +49,19 @@ def training_device(trainer_cfg: Any) -> torch.device:
 def load_trainable(cfg: Any, run_dir: Path) -> tuple[Any, Any, Path | None]:
     """(model in train mode on ``trainer.device``, tokenizer, the checkpoint resumed from or ``None``): the run
     folder's latest checkpoint if there is one, else ``model.name_or_path``; fp32 linears routed through oneDNN
-    when chosen (CPU only); ``model.freeze`` groups frozen (with tied embeddings, freezing either freezes both:
+    when chosen (CPU only); the ``auto`` precision choices recorded in the run folder (reused on resume,
+    :mod:`r1gym.core.precision`); ``model.freeze`` groups frozen (with tied embeddings, freezing either freezes both:
     it is one tensor)."""
-    from r1gym.core import onednn
+    from r1gym.core import onednn, precision
     from r1gym.core.checkpoint import latest_checkpoint
     from r1gym.core.models import load_policy
     from r1gym.core.registry import pick
 
     ckpt = latest_checkpoint(run_dir)
+    # the run's auto precision choices go to its folder; a resumed run reuses them (the matmul route included)
+    made = ("trainer.matmul",) if cfg.trainer.matmul == "auto" else ()  # by prepare_process, for this run
+    if precision.start_run(run_dir, resume=ckpt is not None, keep=made):
+        onednn.select(cfg.trainer.matmul)
     model, tokenizer = load_policy(cfg.model, str(ckpt) if ckpt else None)
     model.to(training_device(cfg.trainer)).train()
     onednn.patch(model)
@@ -101,14 +106,53 @@ def restore(checkpoint: Path | None, **stateful: Any) -> int:
 
 def autocast(trainer_cfg: Any, device_type: str) -> Callable[[], contextlib.AbstractContextManager[Any]]:
     """A factory of the configured mixed-precision context for forward passes on ``device_type``
-    (``trainer.autocast``; a no-op for fp32). The mode is checked here, once, not at the first forward pass."""
+    (``trainer.autocast``; a no-op for fp32). The mode is checked here, once, not at the first forward pass.
+
+    ``auto`` is bf16 autocast where it is clearly faster than fp32 on this machine (:func:`choose_autocast`).
+    It is decided at the first forward pass, not here: the trainer builds this factory before the process
+    has chosen its fp32 matmul route (which the fp32 side is timed with) and before a resumed run's
+    recorded choice is known (which it reuses)."""
     from r1gym.core.registry import pick
 
     mode = trainer_cfg.autocast
     if mode is None:
         return contextlib.nullcontext
-    dtype = pick({"bf16": torch.bfloat16, "fp16": torch.float16}, mode, "trainer.autocast mode")
+    dtype = pick({"bf16": torch.bfloat16, "fp16": torch.float16, "auto": torch.bfloat16}, mode,
+                 "trainer.autocast mode")
+    if mode == "auto":
+        return _AutoAutocast(device_type)
     return functools.partial(torch.autocast, device_type=device_type, dtype=dtype)
+
+
+def choose_autocast(device_type: str, timings: dict[str, float] | None = None) -> str | None:
+    """What ``trainer.autocast=auto`` is on this machine: ``"bf16"`` when bf16 autocast's forward + backward of
+    an MLP-shaped product is :data:`~r1gym.core.precision.MARGIN` times faster than fp32 (through the chosen
+    matmul route), else ``None`` (fp32). A resumed run reuses its recorded choice; ``timings`` (seconds,
+    ``{"null": .., "bf16": ..}``) replace the measurement (tests)."""
+    from r1gym.core import precision
+
+    key = "trainer.autocast"
+    if key in precision.pins():
+        return precision.record(key, precision.pins()[key], how="resumed").choice
+    timings = timings or precision.autocast_timings(device_type)
+    choice = precision.choose(timings, ("null", "bf16"))
+    return precision.record(key, None if choice == "null" else choice, timings,
+                            what="512x576->1536 forward+backward").choice
+
+
+class _AutoAutocast:
+    """``trainer.autocast=auto``: the context factory, resolved by :func:`choose_autocast` on its first call."""
+
+    def __init__(self, device_type: str):
+        self.device_type = device_type
+        self.factory: Callable[[], contextlib.AbstractContextManager[Any]] | None = None
+
+    def __call__(self) -> contextlib.AbstractContextManager[Any]:
+        if self.factory is None:
+            bf16 = choose_autocast(self.device_type) == "bf16"
+            self.factory = functools.partial(torch.autocast, device_type=self.device_type, dtype=torch.bfloat16) \
+                if bf16 else contextlib.nullcontext
+        return self.factory()
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup: int, total: int):

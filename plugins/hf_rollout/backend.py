@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 
 MODES = ("loop", "generate")
 DECODERS = ("auto", "lean", "hf")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: ``rollout.params.dtype`` -> the lean decoder's weights (``torch.int8``: int8 linears, bf16 activations)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.int8}
+#: what ``dtype: auto`` chooses from, most precise first ("null": the model's own tensors)
+AUTO_DTYPES = ("null", "bfloat16", "int8")
 #: finished rows are dropped from the KV cache once they are at least this share of the rows in it
 COMPACT_SHARE = 0.25
 CONTINUOUS = ("auto", True, False)
@@ -53,7 +56,14 @@ class HFBackend:
         decoder: ``auto`` (the lean decoder where the model supports it), ``lean`` (required: an error if the
             model is not supported) or ``hf`` (transformers' forward).
         dtype: precision of the lean decoder's weights: ``null`` (the model's own, sharing its tensors),
-            ``bfloat16`` (a copy refreshed after each optimizer step; ~3x faster decode here) or ``float32``.
+            ``bfloat16`` (a copy refreshed after each optimizer step; 1.5-3x faster decode on CPUs with
+            AVX512-BF16 or AMX), ``int8`` (weight-only int8 linears with per-output-channel scales, bf16
+            activations, embeddings and LM head; also refreshed after each step), ``float32`` or ``auto``:
+            times a decode step of ``batch_size`` rows on this model in fp32 (null), bf16 and int8 once, here,
+            and keeps a less precise one only if it is 1.2x faster than the more precise
+            (:mod:`r1gym.core.precision`; logged, kept in ``dtype_choice`` / ``dtype_timings_ms``, written
+            to the run folder and reused on resume). A sampler other than the model's own weights makes
+            ``exact_logprobs`` false, so the trainer's importance correction accounts for the mismatch.
         continuous: continuous batching (``mode: loop``): ``batch_size`` cache slots, refilled with waiting
             prompts as sequences finish, instead of chunks of ``batch_size`` run one after another. ``true``
             needs the lean decoder (an error otherwise); ``auto`` uses it where the lean decoder runs and logs
@@ -83,7 +93,13 @@ class HFBackend:
             raise ValueError(f"rollout.params.continuous must be auto, true or false, got {continuous!r}")
         if not 0 < refill_share <= 1:
             raise ValueError(f"rollout.params.refill_share must be in (0, 1], got {refill_share}")
-        self.dtype = None if dtype is None else pick(DTYPES, dtype, "rollout.params.dtype")
+        if dtype is not None:
+            pick({**DTYPES, "auto": None, "null": None}, dtype, "rollout.params.dtype")
+        self.dtype = DTYPES.get(dtype)
+        #: the ``rollout.params.dtype`` in use (what ``auto`` chose; ``None``: the model's own) and, for ``auto``,
+        #: the decode-step timings (ms) it chose from
+        self.dtype_choice: str | None = None if dtype == "null" else dtype
+        self.dtype_timings_ms: dict[str, float] = {}
         self.model, self.tokenizer, self.batch_size, self.mode = model, tokenizer, batch_size, mode
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos = tokenizer.eos_token_id
@@ -92,6 +108,8 @@ class HFBackend:
         if gen_eos is not None:
             self.eos_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
         self.lean = self._lean_decoder(decoder)
+        if dtype == "auto":
+            self._choose_dtype()
         if self.dtype is not None and self.lean is None:
             raise ValueError(f"rollout.params.dtype={dtype} needs the lean decoder, which is not in use here; "
                              "set rollout.params.dtype=null")
@@ -119,6 +137,33 @@ class HFBackend:
         log.info("hf rollout backend: transformers forward for this model (%s)", reason)
         return None
 
+    def _choose_dtype(self) -> None:
+        """``dtype: auto``: time the lean decoder's decode step in each precision (:data:`AUTO_DTYPES`) and keep
+        the choice (a resumed run reuses its recorded one)."""
+        from r1gym.core import precision
+        from r1gym.plugins.hf_rollout.lean import LeanDecoder
+
+        key = "rollout.params.dtype"
+        if self.lean is None or self.mode != "loop":
+            why = "mode=generate samples with the model itself" if self.lean is not None else "no lean decoder here"
+            rec = precision.record(key, None, how="only", what=f"the model's own weights ({why})")
+        elif key in precision.pins():
+            rec = precision.record(key, precision.pins()[key], how="resumed")
+            if rec.choice is not None:
+                self.lean = LeanDecoder(self.model, DTYPES[rec.choice])
+        else:
+            decoders = {"null": self.lean, "bfloat16": LeanDecoder(self.model, torch.bfloat16)}
+            if precision.int8_available():
+                decoders["int8"] = LeanDecoder(self.model, torch.int8)
+            steps = {name: d.step_timer(self.batch_size) for name, d in decoders.items()}
+            timings = precision.interleaved_best(steps, reps=1)  # a step at batch_size rows is long enough
+            choice = precision.choose(timings, AUTO_DTYPES)
+            rec = precision.record(key, None if choice == "null" else choice, timings,
+                                   what=f"lean decode step of {self.batch_size} rows")
+            self.lean = decoders[choice]
+        self.dtype_choice, self.dtype_timings_ms = rec.choice, rec.timings_ms
+        self.dtype = DTYPES.get(rec.choice)
+
     @property
     def decoder(self) -> str:
         """Which forward pass the loop runs: ``lean`` or ``hf``."""
@@ -127,11 +172,11 @@ class HFBackend:
     @property
     def exact_logprobs(self) -> bool:
         """Whether the sampler's log-probs are the trainer's (fp32 weights shared with it) or come from another
-        numeric path (bf16 sampler weights), which the trainer's importance correction then accounts for."""
+        numeric path (bf16 or int8 sampler weights), which the trainer's importance correction then accounts for."""
         return self.dtype is None
 
     def sync_weights(self, model: Any) -> None:
-        """The same module object as the trainer's: nothing to copy, except the lean decoder's bf16 copy."""
+        """The same module object as the trainer's: nothing to copy, except the lean decoder's bf16/int8 copy."""
         self.model = model
         if self.lean is not None:
             self.lean.sync(model)

@@ -14,7 +14,12 @@ same function with
 * optionally a **bf16 copy of the weights** (``dtype=bfloat16``): half the bytes to stream per step and the
   CPU's bf16 dot-product instructions, like a vLLM sampler in bf16 next to an fp32 trainer. The trainer
   still computes the log-probabilities it trains on in its own precision; the mismatch is logged as
-  ``logprob/sampler_abs_diff``.
+  ``logprob/sampler_abs_diff``;
+* or **int8 weight-only** (``dtype=torch.int8``): the seven linear projections of every layer as int8 with a
+  scale per output channel (:class:`r1gym.core.precision.Int8Weight`), activations, KV cache, norms,
+  embeddings and the LM head in bf16. The LM head (tied to the embeddings in SmolLM2, a fifth of the
+  weights) stays bf16 because its error goes straight into every log-probability the trainer's importance
+  correction compares, and because the tied matrix is also the embedding table.
 
 In the model's own dtype the weights are the trainer's tensors themselves (no copy, nothing to sync); in
 another dtype, or with LoRA adapters (whose delta is merged into the copy), ``sync`` rebuilds the copy.
@@ -32,6 +37,7 @@ import torch.nn.functional as F
 
 from r1gym.core import onednn
 from r1gym.core.compat import base_model
+from r1gym.core.precision import Int8Weight
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
@@ -78,11 +84,18 @@ def _effective(linear: Any) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
 @dataclass
 class _Layer:
     ln1: torch.Tensor
-    qkv: list[tuple[torch.Tensor, torch.Tensor | None]]  # one fused projection, or q, k, v
-    o: tuple[torch.Tensor, torch.Tensor | None]
+    qkv: list[tuple[Any, torch.Tensor | None]]  # one fused projection, or q, k, v (weights: tensors or Int8Weight)
+    o: tuple[Any, torch.Tensor | None]
     ln2: torch.Tensor
-    gate_up: list[tuple[torch.Tensor, torch.Tensor | None]]  # one fused projection, or gate, up
-    down: tuple[torch.Tensor, torch.Tensor | None]
+    gate_up: list[tuple[Any, torch.Tensor | None]]  # one fused projection, or gate, up
+    down: tuple[Any, torch.Tensor | None]
+
+
+def _linear(x: torch.Tensor, weight: Any, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T (+ bias)``: int8 weights through their own product, tensors through :mod:`~r1gym.core.onednn`."""
+    if isinstance(weight, Int8Weight):
+        return weight.linear(x, bias)
+    return onednn.linear(x, weight, bias)
 
 
 class KVCache:
@@ -137,7 +150,9 @@ class LeanDecoder:
         base = base_model(model)
         cfg = base.config
         self.param_dtype = base.model.embed_tokens.weight.dtype
-        self.dtype = dtype or self.param_dtype
+        #: int8 linear weights (``dtype=torch.int8``), everything else in bf16
+        self.int8 = dtype == torch.int8
+        self.dtype = torch.bfloat16 if self.int8 else (dtype or self.param_dtype)
         self.n_heads = cfg.num_attention_heads
         self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
@@ -170,12 +185,15 @@ class LeanDecoder:
             layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)]
         head_w, _, head_changed = _effective(base.lm_head)
         tied = head_w is base.model.embed_tokens.weight
-        copies = (self.dtype != self.param_dtype or any(changed for _, _, changed in lin)
+        copies = (self.int8 or self.dtype != self.param_dtype or any(changed for _, _, changed in lin)
                   or (head_changed and not tied))
         self._copies = copies
 
         def cast(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.detach().to(self.dtype)
+
+        def weight(t: torch.Tensor) -> Any:  # a linear projection's weight in the sampler's form
+            return Int8Weight.quantize(t, self.dtype) if self.int8 else cast(t)
 
         def fuse(parts: list[tuple[torch.Tensor, torch.Tensor | None, bool]]) -> list[tuple[Any, Any]]:
             if not copies:  # the trainer's own tensors: no copy, always current
@@ -184,14 +202,14 @@ class LeanDecoder:
             biases = [b for _, b, _ in parts]
             b = None if all(x is None for x in biases) else torch.cat(
                 [cast(x) if x is not None else w.new_zeros(p[0].shape[0]) for x, p in zip(biases, parts)])
-            return [(w, b)]
+            return [(weight(w) if self.int8 else w, b)]  # per-output-channel scales: fusing changes nothing
 
         layers = []
         for i, layer in enumerate(base.model.layers):
             q, k, v, o, g, u, d = lin[7 * i : 7 * i + 7]
             layers.append(_Layer(
-                ln1=cast(layer.input_layernorm.weight), qkv=fuse([q, k, v]), o=(cast(o[0]), cast(o[1])),
-                ln2=cast(layer.post_attention_layernorm.weight), gate_up=fuse([g, u]), down=(cast(d[0]), cast(d[1])),
+                ln1=cast(layer.input_layernorm.weight), qkv=fuse([q, k, v]), o=(weight(o[0]), cast(o[1])),
+                ln2=cast(layer.post_attention_layernorm.weight), gate_up=fuse([g, u]), down=(weight(d[0]), cast(d[1])),
             ))
         embed = cast(base.model.embed_tokens.weight)
         head = embed if tied else cast(head_w)
@@ -201,6 +219,24 @@ class LeanDecoder:
     @property
     def weights(self) -> tuple[torch.Tensor, list[_Layer], torch.Tensor, torch.Tensor]:
         return self._weights if self._weights is not None else self._build()
+
+    def step_timer(self, rows: int, context: int = 160) -> Any:
+        """One decode step of ``rows`` rows after a ``context``-token prompt, as a function of no arguments
+        (each call appends a position; room for 64 calls): the work ``rollout.params.dtype=auto`` times."""
+        dev, vocab = self.weights[0].device, self.weights[0].shape[0]
+        ids = (torch.arange(context, device=dev) % vocab)[None]
+        with torch.no_grad():
+            _, cache = self.prefill(ids, torch.ones_like(ids), 64)
+        cache.select(torch.zeros(rows, dtype=torch.long, device=dev))
+        tokens = torch.arange(rows, device=dev) % vocab
+
+        def step() -> None:
+            with torch.no_grad():
+                self.decode(tokens, torch.full_like(tokens, cache.length), cache)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        return step
 
     # -- forward -----------------------------------------------------------------------------------------
     def _rope_table(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,8 +255,8 @@ class LeanDecoder:
     @staticmethod
     def _project(x: torch.Tensor, parts: list[tuple[torch.Tensor, Any]], sizes: list[int]) -> list[torch.Tensor]:
         if len(parts) == 1:
-            return list(onednn.linear(x, *parts[0]).split(sizes, dim=-1))
-        return [onednn.linear(x, w, b) for w, b in parts]
+            return list(_linear(x, *parts[0]).split(sizes, dim=-1))
+        return [_linear(x, w, b) for w, b in parts]
 
     @staticmethod
     def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -230,7 +266,7 @@ class LeanDecoder:
     def _mlp(self, x: torch.Tensor, layer: _Layer) -> torch.Tensor:
         inter = (layer.gate_up[0][0].shape[0] // 2) if len(layer.gate_up) == 1 else layer.gate_up[0][0].shape[0]
         gate, up = self._project(x, layer.gate_up, [inter, inter])
-        return onednn.linear(F.silu(gate) * up, *layer.down)
+        return _linear(F.silu(gate) * up, *layer.down)
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, room: int) -> tuple[torch.Tensor, KVCache]:
         """Run left-padded prompts ``ids`` (rows x width, ``mask`` 1 on real tokens); return the last
@@ -278,7 +314,7 @@ class LeanDecoder:
             v = v.view(P, W, KV, D).transpose(1, 2)
             store(k, v)
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scaling, enable_gqa=KV != H)
-            x = x + onednn.linear(a.transpose(1, 2).reshape(P, W, H * D), *layer.o)
+            x = x + _linear(a.transpose(1, 2).reshape(P, W, H * D), *layer.o)
             x = x + self._mlp(self._norm(x, layer.ln2), layer)
         return x
 
@@ -355,7 +391,7 @@ class LeanDecoder:
             scores = torch.matmul(q.view(B, KV, G, D), K[:, :, : n + 1].transpose(-1, -2)) * self.scaling
             p = torch.softmax(scores.float() + bias, dim=-1).to(x.dtype)
             a = torch.matmul(p, V[:, :, : n + 1]).reshape(B, H * D)
-            x = x + onednn.linear(a, *layer.o)
+            x = x + _linear(a, *layer.o)
             x = x + self._mlp(self._norm(x, layer.ln2), layer)
         if not slotted:
             cache.length = n + 1
