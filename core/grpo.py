@@ -27,6 +27,7 @@ training (rewards are plugins).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import logging
@@ -157,6 +158,10 @@ class GRPOTrainer(TrainerShell):
         cfg, algo = self.cfg, self.cfg.algo
         with self.gathered():  # a backend may read or push the weights when it starts (vllm_server does)
             sampler = build_sampler(cfg, state.model, state.tokenizer, host=self.host)
+        if self.ahead is not None:  # the rollout thread renders prompts while this one decodes samples: a
+            # tokenizer of its own (a fast tokenizer is not made for use from two threads at once)
+            sampler = dataclasses.replace(sampler, renderer=PromptRenderer(copy.deepcopy(state.tokenizer),
+                                                                           cfg.model.prompt_format))
         ref_model, reference = self._reference(state.model)
         is_mode = algo.is_correction
         if is_mode == "auto":  # correct only what needs it: a sampler whose log-probs are not the trainer's,
