@@ -68,8 +68,10 @@ def test_a_second_process_alone_changes_nothing(test_plugins, tiny_model_dir, tm
 
 @pytest.mark.slow
 def test_overlap_records_a_lag_of_one_and_corrects_it(test_plugins, tiny_model_dir, tmp_path):
-    cfg = _cfg(tiny_model_dir, tmp_path, "rollout=hf_process", "rollout.overlap=true", "trainer.save_every=2")
+    cfg = _cfg(tiny_model_dir, tmp_path, "rollout=hf_process", "rollout.overlap=true", "trainer.save_every=2",
+               "eval.every=2", "eval.num_problems=2")  # at step 2, step 3's rollout is drained for both
     trainer, metrics, samples = _run(cfg, tmp_path, test_plugins)
+    assert [json.loads(line)["step"] for line in (tmp_path / "eval.jsonl").read_text().splitlines()] == [2]
     assert trainer.is_mode == "truncate"  # on with the overlap although the sampler's numbers are exact
     assert [m["rollout/policy_lag"] for m in metrics] == [0.0, 1.0, 1.0]
     assert {s["step"]: s["policy_lag"] for s in samples} == {1: 0, 2: 1, 3: 1}
@@ -87,6 +89,50 @@ def test_overlap_records_a_lag_of_one_and_corrects_it(test_plugins, tiny_model_d
     assert [trainer.tokenizer.decode(e.completion_ids, skip_special_tokens=True) for e in episodes] == [
         s["completion"] for s in samples if s["step"] == 3]  # and step 3 trained on exactly those
     trainer.backend.close()
+
+
+@pytest.mark.slow
+def test_a_resumed_overlapped_run_continues_the_same_trajectory(test_plugins, tiny_model_dir, tmp_path):
+    """The step-2 checkpoint holds step 3's drained rollout: resumed from it, steps 3 and 4 (whose rollout the
+    resumed run samples itself, from the restored RNG) come out as in the uninterrupted run."""
+    import shutil
+
+    extra = ("rollout=hf_process", "rollout.overlap=true", "trainer.max_steps=4", "trainer.save_every=2")
+    whole = tmp_path / "whole"
+    trainer, m_whole, s_whole = _run(_cfg(tiny_model_dir, whole, *extra), whole, test_plugins)
+    trainer.backend.close()
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(whole / "checkpoints" / "step_000002", resumed / "checkpoints" / "step_000002")
+    (resumed / "checkpoints" / "latest").write_text("step_000002")
+    trainer, m_res, s_res = _run(_cfg(tiny_model_dir, resumed, *extra), resumed, test_plugins)
+    trainer.backend.close()
+    assert [m["step"] for m in m_res] == [3, 4]
+    assert [m["rollout/policy_lag"] for m in m_res] == [1.0, 1.0]
+    for key in ("loss", "grad_norm", "is/ratio_mean", "reward/mean"):
+        assert [m[key] for m in m_res] == [m[key] for m in m_whole[2:]], key
+    assert [s["completion"] for s in s_res] == [s["completion"] for s in s_whole if s["step"] >= 3]
+
+
+def test_overlap_with_vllm_server_syncs_only_between_rollouts(test_plugins, tiny_model_dir, tmp_path):
+    """The overlap is not hf_process's: against a stand-in ``vllm serve`` (tests/test_vllm.py), the next rollout is
+    requested before the update, and each weight push comes after a rollout finished, before the next one."""
+    from tests.test_vllm import _FakeVLLM
+
+    fake = _FakeVLLM()
+    try:
+        cfg = _cfg(tiny_model_dir, tmp_path / "run", "rollout=vllm_server", f"rollout.params.base_url={fake.url}",
+                   f"rollout.params.weights_dir={tmp_path / 'weights'}", "rollout.overlap=true")
+        trainer, metrics, samples = _run(cfg, tmp_path / "run", test_plugins)
+    finally:
+        fake.close()
+    calls = [path for path, _ in fake.requests if path in ("/v1/completions", "/collective_rpc")]
+    rollout, push = "/v1/completions", "/collective_rpc"
+    # start-up push; step 1 samples R1 and starts R2 (same weights); step 2 pushes update 1, starts R3; step 3
+    # pushes update 2 and starts nothing (max_steps=3)
+    assert calls == [push, rollout, rollout, push, rollout, push]
+    assert [m["rollout/policy_lag"] for m in metrics] == [0.0, 1.0, 1.0]
+    assert trainer.is_mode == "truncate" and all(math.isfinite(m["loss"]) for m in metrics)
 
 
 def test_overlap_is_refused_for_a_backend_in_the_trainers_process(tiny_model_dir, tmp_path):
