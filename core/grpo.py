@@ -178,6 +178,11 @@ class GRPOTrainer(TrainerShell):
     def setup(self) -> int:
         start = super().setup()
         self._step = self._version = self._synced = start  # steps run, updates done, updates the backend has
+        if self.ahead is None and self.sampler.pending is not None:
+            log.warning("the checkpoint holds %d episodes sampled ahead by rollout.overlap=true; with the overlap off "
+                        "this run samples its steps itself, so they are dropped (their prompts are skipped)",
+                        len(self.sampler.pending[0]))
+            self.sampler.pending = None
         if self.dist.rank > 0:  # rank 0's RNG is the checkpointed one; the others sample from streams of their own
             torch.manual_seed(self.cfg.trainer.seed + 7919 * self.dist.rank + start)
         return start

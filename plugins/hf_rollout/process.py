@@ -69,7 +69,6 @@ class HFProcessBackend:
             raise ValueError("rollout=hf_process samples on the CPU, but the policy is on "
                              f"{params[0].device}; on GPUs use rollout=vllm_server")
         self.timeout_s, self.threads = float(timeout_s), int(threads)
-        self.exact_logprobs = hf_params.get("dtype") is None  # as HFBackend: fp32 weights = the trainer's numbers
         # the child's parameters: shared memory that the trainer writes into at every sync
         self._names = [name for name, _ in model.named_parameters()]
         self._shared = {name: p.detach().clone().share_memory_() for name, p in model.named_parameters()}
@@ -81,9 +80,11 @@ class HFProcessBackend:
         child_conn.close()
         self._closed = False
         self._gone = ""  # why the child can no longer be used, once it cannot
-        self._request(("init", type(model), model.config, tokenizer, self._shared, dict(hf_params), self.threads,
-                       onednn.selected(), next(iter(params)).dtype if params else torch.float32),
-                      timeout=start_timeout_s, what="starting")
+        #: whether the child's log-probs are the trainer's numbers (its HFBackend says: fp32 weights yes, bf16 no)
+        self.exact_logprobs = bool(self._request(
+            ("init", type(model), model.config, tokenizer, self._shared, dict(hf_params), self.threads,
+             onednn.selected(), next(iter(params)).dtype if params else torch.float32),
+            timeout=start_timeout_s, what="starting"))
         log.info("hf_process rollout child pid %d started in %.1f s (%d threads)", self._proc.pid,
                  time.perf_counter() - t0, self.threads)
         #: seconds the child spent in its last ``generate`` (sampling only, without the messages)
@@ -202,7 +203,7 @@ def _child_main(conn: Any) -> None:
                 return
             if kind == "init":
                 model, backend = _build(*message[1:])
-                conn.send(("ok", None))
+                conn.send(("ok", bool(getattr(backend, "exact_logprobs", False))))
             elif kind == "generate":
                 prompts, params, rng = message[1:]
                 torch.set_rng_state(rng)
