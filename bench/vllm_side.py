@@ -12,9 +12,11 @@ Protocol (each answer is one stdout line starting with ``R1GYM_VLLM ``; vLLM's o
 * first line in: ``{"model", "dtype", "threads", "max_num_seqs", "max_model_len", "seed", "enforce_eager"}``;
   answer: ``{"startup_s", "vllm", "torch", "torch_threads", "env", "engine"}``;
 * then per call: ``{"prompts": [[token ids], ...], "max_tokens", "min_tokens", "ignore_eos", "temperature",
-  "top_p", "stop_token_ids"}``; answer: ``{"seconds", "token_ids": [[...], ...]}``. ``seconds`` covers
-  ``LLM.generate`` only; the prefix cache is emptied before it (untimed), so no call reuses an earlier call's
-  prefill (within a call, the G copies of a prompt may share it, as r1gym's backend shares it).
+  "top_p", "stop_token_ids"}``; answer: ``{"seconds", "other_cpu", "token_ids": [[...], ...]}``. ``seconds``
+  covers ``LLM.generate`` only (``other_cpu``: the share of the cores other processes used meanwhile, as
+  bench/report.py measures it; with the engine in this process, vLLM's own threads are not "other"). The
+  prefix cache is emptied before it (untimed), so no call reuses an earlier call's prefill (within a call, the
+  G copies of a prompt may share it, as r1gym's backend shares it).
 
 Settings mirror r1gym's ``vllm`` rollout backend (plugins/vllm_rollout/backend.py): ``logprobs_mode=
 "processed_logprobs"`` and ``logprobs=0`` (the sampled token's log-prob, which GRPO needs), detokenised text.
@@ -30,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import report  # bench/report.py (stdlib only at import): run as a script, this folder is on sys.path
 
 TAG = "R1GYM_VLLM "
 #: what the answer's "env" reports: vLLM's CPU knobs and the OpenMP/allocator ones that change its speed
@@ -73,10 +77,12 @@ def generate(llm, req: dict) -> dict:
                         stop_token_ids=req["stop_token_ids"], logprobs=0)
     prompts = [TokensPrompt(prompt_token_ids=list(p)) for p in req["prompts"]]
     llm.reset_prefix_cache()
+    cpu0 = report.cpu_snapshot()
     t0 = time.perf_counter()
     outs = llm.generate(prompts, sp, use_tqdm=False)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "token_ids": [list(o.outputs[0].token_ids) for o in outs]}
+    return {"seconds": seconds, "other_cpu": report.other_cpu_share(cpu0),
+            "token_ids": [list(o.outputs[0].token_ids) for o in outs]}
 
 
 # -- the driver's end (main venv, stdlib only) --------------------------------------------------------------
@@ -120,7 +126,7 @@ class Client:
         self.log = tempfile.NamedTemporaryFile("w", prefix="r1gym-vllm-side-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([python, str(Path(__file__).resolve())], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
-        self.seconds = float("nan")
+        self.seconds = self.other_cpu = float("nan")
         self.info = self.ask(setup)
 
     def ask(self, request: dict) -> dict:
@@ -136,16 +142,22 @@ class Client:
 
     def generate(self, prompts: list[list[int]], **sampling) -> list[list[int]]:
         res = self.ask({"prompts": prompts, **sampling})
-        self.seconds = res["seconds"]
+        self.seconds, self.other_cpu = res["seconds"], res["other_cpu"]
         return res["token_ids"]
 
     def close(self) -> None:
+        """End the engine; its log is kept only if it did not exit cleanly."""
         self.proc.stdin.close()
         try:
-            self.proc.wait(timeout=60)
+            code = self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            code = None
         self.log.close()
+        if code == 0:
+            Path(self.log.name).unlink(missing_ok=True)
+        else:
+            print(f"the vLLM side exited with {code}; its log: {self.log.name}", file=sys.stderr)
 
 
 def main() -> None:

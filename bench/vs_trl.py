@@ -48,7 +48,8 @@ Equal settings (the script checks the ones it can and prints a warning where the
     python bench/vs_trl.py --shapes 1x2 --max-completion-length 4 --steps 1 --warmup-steps 0   # smoke run
     python bench/vs_trl.py --steps-for 16x8=2 --write-md
 
-Needs the ``bench`` extra: ``pip install -e '.[bench]'`` (trl, datasets).
+Needs the ``bench`` extra: ``pip install -e '.[bench]'`` (trl, datasets; ``make install`` does not add it). Last
+run with trl 1.16.0 and transformers 5.25.0 (1x4 smoke, 2026-12-07); 16x8 with trl 1.16.0 and transformers 5.24.0.
 """
 
 from __future__ import annotations
