@@ -100,9 +100,9 @@ def engine_env(threads: int, kv_gib: int, overrides: dict[str, str]) -> dict[str
     vllm/utils/ompmultiprocessing.py), then ``overrides``:
 
     * ``VLLM_ENABLE_V1_MULTIPROCESSING=0``: the engine core runs in this process, as r1gym's colocated ``vllm``
-      backend and tests/test_vllm.py run it. With 1 vLLM starts a separate engine-core process, and its CPU
-      binding reserves one core per rank for the scheduler (``VLLM_CPU_NUM_OF_RESERVED_CPU``): on a 2-core
-      machine, half of it;
+      backend and tests/test_vllm.py run it. With 1 vLLM starts a separate engine-core process (its busy
+      scheduler loop), and with ``VLLM_CPU_OMP_THREADS_BIND=auto`` it keeps one core per rank for that
+      (``VLLM_CPU_NUM_OF_RESERVED_CPU``): on a 2-core machine, half of it;
     * ``VLLM_CPU_OMP_THREADS_BIND=nobind``: no pinning of OpenMP threads to cores (read only by the
       multiprocessing executor; its default ``auto`` pins one thread per physical core, minus the reserved ones);
     * ``VLLM_CPU_KVCACHE_SPACE``: KV cache size in GiB (unset: vLLM sizes it from ``gpu_memory_utilization`` of
