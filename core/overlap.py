@@ -27,8 +27,9 @@ position (``PromptSampler.pending``), so a resumed run trains on them next, as t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 #: built-in backends that generate in a process of their own; any backend can say so itself with a true
@@ -57,10 +58,10 @@ def overlap_problem(name: str, backend_or_factory: Any = None, *, distributed: b
 class RolloutAhead:
     """One rollout at a time in a background thread: :meth:`start` it, :meth:`result` waits for it (and
     raises what it raised). The thread only drives the backend (sending requests, scoring completions): the
-    sampling itself runs in the backend's process, so it does not compete with the update for the GIL."""
+    sampling itself runs in the backend's process, so it does not compete with the update for the GIL. It is a
+    daemon thread: a run that fails during its update exits without waiting for the rollout in flight."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="r1gym-rollout-ahead")
         self._future: Future | None = None
 
     @property
@@ -70,12 +71,19 @@ class RolloutAhead:
     def start(self, fn: Callable[[], Any]) -> None:
         if self._future is not None:
             raise RuntimeError("a rollout is already in flight; take its result() first")
-        self._future = self._pool.submit(fn)
+        future: Future = Future()
+
+        def run() -> None:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the trainer by result()
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="r1gym-rollout-ahead", daemon=True).start()
+        self._future = future
 
     def result(self) -> Any:
         """The rollout's result (waiting for it), or ``None`` when none is in flight."""
         future, self._future = self._future, None
         return None if future is None else future.result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)

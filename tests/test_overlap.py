@@ -183,3 +183,17 @@ def test_a_killed_rollout_process_is_an_error_not_a_hang(tiny_model_dir):
         backend.generate([tok("1 + 1 =")["input_ids"]], SamplingParams(max_new_tokens=4))
     with pytest.raises(RolloutProcessError, match="no longer usable: .*killed by signal SIGKILL"):
         backend.sync_weights(model)
+
+
+def test_the_rollout_ahead_hands_its_result_or_its_error_to_the_trainer():
+    from r1gym.core.overlap import RolloutAhead
+
+    ahead = RolloutAhead()
+    assert ahead.result() is None and not ahead.in_flight
+    ahead.start(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        ahead.result()
+    ahead.start(lambda: 5)
+    with pytest.raises(RuntimeError, match="already in flight"):
+        ahead.start(lambda: 6)
+    assert ahead.in_flight and ahead.result() == 5 and not ahead.in_flight
