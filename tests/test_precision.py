@@ -81,6 +81,18 @@ def test_int8_sampler_logprobs_stay_close_to_the_fp32_trainer(tiny_model):
     assert gap.max() > 1e-4  # a different numeric path, not the trainer's tensors
 
 
+def test_int8_continuous_batching_samples_what_the_trainer_recomputes(tiny_model):
+    """The slot cache's path (refilled rows: 7 sequences through 2 slots) runs the same int8 products."""
+    model, tok = tiny_model
+    prompts = _prompts(tok) * 2 + [tok("Once upon a time")["input_ids"]]
+    backend = HFBackend(model, tok, dtype="int8", continuous=True, batch_size=2)
+    torch.manual_seed(0)
+    gens = backend.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=8))
+    assert backend.counts["prefills"] > 1  # slots were refilled
+    trainer, sampler = _trainer_logprobs(model, tok, prompts, gens, 1.0)
+    assert 1e-4 < (trainer - sampler).abs().max() < 0.01
+
+
 def _forced_logits(decoder, prompt, tokens):
     """The next-token logits at every position of ``prompt + tokens``, teacher-forced through ``decoder``."""
     ids = torch.tensor([prompt])
