@@ -171,7 +171,9 @@ def test_dapo_dynamic_sampling_runs_under_torchrun(tmp_path, trainer):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "r1gym.core.cli", "train", "experiment=demo", "algo=dapo", f"trainer={trainer}", "trainer.threads=1",
            "trainer.max_steps=2", "trainer.save_every=100", "algo.group_size=4", "algo.prompts_per_step=4",
-           "rollout.max_new_tokens=24", "eval.at_start=false", "eval.at_end=false", "logger=jsonl_only", f"run_dir={run}"]
+           "rollout.max_new_tokens=24", "eval.at_start=false", "eval.at_end=false", "logger=jsonl_only", f"run_dir={run}",
+           # the demo's precision is timed per process ("auto"); two ranks could choose differently, so pin it
+           "trainer.autocast=null", "rollout.params.dtype=null"]
     out = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}, capture_output=True,
                          timeout=900)
     assert out.returncode == 0, (out.stdout + out.stderr).decode()[-3000:]

@@ -269,7 +269,7 @@ def test_bf16_autocast_step_trains_in_fp32_weights(test_plugins, tiny_model_dir,
     assert math.isfinite(metrics["loss"]) and metrics["grad_norm"] > 0
     # bf16 forward passes differ from the fp32 sampler's log-probs, but not wildly
     assert metrics["logprob/sampler_abs_diff"] < 0.5
-    with pytest.raises(ValueError, match="Known trainer.autocast modes: bf16, fp16"):
+    with pytest.raises(ValueError, match="Known trainer.autocast modes: auto, bf16, fp16"):
         GRPOTrainer(_cfg(tiny_model_dir, tmp_path / "y", "trainer.autocast=bf61"), tmp_path / "y", host=test_plugins).autocast()
 
 
