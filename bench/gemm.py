@@ -1,4 +1,4 @@
-"""fp32 GEMM rate (GFLOP/s) and memory copy bandwidth (GB/s) of this machine, as torch sees it.
+"""GEMM rate (GFLOP/s; fp32, or bf16 with --dtype bfloat16) and memory copy bandwidth (GB/s) of this machine, as torch sees it.
 
 The GEMM is timed two ways: ``torch.mm`` (PyTorch's default BLAS, MKL in the official wheels) and oneDNN
 (``torch.ops.mkldnn._linear_pointwise``, what r1gym routes fp32 linears to when ``trainer.matmul`` picks it;
@@ -46,10 +46,10 @@ def _best_seconds(fn, reps: int) -> float:
     return best
 
 
-def measure_gemm(sizes: Sequence[int] = DEFAULT_SIZES, reps: int = 5) -> list[dict[str, float]]:
-    """Best-of-``reps`` fp32 rate for each square size, ``torch.mm`` and oneDNN:
-    ``[{"n", "seconds", "gflops", "onednn_seconds", "onednn_gflops"}]`` (the oneDNN pair is NaN where
-    this torch build has no oneDNN linear)."""
+def measure_gemm(sizes: Sequence[int] = DEFAULT_SIZES, reps: int = 5, dtype: str = "float32") -> list[dict[str, float]]:
+    """Best-of-``reps`` rate for each square size in ``dtype`` (float32 or bfloat16: the ceiling of the precision
+    in use), ``torch.mm`` and oneDNN: ``[{"n", "seconds", "gflops", "onednn_seconds", "onednn_gflops"}]`` (the
+    oneDNN pair is NaN where this torch build has no oneDNN linear)."""
     import torch
 
     from r1gym.core import onednn
@@ -57,9 +57,9 @@ def measure_gemm(sizes: Sequence[int] = DEFAULT_SIZES, reps: int = 5) -> list[di
     out = []
     gen = torch.Generator().manual_seed(0)
     for n in sizes:
-        a = torch.randn(n, n, generator=gen)
-        b = torch.randn(n, n, generator=gen)
-        c = torch.empty(n, n)
+        a = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
+        b = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
+        c = torch.empty(n, n, dtype=a.dtype)
         row = {"n": n, "seconds": _best_seconds(lambda: torch.mm(a, b, out=c), reps)}
         row["onednn_seconds"] = float("nan")
         if onednn.available():
@@ -144,12 +144,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--reps", type=int, default=5, help="timed reps per size (best-of)")
     p.add_argument("--copy-mib", type=int, default=512, help="copy buffer size in MiB (0 skips the copy test)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="GEMM precision: bfloat16 gives the ceiling of a bf16 sampler or bf16 autocast")
     p.add_argument("--write-md", action="store_true", help="append the results to docs/benchmarks.md")
     p.add_argument("--md-path", default=str(report.DEFAULT_MD), help="Markdown file for --write-md")
     args = p.parse_args(argv)
     info = report.start(args.threads)
-    results = measure_gemm(args.sizes, args.reps)
-    headers = ["fp32 GEMM n x n x n", "torch.mm best", "torch.mm GFLOP/s", "oneDNN best", "oneDNN GFLOP/s"]
+    results = measure_gemm(args.sizes, args.reps, args.dtype)
+    headers = [f"{'fp32' if args.dtype == 'float32' else 'bf16'} GEMM n x n x n", "torch.mm best", "torch.mm GFLOP/s", "oneDNN best", "oneDNN GFLOP/s"]
     rows = [[f"{r['n']}", f"{r['seconds'] * 1e3:.2f} ms", r["gflops"], f"{r['onednn_seconds'] * 1e3:.2f} ms",
              r["onednn_gflops"]] for r in results]
     best = best_rate(results)
