@@ -52,7 +52,8 @@ def run_one(out: Path, precision: str, seed: int, extra: Sequence[str]) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(run_dir.parent / f"{run_dir.name}.log", "w") as log:
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}).returncode
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
     if rc != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {rc}; see {run_dir.parent / (run_dir.name + '.log')}")
     (run_dir / "done.json").write_text(json.dumps({"seconds": time.perf_counter() - start, "command": cmd}))
@@ -129,7 +130,8 @@ def summary(runs: dict[str, dict[int, dict[str, Any]]], plot_rel: str | None, un
     for precision, seeds in runs.items():
         for seed, r in sorted(seeds.items()):
             curves.append([precision, str(seed), " ".join(f"{a:.2f}" for a in r["accuracy"])])
-    chosen = sorted({json.dumps(r["precision"], sort_keys=True) for s in runs.values() for r in s.values() if r["precision"]})
+    chosen = sorted({json.dumps(r["precision"], sort_keys=True)
+                     for seeds in runs.values() for r in seeds.values() if r["precision"]})
     body = [
         "- each run: `r1gym train experiment=demo trainer.seed=S run_dir=...` plus the precision's overrides "
         f"({'; '.join(f'`{k}`: ' + (' '.join(v) or 'none') for k, v in PRECISIONS.items() if k in runs)}); "

@@ -1,4 +1,5 @@
-"""GEMM rate (GFLOP/s; fp32, or bf16 with --dtype bfloat16) and memory copy bandwidth (GB/s) of this machine, as torch sees it.
+"""GEMM rate (GFLOP/s; fp32, or bf16 with --dtype bfloat16) and memory copy bandwidth (GB/s) of this machine,
+as torch sees it.
 
 The GEMM is timed two ways: ``torch.mm`` (PyTorch's default BLAS, MKL in the official wheels) and oneDNN
 (``torch.ops.mkldnn._linear_pointwise``, what r1gym routes fp32 linears to when ``trainer.matmul`` picks it;
@@ -151,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     info = report.start(args.threads)
     results = measure_gemm(args.sizes, args.reps, args.dtype)
-    headers = [f"{'fp32' if args.dtype == 'float32' else 'bf16'} GEMM n x n x n", "torch.mm best", "torch.mm GFLOP/s", "oneDNN best", "oneDNN GFLOP/s"]
+    headers = [f"{'fp32' if args.dtype == 'float32' else 'bf16'} GEMM n x n x n", "torch.mm best", "torch.mm GFLOP/s",
+               "oneDNN best", "oneDNN GFLOP/s"]
     rows = [[f"{r['n']}", f"{r['seconds'] * 1e3:.2f} ms", r["gflops"], f"{r['onednn_seconds'] * 1e3:.2f} ms",
              r["onednn_gflops"]] for r in results]
     best = best_rate(results)
