@@ -15,7 +15,11 @@ with the same fp32 results (largest error relative to an fp64 product ~1e-6 for 
 AVX-512 kernels on AMD processors; on an Intel CPU the two are close. So the choice is measured, not assumed:
 :func:`select` with ``"auto"`` times both on a GEMM shaped like a transformer MLP, interleaved best-of-N
 (:func:`r1gym.core.precision.interleaved_best`: one pair of timings was seen to flip between two runs on a loaded
-VM), and keeps oneDNN only when it is :data:`MARGIN` times faster, so near-ties stay on torch's default.
+VM), and keeps oneDNN unless torch's BLAS is :data:`MARGIN` times faster, so near-ties do not flip between runs.
+Near-ties go to oneDNN because the training-shaped product timed here understates what oneDNN gains on the
+sampler's decode-shaped products (16-64 rows): on 2026-12-07 (AMD EPYC) the 512-row product was a near-tie
+(oneDNN 14.7 ms, torch 15.9 ms) and keeping torch left r1gym's fp32 sampler at 1.60x plain ``generate`` at
+batch 16, where oneDNN had given 2.67x (torch 1.78x) on 2026-11-29.
 
 The oneDNN entry point is ``torch.ops.mkldnn._linear_pointwise`` (what ``torch.compile`` uses for CPU
 linears): ``x @ w.T (+ b)`` for any strides, fp32 or bf16. It has no autograd formula, so :class:`_Linear`
@@ -63,7 +67,8 @@ def _onednn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> 
 
 def select(mode: str = "auto") -> bool:
     """Choose how fp32 linears run in this process: ``onednn``, ``torch`` (F.linear), or ``auto`` (oneDNN
-    if it is available and :data:`MARGIN` times faster on a 512 x 576 -> 1536 product, forward and backward;
+    if it is available, unless torch is :data:`MARGIN` times faster on a 512 x 576 -> 1536 product, forward and
+    backward;
     a resumed run reuses its recorded choice, :func:`r1gym.core.precision.pins`). Returns whether oneDNN is
     now in use."""
     global _selected
@@ -89,7 +94,7 @@ def select(mode: str = "auto") -> bool:
         g = torch.randn(512, 1536, generator=gen)
         timings = precision.interleaved_best({"torch": lambda: F.linear(x, w).backward(g),
                                               "onednn": lambda: _Linear.apply(x, w, None).backward(g)}, timer=_speed)
-        _selected = precision.choose(timings, ("torch", "onednn"), margin=MARGIN) == "onednn"
+        _selected = precision.choose(timings, ("onednn", "torch"), margin=MARGIN) == "onednn"
         precision.record("trainer.matmul", "onednn" if _selected else "torch", timings,
                          what="512x576->1536 fp32 forward+backward")
     return _selected
