@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from r1gym.core import onednn, precision
-from r1gym.core.batch import completion_logprobs, pack
 from r1gym.core.registry import UnknownNameError
-from r1gym.core.rollout import Episode, SamplingParams
+from r1gym.core.rollout import SamplingParams
 from r1gym.core.runtime import autocast, choose_autocast
 from r1gym.plugins.hf_rollout import HFBackend
+from tests.test_rollout import trainer_and_sampler_logprobs
 
 ORDER = ("null", "bfloat16", "int8")
 
@@ -34,17 +34,6 @@ def fresh_records(monkeypatch):
 
 def _prompts(tok):
     return [tok("What is 2 + 3?")["input_ids"], tok("Hi")["input_ids"], tok("Tell me a story about a cat")["input_ids"]]
-
-
-def _trainer_logprobs(model, tok, prompts, gens, temperature):
-    eps = [Episode(group=i, task_index=i, prompt_ids=list(p), completion_ids=g.token_ids,
-                   completion_mask=[1] * len(g.token_ids), sampler_logprobs=g.logprobs)
-           for i, (p, g) in enumerate(zip(prompts, gens))]
-    batch = pack(eps, tok.pad_token_id)
-    with torch.no_grad():
-        lp, _ = completion_logprobs(model, batch, temperature=temperature)
-    m = batch.loss_mask.bool()
-    return lp[m], batch.sampler_logprobs[m]
 
 
 # -- int8 weights -----------------------------------------------------------------------------------------------
@@ -75,7 +64,7 @@ def test_int8_sampler_logprobs_stay_close_to_the_fp32_trainer(tiny_model):
     assert backend.lean.int8 and not backend.exact_logprobs  # the trainer then corrects for the mismatch
     torch.manual_seed(0)
     gens = backend.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=16))
-    trainer, sampler = _trainer_logprobs(model, tok, prompts, gens, 1.0)
+    trainer, sampler = trainer_and_sampler_logprobs(model, tok, prompts, gens, 1.0)
     gap = (trainer - sampler).abs()
     assert gap.max() < 0.01
     assert gap.max() > 1e-4  # a different numeric path, not the trainer's tensors
@@ -89,7 +78,7 @@ def test_int8_continuous_batching_samples_what_the_trainer_recomputes(tiny_model
     torch.manual_seed(0)
     gens = backend.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=8))
     assert backend.counts["prefills"] > 1  # slots were refilled
-    trainer, sampler = _trainer_logprobs(model, tok, prompts, gens, 1.0)
+    trainer, sampler = trainer_and_sampler_logprobs(model, tok, prompts, gens, 1.0)
     assert 1e-4 < (trainer - sampler).abs().max() < 0.01
 
 

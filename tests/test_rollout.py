@@ -41,8 +41,8 @@ def test_sampled_logprobs_match_trainer_recomputation(backend, tiny_model, smoll
     _assert_trainer_recomputes(model, smollm2_tokenizer, prompts, gens, temperature=0.8)
 
 
-def _assert_trainer_recomputes(model, tok, prompts, gens, temperature):
-    """The sampler's log-probs are what the trainer computes for the same tokens."""
+def trainer_and_sampler_logprobs(model, tok, prompts, gens, temperature):
+    """(the trainer's log-probs of the sampled tokens, the sampler's), over every generated token."""
     from r1gym.core.rollout import Episode
 
     eps = [Episode(group=i, task_index=i, prompt_ids=list(p), completion_ids=g.token_ids,
@@ -52,7 +52,13 @@ def _assert_trainer_recomputes(model, tok, prompts, gens, temperature):
     with torch.no_grad():
         lp, _ = completion_logprobs(model, batch, temperature=temperature)
     m = batch.loss_mask.bool()
-    torch.testing.assert_close(lp[m], batch.sampler_logprobs[m], rtol=1e-4, atol=1e-4)
+    return lp[m], batch.sampler_logprobs[m]
+
+
+def _assert_trainer_recomputes(model, tok, prompts, gens, temperature):
+    """The sampler's log-probs are what the trainer computes for the same tokens."""
+    trainer, sampler = trainer_and_sampler_logprobs(model, tok, prompts, gens, temperature)
+    torch.testing.assert_close(trainer, sampler, rtol=1e-4, atol=1e-4)
 
 
 def test_eos_ends_a_row_early_and_others_go_on(tiny_model, smollm2_tokenizer):
