@@ -174,7 +174,8 @@ def test_auto_dtype_measures_picks_an_allowed_choice_and_records_it(tiny_model, 
     model, tok = tiny_model
     precision.start_run(tmp_path, resume=False)
     with caplog.at_level(logging.INFO, logger="r1gym.core.precision"):
-        backend = HFBackend(model, tok, dtype="auto", batch_size=4)
+        backend = HFBackend(model, tok, dtype="auto", batch_size=4, auto_dtypes=["int8", None, "bfloat16"])
+    assert backend.auto_dtypes == ORDER  # most precise first, whatever order they were given in
     assert backend.dtype_choice in (None, "bfloat16", "int8")
     assert set(backend.dtype_timings_ms) == set(ORDER) and all(t > 0 for t in backend.dtype_timings_ms.values())
     assert backend.exact_logprobs == (backend.dtype_choice is None)
@@ -186,6 +187,22 @@ def test_auto_dtype_measures_picks_an_allowed_choice_and_records_it(tiny_model, 
     assert saved["rollout.params.dtype"]["timings_ms"] == backend.dtype_timings_ms
     gens = backend.generate(_prompts(tok), SamplingParams(temperature=0.0, max_new_tokens=4))
     assert all(len(g.token_ids) == 4 or g.finish_reason == "stop" for g in gens)
+
+
+def test_auto_dtype_times_only_the_checked_precisions_unless_told_otherwise(tiny_model):
+    """int8's learning curves were never checked, so by default ``auto`` neither times nor picks it."""
+    model, tok = tiny_model
+    backend = HFBackend(model, tok, dtype="auto", batch_size=4)
+    assert backend.auto_dtypes == ("null", "bfloat16")
+    assert set(backend.dtype_timings_ms) == {"null", "bfloat16"} and not backend.lean.int8
+    only_fp32 = HFBackend(model, tok, dtype="auto", batch_size=4, auto_dtypes=[None])
+    assert only_fp32.dtype_choice is None and set(only_fp32.dtype_timings_ms) == {"null"}
+
+
+def test_unknown_auto_dtype_entry_lists_the_valid_ones(tiny_model):
+    model, tok = tiny_model
+    with pytest.raises(UnknownNameError, match=r"auto_dtypes entry 'bf16'.*bfloat16.*int8"):
+        HFBackend(model, tok, dtype="auto", auto_dtypes=["null", "bf16"])
 
 
 @pytest.mark.parametrize("recorded", ["int8", "bfloat16", None])

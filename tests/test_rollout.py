@@ -237,6 +237,37 @@ def test_bf16_sampler_copy_is_close_and_follows_weight_sync(tiny_model):
     assert [g.token_ids for g in synced] == [g.token_ids for g in HFBackend(model, tok).generate(prompts, params)]
 
 
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+def test_packed_weights_sample_what_plain_weights_do_and_follow_weight_sync(tiny_model, dtype):
+    """``pack_weights`` (the default on the CPU) is a copy in oneDNN's layout, in fp32 too: same tokens and
+    log-probs as plain weights, and stale until the trainer's sync, like the bf16 copy."""
+    from r1gym.core import onednn
+
+    if not onednn.can_pack():
+        pytest.skip("this torch build cannot pack linear weights for oneDNN (torch.ops.mkldnn._reorder_linear_weight)")
+    model, tok = tiny_model
+    prompts = _prompts(tok)
+    params = SamplingParams(temperature=0.0, max_new_tokens=6)
+    plain = HFBackend(model, tok, dtype=dtype, pack_weights=False)
+    packed = HFBackend(model, tok, dtype=dtype)
+    assert plain.lean.pack_rows is None and packed.lean.pack_rows == packed.batch_size
+    assert packed.lean.weights[1][0].o[0].is_mkldnn and packed.lean.weights[3].is_mkldnn
+    a, b = plain.generate(prompts, params), packed.generate(prompts, params)
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+    for x, y in zip(a, b):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4 if dtype is None else 2e-2)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(-1.0)  # an "optimizer step" that changes every next-token choice
+    stale = packed.generate(prompts, params)
+    packed.sync_weights(model)
+    plain.sync_weights(model)
+    assert [g.token_ids for g in stale] == [g.token_ids for g in b]
+    assert [g.token_ids for g in packed.generate(prompts, params)] == [
+        g.token_ids for g in plain.generate(prompts, params)]
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(-1.0)  # the shared fixture's weights as they were
+
+
 def test_min_new_tokens_bans_eos_until_then(tiny_model):
     model, tok = tiny_model
     prompts = _prompts(tok)
@@ -327,10 +358,11 @@ def _skewed_workload(model, tok):
     base = HFBackend(model, tok, continuous=False).generate(prompts, params)
     eos = {base[2 * i].token_ids[t - 1] for i, t in enumerate(targets) if t}
     return prompts, params, eos
-@pytest.mark.parametrize("extra", [{}, {"min_new_tokens": 3}, {"stop": "stop"}])
+@pytest.mark.parametrize("extra", [{}, {"min_new_tokens": 3}, {"stop": "stop"}, {"dtype": "bfloat16"}])
 def test_continuous_batching_gives_the_static_paths_tokens_and_logprobs(varied_model, extra):
     """Greedy: every row's tokens, log-probs and finish reason are those of the chunked path, with rows
-    refilled into slots that other prompts (of other lengths) held before."""
+    refilled into slots that other prompts (of other lengths) held before. In bf16 the decoder keeps its
+    keys transposed and multiplies whole cache buffers (masked), in both paths."""
     model, tok = varied_model
     prompts, params, end = _skewed_workload(model, tok)
     if extra.get("stop"):
@@ -338,10 +370,12 @@ def test_continuous_batching_gives_the_static_paths_tokens_and_logprobs(varied_m
         probe.eos_ids = end
         g = next(g for g in probe.generate(prompts, params) if len(g.token_ids) > 8)
         extra = {"stop": (tok.decode(g.token_ids[6:8]),)}
+    dtype = extra.pop("dtype", None)
     params = SamplingParams(temperature=0.0, max_new_tokens=24, **extra)
     results = {}
     for continuous in (False, True):
-        backend = HFBackend(model, tok, batch_size=4, continuous=continuous)
+        backend = HFBackend(model, tok, batch_size=4, continuous=continuous, dtype=dtype)
+        assert backend.lean.keys_transposed == (dtype == "bfloat16")
         backend.eos_ids = end
         results[continuous] = backend.generate(prompts, params)
         results[continuous, "counts"] = dict(backend.counts)

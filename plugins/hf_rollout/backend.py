@@ -40,8 +40,13 @@ MODES = ("loop", "generate")
 DECODERS = ("auto", "lean", "hf")
 #: ``rollout.params.dtype`` -> the lean decoder's weights (``torch.int8``: int8 linears, bf16 activations)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.int8}
-#: what ``dtype: auto`` chooses from, most precise first ("null": the model's own tensors)
+#: what ``dtype: auto`` can choose from, most precise first ("null": the model's own tensors)
 AUTO_DTYPES = ("null", "bfloat16", "int8")
+#: what it chooses from unless ``auto_dtypes`` says otherwise: the precisions whose demo learning curves were
+#: shown within fp32's seed-to-seed spread (bf16: docs/benchmarks.md ``demo_precision``). int8 is not among
+#: them: its curves have not been run, and under load its timing once won (2026-12-07: fp32 515, bf16 524,
+#: int8 426 ms) on a machine where quiet runs put it behind bf16.
+DEFAULT_AUTO_DTYPES = ("null", "bfloat16")
 #: finished rows are dropped from the KV cache once they are at least this share of the rows in it
 COMPACT_SHARE = 0.25
 CONTINUOUS = ("auto", True, False)
@@ -60,7 +65,8 @@ class HFBackend:
             AVX512-BF16 or AMX), ``int8`` (weight-only int8 linears with per-output-channel scales, bf16
             activations, embeddings and LM head; also refreshed after each step), ``float32`` or ``auto``:
             times a decode step of ``batch_size`` rows on this model in fp32 (null), bf16 and int8 once, here,
-            and keeps a less precise one only if it is 1.2x faster than the more precise
+            and keeps a less precise one only if it is 1.2x faster than the more precise (only those in
+            ``auto_dtypes`` are timed)
             (:mod:`r1gym.core.precision`; logged, kept in ``dtype_choice`` / ``dtype_timings_ms``, written
             to the run folder and reused on resume). The measurement costs 18 decode steps and the two copies:
             12 s at 16 rows and 20 s at 64 on SmolLM2-135M on the shared 2-core machine (2026-12-07, where it
@@ -76,6 +82,15 @@ class HFBackend:
             waits. Same tokens under greedy decoding, same
             log-probs (to float rounding), same sampling distribution; only the order random numbers are
             drawn in differs. ``counts`` says what the last call did (prefills, decode steps).
+        auto_dtypes: the precisions ``dtype: auto`` times and chooses from (default ``[null, bfloat16]``: the
+            ones whose learning curves were checked; add ``int8`` once its curves on your task are).
+        pack_weights: on the CPU, keep the lean decoder's linear weights packed once in oneDNN's layout for
+            ``batch_size``-row products (a copy, rebuilt after each optimizer step like the bf16 one; it also
+            makes fp32 sampling a copy of the trainer's weights). An unpacked weight is reordered at every
+            product; at a decode step's few rows that reorder costs about as much as the product: packed,
+            SmolLM2-135M's decode step took 0.58-0.72x the time at 16 rows and 0.72-0.88x at 64 (bf16 and
+            fp32, AMD EPYC, 2026-12-08; docs/benchmarks.md). ``false`` keeps plain tensors (and fp32 sampling
+            on the trainer's own tensors, no copy).
         refill_share: continuous batching refills freed slots once at least this share of ``batch_size`` is
             free (or all that waits fits): each refill is one prefill call (and a group split over two refills
             has its prompt prefilled twice), so refilling one row at a time costs more calls, while waiting
@@ -84,7 +99,8 @@ class HFBackend:
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, mode: str = "loop",
                  decoder: str = "auto", dtype: str | None = None, continuous: str | bool = False,
-                 refill_share: float = 0.125):
+                 refill_share: float = 0.125, pack_weights: bool = True,
+                 auto_dtypes: Sequence[str | None] = DEFAULT_AUTO_DTYPES):
         if batch_size < 1:
             raise ValueError(f"rollout.params.batch_size must be >= 1, got {batch_size}")
         if mode not in MODES:
@@ -98,11 +114,14 @@ class HFBackend:
         if dtype is not None:
             pick({**DTYPES, "auto": None, "null": None}, dtype, "rollout.params.dtype")
         self.dtype = DTYPES.get(dtype)
+        self.auto_dtypes = self._auto_dtypes(auto_dtypes)
         #: the ``rollout.params.dtype`` in use (what ``auto`` chose; ``None``: the model's own) and, for ``auto``,
         #: the decode-step timings (ms) it chose from
         self.dtype_choice: str | None = None if dtype == "null" else dtype
         self.dtype_timings_ms: dict[str, float] = {}
         self.model, self.tokenizer, self.batch_size, self.mode = model, tokenizer, batch_size, mode
+        # under ZeRO-3 the trainer holds a shard of the weights, and a packed copy would hold all of them
+        self.pack_rows = batch_size if pack_weights and not zero3_partitioned(model) else None
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos = tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
@@ -126,6 +145,15 @@ class HFBackend:
         #: forward calls of the last ``generate``: prefills, decode steps, and rows summed over decode steps
         self.counts = {"prefills": 0, "decode_steps": 0, "decode_rows": 0}
 
+    @staticmethod
+    def _auto_dtypes(names: Sequence[str | None]) -> tuple[str, ...]:
+        """``auto_dtypes`` checked and put in :data:`AUTO_DTYPES`' order (null, i.e. the model's own weights,
+        is always the baseline the others are timed against)."""
+        given = {"null" if n is None else str(n) for n in names}
+        for name in given:
+            pick(dict.fromkeys(AUTO_DTYPES), name, "rollout.params.auto_dtypes entry")
+        return tuple(n for n in AUTO_DTYPES if n in given or n == "null")
+
     def _lean_decoder(self, choice: str) -> Any:
         from r1gym.plugins.hf_rollout.lean import LeanDecoder, unsupported_reason
 
@@ -133,7 +161,7 @@ class HFBackend:
             return None
         reason = unsupported_reason(self.model)
         if reason is None:
-            return LeanDecoder(self.model, self.dtype)
+            return LeanDecoder(self.model, self.dtype, self.pack_rows)
         if choice == "lean":
             raise ValueError(f"rollout.params.decoder=lean cannot run this model: {reason}; use decoder=auto or hf")
         log.info("hf rollout backend: transformers forward for this model (%s)", reason)
@@ -152,14 +180,16 @@ class HFBackend:
         elif key in precision.pins():
             rec = precision.record(key, precision.pins()[key], how="resumed")
             if rec.choice is not None:
-                self.lean = LeanDecoder(self.model, DTYPES[rec.choice])
+                self.lean = LeanDecoder(self.model, DTYPES[rec.choice], self.pack_rows)
         else:
-            decoders = {"null": self.lean, "bfloat16": LeanDecoder(self.model, torch.bfloat16)}
-            if precision.int8_available():
+            decoders = {"null": self.lean}
+            if "bfloat16" in self.auto_dtypes:
+                decoders["bfloat16"] = LeanDecoder(self.model, torch.bfloat16, self.pack_rows)
+            if "int8" in self.auto_dtypes and precision.int8_available():
                 decoders["int8"] = LeanDecoder(self.model, torch.int8)
             steps = {name: d.step_timer(self.batch_size) for name, d in decoders.items()}
             timings = precision.interleaved_best(steps, reps=1)  # a step at batch_size rows is long enough
-            choice = precision.choose(timings, AUTO_DTYPES)
+            choice = precision.choose(timings, self.auto_dtypes)
             rec = precision.record(key, None if choice == "null" else choice, timings,
                                    what=f"lean decode step of {self.batch_size} rows")
             self.lean = decoders[choice]
