@@ -170,9 +170,9 @@ class TrainerConfig:
     #: mixed precision for every forward (sampling, log-probs, reference): null (fp32 throughout) or
     #: "bf16" (torch.autocast; weights, optimizer and loss stay fp32). Needs bf16 matmul support to pay off
     #: (AVX512-BF16/AMX on CPUs, any recent GPU). "auto": bf16 only where an MLP-shaped forward + backward
-    #: under it is >= 1.2x faster than fp32 here, timed at the first forward pass (r1gym.core.precision;
-    #: logged, written to the run's precision.json, reused on resume). The default stays null until the
-    #: demo's learning curves show bf16 within fp32's seed spread.
+    #: under it is >= 1.2x faster than fp32 here, timed once the trainer is set up (r1gym.core.precision;
+    #: logged, written to the run's precision.json, reused on resume; under torch.distributed rank 0's choice
+    #: holds for all). The library default stays null; the demo uses auto (docs/benchmarks.md demo_precision).
     autocast: str | None = None
     #: how fp32 linears run on the CPU: auto (oneDNN if faster here, timed at start-up), onednn, torch.
     #: See r1gym.core.onednn: on AMD CPUs oneDNN is ~2x PyTorch's default BLAS, with the same fp32 results.

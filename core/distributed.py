@@ -151,6 +151,19 @@ def broadcast_object(obj: Any, d: Dist) -> Any:
     return box[0]
 
 
+def rank0_value(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank of the group :func:`init` joined (``obj`` itself in a single process).
+    For code that has no :class:`Dist` at hand (the precision choices); every rank must call it at the same
+    point, like any collective."""
+    import torch.distributed as dist
+
+    if not (_STATE["owned"] and dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def zero3_partitioned(model: Any) -> bool:
     """Whether DeepSpeed ZeRO-3 manages ``model``'s parameters (they carry a ``ds_id``): code that only sees the
     model (the LM head, a rollout backend) cannot see the engine."""

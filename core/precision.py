@@ -22,6 +22,10 @@ the machine without interference.
 replaces the current choice only when it is :data:`MARGIN` times faster; near-ties keep the more precise
 one, so noise does not flip the numerics and no precision is given up for a few percent.
 
+**One choice per run**: under ``torch.distributed`` each rank measures, and rank 0's choice is kept by all
+(:func:`choose`); ``trainer.autocast=auto`` is therefore decided when the trainer is set up, on every rank,
+not at a first forward pass that only rank 0's evaluation might reach.
+
 **Recorded**: every ``auto`` choice is logged in one line, kept in :func:`chosen` (for metrics) and written to
 the run folder's ``precision.json`` once :func:`start_run` bound it; a resumed run reuses the recorded
 choices (:func:`pins`) instead of measuring again, so its numerics do not change half-way. These records are
@@ -85,12 +89,18 @@ def interleaved_best(fns: Mapping[str, Callable[[], Any]], *, rounds: int = ROUN
 def choose(timings: Mapping[str, float], order: Sequence[str], margin: float = MARGIN) -> str:
     """The candidate to use: ``order`` runs from most to least precise (``order[0]`` is the baseline, which
     must be timed); a later one replaces the current choice only if it is at least ``margin`` times faster.
-    Candidates missing from ``timings`` (not available here) are skipped."""
+    Candidates missing from ``timings`` (not available here) are skipped.
+
+    Under ``torch.distributed`` every rank times on its own cores, and rank 0's choice is the one all ranks
+    keep (:func:`r1gym.core.distributed.rank0_value`): ranks that chose differently would train the same model
+    in different numerics. So every rank must reach the same ``choose`` calls, in the same order."""
+    from r1gym.core import distributed
+
     best = order[0]
     for candidate in order[1:]:
         if candidate in timings and timings[best] / timings[candidate] >= margin:
             best = candidate
-    return best
+    return distributed.rank0_value(best)
 
 
 # -- records ---------------------------------------------------------------------------------------------------
@@ -133,6 +143,24 @@ def pins() -> dict[str, str | None]:
     """The choices a resumed run made when it started (``{key: choice}``); an ``auto`` setting found here
     reuses its choice instead of measuring."""
     return dict(_pins)
+
+
+def adopt(records: Mapping[str, Mapping[str, Any]], made_by: str) -> None:
+    """Keep choices another process made (:func:`chosen` there) as this process's own, so they reach the run's
+    ``precision.json`` and a resumed run: the ``hf_process`` rollout child times ``rollout.params.dtype``
+    in its own process, with its own threads."""
+    for key, rec in records.items():
+        _choices[key] = Choice(key, rec["choice"], dict(rec["timings_ms"]), rec["how"])
+        log.info("%s=auto: %s [made by %s: %s]", key, "null" if rec["choice"] is None else rec["choice"], made_by,
+                 ", ".join(f"{k} {v:.2f} ms" for k, v in rec["timings_ms"].items()) or rec["how"])
+    _write()
+
+
+def use_pins(recorded: Mapping[str, str | None]) -> None:
+    """Take a resumed run's recorded choices (:func:`pins` of the process that read the run folder) in
+    another process of the same run, which then reuses them instead of measuring."""
+    _pins.clear()
+    _pins.update(recorded)
 
 
 def start_run(run_dir: str | Path, resume: bool, keep: Sequence[str] = ()) -> bool:

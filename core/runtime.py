@@ -109,9 +109,9 @@ def autocast(trainer_cfg: Any, device_type: str) -> Callable[[], contextlib.Abst
     (``trainer.autocast``; a no-op for fp32). The mode is checked here, once, not at the first forward pass.
 
     ``auto`` is bf16 autocast where it is clearly faster than fp32 on this machine (:func:`choose_autocast`).
-    It is decided at the first forward pass, not here: the trainer builds this factory before the process
-    has chosen its fp32 matmul route (which the fp32 side is timed with) and before a resumed run's
-    recorded choice is known (which it reuses)."""
+    It is decided later, when the trainer is set up (``resolve``) or else at the first forward pass, not here:
+    the trainer builds this factory before the process has chosen its fp32 matmul route (which the fp32 side
+    is timed with) and before a resumed run's recorded choice is known (which it reuses)."""
     from r1gym.core.registry import pick
 
     mode = trainer_cfg.autocast
@@ -147,11 +147,16 @@ class _AutoAutocast:
         self.device_type = device_type
         self.factory: Callable[[], contextlib.AbstractContextManager[Any]] | None = None
 
-    def __call__(self) -> contextlib.AbstractContextManager[Any]:
+    def resolve(self) -> None:
+        """Decide now (the trainer calls this once set up, on every rank: under torch.distributed the choice
+        is a collective, and the first forward pass may be rank 0's evaluation alone)."""
         if self.factory is None:
             bf16 = choose_autocast(self.device_type) == "bf16"
             self.factory = functools.partial(torch.autocast, device_type=self.device_type, dtype=torch.bfloat16) \
                 if bf16 else contextlib.nullcontext
+
+    def __call__(self) -> contextlib.AbstractContextManager[Any]:
+        self.resolve()
         return self.factory()
 
 

@@ -133,6 +133,8 @@ class TrainerShell:
         to start after."""
         self.state = build_state(self.cfg, self.run_dir, self.strategy, optim_cfg=self.optim_cfg,
                                  data=self.build_data, forward_module=self.forward_module, prepare=self.prepare)
+        if hasattr(self.autocast, "resolve"):  # trainer.autocast=auto: timed now, on every rank (a collective)
+            self.autocast.resolve()
         if self.dist.is_main:
             self.loggers = build_loggers(self.host, self.cfg, self.run_dir)
         return self.state.step

@@ -96,3 +96,17 @@ def run_sft(rank: int, world: int, port: int, model_dir: str, out_dir: str, data
     if world > 1:
         torch.distributed.barrier()  # leave together: a rank destroying its group while rank 0 still saves can abort
         torch.distributed.destroy_process_group()
+
+
+def choose_precision(rank: int, world: int, port: int, out_dir: str) -> None:
+    """One ``auto`` choice as one rank of ``world``: each rank brings timings of its own (on rank 1 bf16 is
+    clearly faster, on rank 0 it is a near-tie), and writes what it keeps."""
+    from r1gym.core import distributed, precision
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    distributed.init("gloo")
+    timings = {"null": 1.0, "bf16": 0.5 if rank == 1 else 0.99}
+    choice = precision.choose(timings, ("null", "bf16"))
+    Path(out_dir, f"choice-{rank}.txt").write_text(choice)
+    distributed.shutdown()

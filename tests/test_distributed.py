@@ -154,6 +154,20 @@ def test_two_process_sft_step_equals_the_single_process_step(tiny_model_dir, tmp
     assert one["metrics"]["examples"] == two["metrics"]["examples"] == 14  # 2 epochs of 7 in one step
 
 
+def test_every_rank_keeps_rank_0s_precision_choice(tmp_path):
+    """Each rank times the ``auto`` candidates on its own cores; were each to keep its own choice, the ranks
+    would train one model in two precisions. Here rank 1's timings alone would pick bf16, rank 0's fp32."""
+    import torch.multiprocessing as mp
+
+    import ddp_worker
+
+    mp.start_processes(ddp_worker.choose_precision, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    assert [(tmp_path / f"choice-{r}.txt").read_text() for r in (0, 1)] == ["null", "null"]
+    ddp_worker.choose_precision(1, 1, _free_port(), str(tmp_path))  # the same timings alone, no process group
+    assert (tmp_path / "choice-1.txt").read_text() == "bf16"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["ddp", "deepspeed_zero3"])
 def test_dapo_dynamic_sampling_runs_under_torchrun(tmp_path, trainer):
@@ -171,9 +185,8 @@ def test_dapo_dynamic_sampling_runs_under_torchrun(tmp_path, trainer):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "r1gym.core.cli", "train", "experiment=demo", "algo=dapo", f"trainer={trainer}", "trainer.threads=1",
            "trainer.max_steps=2", "trainer.save_every=100", "algo.group_size=4", "algo.prompts_per_step=4",
-           "rollout.max_new_tokens=24", "eval.at_start=false", "eval.at_end=false", "logger=jsonl_only", f"run_dir={run}",
-           # the demo's precision is timed per process ("auto"); two ranks could choose differently, so pin it
-           "trainer.autocast=null", "rollout.params.dtype=null"]
+           "rollout.max_new_tokens=24", "eval.at_start=false", "eval.at_end=false", "logger=jsonl_only", f"run_dir={run}"]
+    # the demo's precision stays "auto": every rank times it, and all keep rank 0's choice (a collective)
     out = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}, capture_output=True,
                          timeout=900)
     assert out.returncode == 0, (out.stdout + out.stderr).decode()[-3000:]

@@ -197,3 +197,36 @@ def test_the_rollout_ahead_hands_its_result_or_its_error_to_the_trainer():
     with pytest.raises(RuntimeError, match="already in flight"):
         ahead.start(lambda: 6)
     assert ahead.in_flight and ahead.result() == 5 and not ahead.in_flight
+
+
+def test_the_rollout_process_choice_reaches_the_run_folder_and_a_resume_reuses_it(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    """``rollout.params.dtype=auto`` is timed in the child (its threads, its cores); the choice is the
+    run's: written to precision.json by the trainer's process, and handed back to the child on resume."""
+    import json
+
+    from r1gym.core import precision
+
+    for name in ("_choices", "_pins"):
+        monkeypatch.setattr(precision, name, {})
+    monkeypatch.setattr(precision, "_run_file", None)
+    precision.start_run(tmp_path, resume=False)
+    _, _, backend = _tiny_process_backend(tiny_model_dir, dtype="auto", batch_size=4)
+    try:
+        made = precision.chosen()["rollout.params.dtype"]
+        assert made["how"] == "measured" and set(made["timings_ms"]) == {"null", "bfloat16"}
+        assert backend.exact_logprobs == (made["choice"] is None)
+    finally:
+        backend.close()
+    saved = json.loads((tmp_path / precision.RUN_FILE).read_text())["rollout.params.dtype"]
+    assert saved == made
+    # a resumed run: the child reuses the recorded choice instead of timing (forced to bf16 here to see it)
+    (tmp_path / precision.RUN_FILE).write_text(json.dumps(
+        {"rollout.params.dtype": {"choice": "bfloat16", "timings_ms": {}, "how": "measured"}}))
+    assert precision.start_run(tmp_path, resume=True)
+    _, _, backend = _tiny_process_backend(tiny_model_dir, dtype="auto", batch_size=4)
+    try:
+        assert precision.chosen()["rollout.params.dtype"] == {"choice": "bfloat16", "timings_ms": {}, "how": "resumed"}
+        assert backend.exact_logprobs is False
+    finally:
+        backend.close()

@@ -87,10 +87,11 @@ class HFBackend:
         pack_weights: on the CPU, keep the lean decoder's linear weights packed once in oneDNN's layout for
             ``batch_size``-row products (a copy, rebuilt after each optimizer step like the bf16 one; it also
             makes fp32 sampling a copy of the trainer's weights). An unpacked weight is reordered at every
-            product; at a decode step's few rows that reorder costs about as much as the product: packed,
-            SmolLM2-135M's decode step took 0.58-0.72x the time at 16 rows and 0.72-0.88x at 64 (bf16 and
-            fp32, AMD EPYC, 2026-12-08; docs/benchmarks.md). ``false`` keeps plain tensors (and fp32 sampling
-            on the trainer's own tensors, no copy).
+            product, which at a decode step's few rows costs about as much as the product. Side by side
+            (bench/rollout.py, SmolLM2-135M in bf16, AMD EPYC, 2026-12-08; docs/benchmarks.md): 270 vs 234
+            tok/s at batch 16, 357 vs 312 at 64. The copy costs memory (the weights once more) and time at
+            each sync (bf16: 135 vs 40 ms; fp32: 340-400 ms, as fp32 then needs a copy at all). ``false``
+            keeps plain tensors (and fp32 sampling on the trainer's own tensors, no copy).
         refill_share: continuous batching refills freed slots once at least this share of ``batch_size`` is
             free (or all that waits fits): each refill is one prefill call (and a group split over two refills
             has its prompt prefilled twice), so refilling one row at a time costs more calls, while waiting

@@ -57,7 +57,7 @@ class HFProcessBackend:
         import torch
         import torch.multiprocessing as mp
 
-        from r1gym.core import onednn
+        from r1gym.core import onednn, precision
 
         if threads < 1:
             raise ValueError(f"rollout.params.threads must be >= 1 (torch threads of the rollout process), got {threads}")
@@ -80,11 +80,15 @@ class HFProcessBackend:
         child_conn.close()
         self._closed = False
         self._gone = ""  # why the child can no longer be used, once it cannot
-        #: whether the child's log-probs are the trainer's numbers (its HFBackend says: fp32 weights yes, bf16 no)
-        self.exact_logprobs = bool(self._request(
+        # the child's backend makes its own ``auto`` choices (dtype: timed with the child's threads); a resumed
+        # run's recorded ones go to it, and what it chose comes back into this process's records (precision.json)
+        exact, records = self._request(
             ("init", type(model), model.config, tokenizer, self._shared, dict(hf_params), self.threads,
-             onednn.selected(), next(iter(params)).dtype if params else torch.float32),
-            timeout=start_timeout_s, what="starting"))
+             onednn.selected(), next(iter(params)).dtype if params else torch.float32, precision.pins()),
+            timeout=start_timeout_s, what="starting")
+        precision.adopt(records, made_by=f"the rollout process ({self.threads} threads)")
+        #: whether the child's log-probs are the trainer's numbers (its HFBackend says: fp32 weights yes, bf16 no)
+        self.exact_logprobs = bool(exact)
         log.info("hf_process rollout child pid %d started in %.1f s (%d threads)", self._proc.pid,
                  time.perf_counter() - t0, self.threads)
         #: seconds the child spent in its last ``generate`` (sampling only, without the messages)
@@ -203,7 +207,9 @@ def _child_main(conn: Any) -> None:
                 return
             if kind == "init":
                 model, backend = _build(*message[1:])
-                conn.send(("ok", bool(getattr(backend, "exact_logprobs", False))))
+                from r1gym.core import precision
+
+                conn.send(("ok", (bool(getattr(backend, "exact_logprobs", False)), precision.chosen())))
             elif kind == "generate":
                 prompts, params, rng = message[1:]
                 torch.set_rng_state(rng)
@@ -220,10 +226,10 @@ def _child_main(conn: Any) -> None:
 
 
 def _build(model_cls: Any, config: Any, tokenizer: Any, shared: dict[str, Any], hf_params: dict[str, Any],
-           threads: int, onednn_on: bool, dtype: Any) -> tuple[Any, Any]:
+           threads: int, onednn_on: bool, dtype: Any, pins: dict[str, Any]) -> tuple[Any, Any]:
     import torch
 
-    from r1gym.core import onednn
+    from r1gym.core import onednn, precision
     from r1gym.plugins.hf_rollout.backend import HFBackend
 
     torch.set_num_threads(threads)
@@ -240,4 +246,5 @@ def _build(model_cls: Any, config: Any, tokenizer: Any, shared: dict[str, Any], 
         p.data = shared[name]  # tied weights are one Parameter: both names follow
     model.eval().requires_grad_(False)
     onednn.patch(model)
+    precision.use_pins(pins)
     return model, HFBackend(model, tokenizer, **hf_params)
