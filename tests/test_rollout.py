@@ -239,8 +239,9 @@ def test_bf16_sampler_copy_is_close_and_follows_weight_sync(tiny_model):
 
 @pytest.mark.parametrize("dtype", [None, "bfloat16"])
 def test_packed_weights_sample_what_plain_weights_do_and_follow_weight_sync(tiny_model, dtype):
-    """``pack_weights`` (the default on the CPU) is a copy in oneDNN's layout, in fp32 too: same tokens and
-    log-probs as plain weights, and stale until the trainer's sync, like the bf16 copy."""
+    """``pack_weights=true`` is a copy in oneDNN's layout, in fp32 too: same tokens and log-probs as plain
+    weights, and stale until the trainer's sync, like the bf16 copy. ``auto`` (the default) packs only the
+    bf16 copy; fp32 keeps sharing the trainer's tensors."""
     from r1gym.core import onednn
 
     if not onednn.can_pack():
@@ -249,8 +250,9 @@ def test_packed_weights_sample_what_plain_weights_do_and_follow_weight_sync(tiny
     prompts = _prompts(tok)
     params = SamplingParams(temperature=0.0, max_new_tokens=6)
     plain = HFBackend(model, tok, dtype=dtype, pack_weights=False)
-    packed = HFBackend(model, tok, dtype=dtype)
+    packed = HFBackend(model, tok, dtype=dtype, pack_weights=True)
     assert plain.lean.pack_rows is None and packed.lean.pack_rows == packed.batch_size
+    assert HFBackend(model, tok, dtype=dtype).lean.pack_rows == (None if dtype is None else packed.batch_size)
     assert packed.lean.weights[1][0].o[0].is_mkldnn and packed.lean.weights[3].is_mkldnn
     a, b = plain.generate(prompts, params), packed.generate(prompts, params)
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
@@ -266,6 +268,12 @@ def test_packed_weights_sample_what_plain_weights_do_and_follow_weight_sync(tiny
         g.token_ids for g in plain.generate(prompts, params)]
     with torch.no_grad():
         model.model.embed_tokens.weight.mul_(-1.0)  # the shared fixture's weights as they were
+
+
+def test_pack_weights_takes_auto_true_or_false(tiny_model):
+    model, tok = tiny_model
+    with pytest.raises(ValueError, match=r"pack_weights must be auto, true or false, got 'yes'"):
+        HFBackend(model, tok, pack_weights="yes")
 
 
 def test_min_new_tokens_bans_eos_until_then(tiny_model):

@@ -50,6 +50,7 @@ DEFAULT_AUTO_DTYPES = ("null", "bfloat16")
 #: finished rows are dropped from the KV cache once they are at least this share of the rows in it
 COMPACT_SHARE = 0.25
 CONTINUOUS = ("auto", True, False)
+PACK = ("auto", True, False)
 
 
 class HFBackend:
@@ -85,13 +86,14 @@ class HFBackend:
         auto_dtypes: the precisions ``dtype: auto`` times and chooses from (default ``[null, bfloat16]``: the
             ones whose learning curves were checked; add ``int8`` once its curves on your task are).
         pack_weights: on the CPU, keep the lean decoder's linear weights packed once in oneDNN's layout for
-            ``batch_size``-row products (a copy, rebuilt after each optimizer step like the bf16 one; it also
-            makes fp32 sampling a copy of the trainer's weights). An unpacked weight is reordered at every
-            product, which at a decode step's few rows costs about as much as the product. Side by side
-            (bench/rollout.py, SmolLM2-135M in bf16, AMD EPYC, 2026-12-08; docs/benchmarks.md): 270 vs 234
-            tok/s at batch 16, 357 vs 312 at 64. The copy costs memory (the weights once more) and time at
-            each sync (bf16: 135 vs 40 ms; fp32: 340-400 ms, as fp32 then needs a copy at all). ``false``
-            keeps plain tensors (and fp32 sampling on the trainer's own tensors, no copy).
+            ``batch_size``-row products: ``true``, ``false`` or ``auto`` (the default: packed where the sampler
+            keeps a bf16 copy anyway). An unpacked weight is reordered at every product, which at a decode
+            step's few rows costs about as much as the product. Side by side (bench/rollout.py, SmolLM2-135M,
+            AMD EPYC, 2026-12-08; docs/benchmarks.md), packed vs not: bf16 270 vs 234 tok/s at batch 16, 357
+            vs 312 at 64; fp32 152 vs 114 and 244 vs 218. The packed weights are a copy, rebuilt at each sync:
+            bf16 135 ms instead of 40 on SmolLM2; in fp32 340-400 ms instead of nothing (the sampler otherwise
+            shares the trainer's tensors), more than a short rollout gains (the demo's 64 x 40-token rollout
+            gained 0.2 s in bf16), so ``auto`` leaves fp32 unpacked; ``true`` packs it for long rollouts.
         refill_share: continuous batching refills freed slots once at least this share of ``batch_size`` is
             free (or all that waits fits): each refill is one prefill call (and a group split over two refills
             has its prompt prefilled twice), so refilling one row at a time costs more calls, while waiting
@@ -100,7 +102,7 @@ class HFBackend:
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, mode: str = "loop",
                  decoder: str = "auto", dtype: str | None = None, continuous: str | bool = False,
-                 refill_share: float = 0.125, pack_weights: bool = True,
+                 refill_share: float = 0.125, pack_weights: bool | str = "auto",
                  auto_dtypes: Sequence[str | None] = DEFAULT_AUTO_DTYPES):
         if batch_size < 1:
             raise ValueError(f"rollout.params.batch_size must be >= 1, got {batch_size}")
@@ -121,8 +123,9 @@ class HFBackend:
         self.dtype_choice: str | None = None if dtype == "null" else dtype
         self.dtype_timings_ms: dict[str, float] = {}
         self.model, self.tokenizer, self.batch_size, self.mode = model, tokenizer, batch_size, mode
-        # under ZeRO-3 the trainer holds a shard of the weights, and a packed copy would hold all of them
-        self.pack_rows = batch_size if pack_weights and not zero3_partitioned(model) else None
+        if pack_weights not in PACK:
+            raise ValueError(f"rollout.params.pack_weights must be auto, true or false, got {pack_weights!r}")
+        self.pack_weights = pack_weights
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos = tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
@@ -155,6 +158,15 @@ class HFBackend:
             pick(dict.fromkeys(AUTO_DTYPES), name, "rollout.params.auto_dtypes entry")
         return tuple(n for n in AUTO_DTYPES if n in given or n == "null")
 
+    def _pack_rows(self, dtype: torch.dtype | None) -> int | None:
+        """The rows the lean decoder in ``dtype`` packs its weights for (``None``: not packed); see
+        ``pack_weights``. Never under ZeRO-3, where the trainer holds a shard of the weights and a packed
+        copy would hold all of them."""
+        if zero3_partitioned(self.model):
+            return None
+        packed = self.pack_weights is True or (self.pack_weights == "auto" and dtype == torch.bfloat16)
+        return self.batch_size if packed else None
+
     def _lean_decoder(self, choice: str) -> Any:
         from r1gym.plugins.hf_rollout.lean import LeanDecoder, unsupported_reason
 
@@ -162,7 +174,7 @@ class HFBackend:
             return None
         reason = unsupported_reason(self.model)
         if reason is None:
-            return LeanDecoder(self.model, self.dtype, self.pack_rows)
+            return LeanDecoder(self.model, self.dtype, self._pack_rows(self.dtype))
         if choice == "lean":
             raise ValueError(f"rollout.params.decoder=lean cannot run this model: {reason}; use decoder=auto or hf")
         log.info("hf rollout backend: transformers forward for this model (%s)", reason)
@@ -181,11 +193,11 @@ class HFBackend:
         elif key in precision.pins():
             rec = precision.record(key, precision.pins()[key], how="resumed")
             if rec.choice is not None:
-                self.lean = LeanDecoder(self.model, DTYPES[rec.choice], self.pack_rows)
+                self.lean = LeanDecoder(self.model, DTYPES[rec.choice], self._pack_rows(DTYPES[rec.choice]))
         else:
             decoders = {"null": self.lean}
             if "bfloat16" in self.auto_dtypes:
-                decoders["bfloat16"] = LeanDecoder(self.model, torch.bfloat16, self.pack_rows)
+                decoders["bfloat16"] = LeanDecoder(self.model, torch.bfloat16, self._pack_rows(torch.bfloat16))
             if "int8" in self.auto_dtypes and precision.int8_available():
                 decoders["int8"] = LeanDecoder(self.model, torch.int8)
             steps = {name: d.step_timer(self.batch_size) for name, d in decoders.items()}
