@@ -20,7 +20,10 @@ What one "step" is, per side:
 
 Equal settings (the script checks the ones it can and prints a warning where they differ):
 
-* model: the same local folder (SmolLM2-135M-Instruct by default), fp32 on both sides, no bf16/fp16, no
+* precision (``--precision``): ``fp32`` on both sides (the default), or ``bf16`` on both sides, each in its own
+  bf16 mode, weights and optimizer in fp32: r1gym ``trainer.autocast=bf16 rollout.params.dtype=bfloat16`` (bf16
+  autocast for forward and backward, a bf16 sampler copy), TRL ``bf16=True`` (the Trainer's bf16 autocast);
+* model: the same local folder (SmolLM2-135M-Instruct by default), fp32 weights on both sides, no
   gradient checkpointing, no vLLM, CPU, the same torch thread count;
 * prompts: the chat-templated Countdown prompts of r1gym's env (``make_envs`` + ``reset(options={"index"})``),
   the task indices in the order r1gym's ``PromptSampler`` draws them; TRL gets them as a ``datasets.Dataset``
@@ -128,6 +131,7 @@ def r1gym_config(spec: dict[str, Any]):
         f"rollout.max_new_tokens={spec['max_len']}", "logger=jsonl_only", "eval.at_start=false",
         "eval.at_end=false", f"trainer.seed={spec['seed']}", f"trainer.max_steps={spec['steps']}",
         *([f"trainer.threads={spec['threads']}"] if spec["threads"] else []),
+        *(["trainer.autocast=bf16", "rollout.params.dtype=bfloat16"] if spec.get("precision") == "bf16" else []),
         *spec.get("r1gym_overrides", []),
     ])
 
@@ -214,7 +218,7 @@ def run_trl(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
     mb = spec["micro_batch"]
     n = spec["prompts"] * spec["g"]
     args = GRPOConfig(
-        output_dir=str(tmp), use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False, seed=spec["seed"],
+        output_dir=str(tmp), use_cpu=True, bf16=spec.get("precision") == "bf16", fp16=False, gradient_checkpointing=False, seed=spec["seed"],
         model_init_kwargs={"dtype": "float32"}, per_device_train_batch_size=mb, gradient_accumulation_steps=n // mb,
         num_generations=spec["g"], max_completion_length=spec["max_len"], temperature=1.0, top_p=1.0, top_k=0,
         min_p=None, repetition_penalty=1.0, use_vllm=False, beta=spec["beta"], num_iterations=1, epsilon=0.2,
@@ -388,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--warmup-steps", type=int, default=1, help="untimed steps first")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on both sides (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="both sides in fp32, or both in their bf16 mode (r1gym bf16 autocast + bf16 sampler; "
+                        "TRL bf16=True); default: %(default)s")
     p.add_argument("--r1gym-overrides", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra Hydra overrides for the r1gym side only, e.g. trainer.matmul=torch or "
                         "rollout.params.dtype=bfloat16 (default: none, r1gym's defaults)")
@@ -420,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         spec = {"model": model_path, "prompts": P, "g": G, "max_len": args.max_completion_length,
                 "beta": args.beta, "loss": args.loss, "micro_batch": micro_batch(P, G, args.micro_batch_size),
                 "steps": args.warmup_steps + n_timed, "threads": args.threads, "seed": args.seed,
-                "r1gym_overrides": args.r1gym_overrides}
+                "r1gym_overrides": args.r1gym_overrides, "precision": args.precision}
         order = SIDES if k % 2 == 0 else SIDES[::-1]
         res = {}
         for side in order:
@@ -481,7 +488,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             ["clip / beta / iterations", f"eps 0.2 / {args.beta} / 1", f"epsilon 0.2 / {args.beta} / 1"],
             ["optimizer", "torch AdamW, lr 1e-6 constant, betas (0.9, 0.99), wd 0, clip 1.0",
              "`optim=\"adamw_torch\"`, lr 1e-6 `constant`, betas (0.9, 0.99), wd 0, `max_grad_norm`=1.0"],
-            ["precision / memory savers", "fp32, no gradient checkpointing", "`bf16=False`, `fp16=False`, "
+            ["precision / memory savers",
+             ("fp32" if args.precision == "fp32" else "`trainer.autocast=bf16 rollout.params.dtype=bfloat16` (fp32 "
+              "weights and optimizer)") + ", no gradient checkpointing",
+             f"`bf16={args.precision == 'bf16'}`, `fp16=False`, "
              "`gradient_checkpointing=False`, `use_cpu=True`, no vLLM"],
             ["step timed", "wall time of `train_step()`", "`on_step_begin` -> `on_step_end` callbacks"],
             ["engine options", "r1gym defaults (`trainer.matmul=auto`: oneDNN fp32 linears if faster here; "
