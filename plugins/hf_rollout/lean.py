@@ -171,10 +171,12 @@ class LeanDecoder:
         on_cpu = base.model.embed_tokens.weight.device.type == "cpu"
         #: linear weights packed once for oneDNN products of about this many rows (a copy, rebuilt on sync)
         self.pack_rows = pack_rows if (pack_rows and on_cpu and not self.int8 and onednn.can_pack()) else None
-        #: keys kept as (rows, kv_heads, head_dim, capacity): the scores are then a plain batched product, no
-        #: transposed copy. Measured 2026-12-08 (AMD EPYC, /tmp micro-benchmark of SmolLM2's decode attention,
-        #: 64 rows, 214 positions, 30 layers): bf16 71/38 ms -> 35/28 ms (two runs); in fp32 MKL's product was
-        #: as fast or faster on the (capacity, head_dim) layout (43/55 vs 80/57 ms), so fp32 keeps it.
+        #: keys kept as (rows, kv_heads, head_dim, capacity) in bf16: the scores are then a plain batched
+        #: product over whole buffers, with no copy before it. torch.profiler over SmolLM2-135M's bf16 decode
+        #: step at 64 rows (2026-12-08, AMD EPYC): the two attention products and the copies made for them
+        #: took 53 ms a step with the (capacity, head_dim) layout sliced to the filled columns, 34 ms transposed
+        #: but sliced, 26 ms transposed over whole buffers. In fp32, MKL's product was as fast or faster on
+        #: the (capacity, head_dim) layout in a side-by-side timing of the products alone, so fp32 keeps it.
         self.keys_transposed = self.dtype != torch.float32
         self._weights: tuple[torch.Tensor, list[_Layer], torch.Tensor, torch.Tensor] | None = None
         self._copies = False  # whether _weights holds copies (which go stale when the trainer steps)
