@@ -231,7 +231,10 @@ def make_runners(model: Any, tokenizer: Any, batch_size: int, args: argparse.Nam
     factory = default_host().rollout_backends.get("hf")
     backend = factory(model, tokenizer, **kwargs)
     params = SamplingParams(temperature=1.0, max_new_tokens=n, min_new_tokens=n if fixed else 0)
-    label = "r1gym hf" + "".join(f" {k}={v}" for k, v in kwargs.items() if k != "batch_size")
+    def side_label(settings: dict[str, Any]) -> str:
+        return "r1gym hf" + "".join(f" {k}={v}" for k, v in settings.items() if k != "batch_size")
+
+    label = side_label(kwargs)
 
     def runner(backend):
         def ours(prompts):
@@ -256,8 +259,7 @@ def make_runners(model: Any, tokenizer: Any, batch_size: int, args: argparse.Nam
         sides[STATIC] = runner(factory(model, tokenizer, **{**kwargs, "continuous": False}))
     for also in args.also:  # the same backend with some settings changed, as sides of their own
         changed = parse_kwargs(also.split(","), flag="--also")
-        sides["r1gym hf" + "".join(f" {k}={v}" for k, v in {**kwargs, **changed}.items() if k != "batch_size")] = (
-            runner(factory(model, tokenizer, **{**kwargs, **changed})))
+        sides[side_label({**kwargs, **changed})] = runner(factory(model, tokenizer, **{**kwargs, **changed}))
     return {**sides, PLAIN: plain} if args.plain else sides
 
 

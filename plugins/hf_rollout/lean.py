@@ -312,7 +312,7 @@ class LeanDecoder:
             # zeros, not empty: with transposed keys a step multiplies the whole buffer (masked), and a NaN
             # left in memory would survive the mask
             kbuf, vbuf = k.new_zeros(self._key_shape(P, cap)), v.new_zeros(P, self.n_kv, cap, self.head_dim)
-            self._keys_at(kbuf, slice(None), slice(0, W))[:] = k
+            self._key_columns(kbuf, W)[:] = k
             vbuf[:, :, :W] = v
             keys.append(kbuf)
             values.append(vbuf)
@@ -352,10 +352,10 @@ class LeanDecoder:
             return rows, self.n_kv, self.head_dim, capacity
         return rows, self.n_kv, capacity, self.head_dim
 
-    def _keys_at(self, keys: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
-        """The (rows, kv_heads, cols, head_dim) view of a key buffer, whichever way it is laid out (slices
-        only, so that it is a view: assign through it, ``self._keys_at(K, r, c)[:] = k``)."""
-        return keys[rows].transpose(-1, -2)[..., cols, :] if self.keys_transposed else keys[rows][..., cols, :]
+    def _key_columns(self, keys: torch.Tensor, width: int) -> torch.Tensor:
+        """The first ``width`` positions of a key buffer as a (rows, kv_heads, width, head_dim) view, whichever
+        way it is laid out (assign through it: ``self._key_columns(K, W)[:] = k``)."""
+        return keys.transpose(-1, -2)[..., :width, :] if self.keys_transposed else keys[..., :width, :]
 
     # -- continuous batching -----------------------------------------------------------------------------
     def slot_cache(self, slots: int, capacity: int) -> SlotCache:
